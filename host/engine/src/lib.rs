@@ -1,0 +1,1 @@
+//! tritlab engine

@@ -1,0 +1,172 @@
+//! AVX-512 with VNNI: `vpdpbusd` multiplies unsigned codes (trit + 1) by signed activations and
+//! accumulates four products per i32 lane in one instruction; Σ trit·q = Σ code·q − Σ q.
+//!
+//! A 64-byte load covers two 32-byte blocks (256 columns). The activations are read in *pair
+//! order* (see `matrix::to_pair_order`), so the 64 values that meet bit pair `i` of both blocks
+//! are one contiguous load. An odd final block runs on 256-bit vectors (AVX-512VL).
+
+use super::TokenView;
+use crate::matrix::BLOCK_BYTES;
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn codes512(ptr: *const u8) -> [__m512i; 4] {
+    let mask = _mm512_set1_epi8(3);
+    let w = _mm512_loadu_si512(ptr as *const __m512i);
+    [
+        _mm512_and_si512(w, mask),
+        _mm512_and_si512(_mm512_srli_epi16::<2>(w), mask),
+        _mm512_and_si512(_mm512_srli_epi16::<4>(w), mask),
+        _mm512_and_si512(_mm512_srli_epi16::<6>(w), mask),
+    ]
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn xs512(ptr: *const i8) -> [__m512i; 4] {
+    let p = ptr as *const __m512i;
+    [
+        _mm512_loadu_si512(p),
+        _mm512_loadu_si512(p.add(1)),
+        _mm512_loadu_si512(p.add(2)),
+        _mm512_loadu_si512(p.add(3)),
+    ]
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dp512(acc: __m512i, c: &[__m512i; 4], x: &[__m512i; 4]) -> __m512i {
+    let acc = _mm512_dpbusd_epi32(acc, c[0], x[0]);
+    let acc = _mm512_dpbusd_epi32(acc, c[1], x[1]);
+    let acc = _mm512_dpbusd_epi32(acc, c[2], x[2]);
+    _mm512_dpbusd_epi32(acc, c[3], x[3])
+}
+
+/// Σ code·q of one 32-byte block on 256-bit vectors; `x` in natural order.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn block256(codes: *const u8, x: *const i8) -> __m256i {
+    let mask = _mm256_set1_epi8(3);
+    let w = _mm256_loadu_si256(codes as *const __m256i);
+    let xp = x as *const __m256i;
+    let mut acc = _mm256_setzero_si256();
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(w, mask), _mm256_loadu_si256(xp));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<2>(w), mask), _mm256_loadu_si256(xp.add(1)));
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask), _mm256_loadu_si256(xp.add(2)));
+    _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<6>(w), mask), _mm256_loadu_si256(xp.add(3)))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum256(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// A tile of `R` rows × `T` tokens; `x` pointers are in pair order. Returns Σ code·q.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const R: usize, const T: usize>(w: [*const u8; R], x: [*const i8; T], blocks: usize) -> [[i32; T]; R] {
+    let mut acc = [[_mm512_setzero_si512(); T]; R];
+    let pairs = blocks / 2;
+    for p in 0..pairs {
+        if T == 1 {
+            let xv = xs512(x[0].add(p * 256));
+            for r in 0..R {
+                let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
+                acc[r][0] = dp512(acc[r][0], &c, &xv);
+            }
+        } else {
+            for r in 0..R {
+                let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
+                for t in 0..T {
+                    let xv = xs512(x[t].add(p * 256));
+                    acc[r][t] = dp512(acc[r][t], &c, &xv);
+                }
+            }
+        }
+    }
+    let mut out = [[0i32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_epi32(acc[r][t]);
+            if blocks % 2 == 1 {
+                // Pair order leaves an odd final block in natural order.
+                let tail = block256(w[r].add(pairs * 2 * BLOCK_BYTES), x[t].add(pairs * 256));
+                out[r][t] += hsum256(tail);
+            }
+        }
+    }
+    out
+}
+
+macro_rules! run_tile {
+    ($R:literal, $T:literal, $rows:expr, $stride:expr, $r:expr, $tokens:expr, $t:expr, $out:expr) => {{
+        let w: [*const u8; $R] = std::array::from_fn(|i| $rows.as_ptr().add(($r + i) * $stride));
+        let x: [*const i8; $T] = std::array::from_fn(|j| $tokens[$t + j].pairs.as_ptr());
+        let res = tile::<$R, $T>(w, x, $stride / BLOCK_BYTES);
+        for i in 0..$R {
+            for j in 0..$T {
+                $out[($r + i) * $tokens.len() + $t + j] = res[i][j] - $tokens[$t + j].sum;
+            }
+        }
+    }};
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI; shapes as documented on [`super::dots`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn dots(rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
+    let nrows = rows.len() / stride;
+    let ntok = tokens.len();
+    if ntok == 1 {
+        let mut r = 0;
+        while r + 4 <= nrows {
+            run_tile!(4, 1, rows, stride, r, tokens, 0, out);
+            r += 4;
+        }
+        while r < nrows {
+            run_tile!(1, 1, rows, stride, r, tokens, 0, out);
+            r += 1;
+        }
+        return;
+    }
+    let mut r = 0;
+    while r < nrows {
+        let two = nrows - r >= 2;
+        let mut t = 0;
+        while t + 4 <= ntok {
+            if two {
+                run_tile!(2, 4, rows, stride, r, tokens, t, out);
+            } else {
+                run_tile!(1, 4, rows, stride, r, tokens, t, out);
+            }
+            t += 4;
+        }
+        while t < ntok {
+            if two {
+                run_tile!(2, 1, rows, stride, r, tokens, t, out);
+            } else {
+                run_tile!(1, 1, rows, stride, r, tokens, t, out);
+            }
+            t += 1;
+        }
+        r += if two { 2 } else { 1 };
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI; shapes as documented on [`super::block_dots`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn block_dots(rows: &[u8], stride: usize, token: &TokenView, out: &mut [i32]) {
+    let blocks = stride / BLOCK_BYTES;
+    for (r, row) in rows.chunks_exact(stride).enumerate() {
+        for b in 0..blocks {
+            let acc = block256(row.as_ptr().add(b * BLOCK_BYTES), token.natural.as_ptr().add(b * 128));
+            out[r * blocks + b] = hsum256(acc) - token.block_sums[b];
+        }
+    }
+}

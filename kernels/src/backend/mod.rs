@@ -1,0 +1,181 @@
+//! Instruction-set specific kernels and run-time dispatch.
+//!
+//! Every backend computes the same exact integer dot products Σ trit·q over the kernel layout of
+//! [`crate::matrix`]; only the instructions differ. The f32 epilogue is shared, so all backends
+//! produce bit-identical outputs.
+
+use crate::error::{KernelError, Result};
+use std::sync::OnceLock;
+
+pub(crate) mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+
+/// Environment variable that picks a backend by name (`scalar`, `avx2`, `avx512`, `neon`, `auto`).
+/// `TRITLAB_KERNEL=scalar` forces the portable reference path, for debugging.
+pub const BACKEND_ENV: &str = "TRITLAB_KERNEL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Portable reference: plain Rust, no SIMD.
+    Scalar,
+    /// x86-64 AVX2: `vpmaddubsw` on 256-bit vectors.
+    Avx2,
+    /// x86-64 AVX-512 with VNNI: `vpdpbusd` on 512-bit vectors.
+    Avx512Vnni,
+    /// AArch64 Advanced SIMD.
+    Neon,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 4] = [
+        Backend::Scalar,
+        Backend::Avx2,
+        Backend::Avx512Vnni,
+        Backend::Neon,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
+            Backend::Avx512Vnni => "avx512-vnni",
+            Backend::Neon => "neon",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Backend> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Backend::Scalar),
+            "avx2" => Some(Backend::Avx2),
+            "avx512" | "avx512-vnni" | "avx512vnni" => Some(Backend::Avx512Vnni),
+            "neon" => Some(Backend::Neon),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every backend this CPU supports, slowest first.
+    pub fn supported() -> Vec<Backend> {
+        Self::ALL.into_iter().filter(|b| b.is_supported()).collect()
+    }
+
+    /// The fastest backend this CPU supports.
+    pub fn best() -> Backend {
+        [Backend::Avx512Vnni, Backend::Neon, Backend::Avx2]
+            .into_iter()
+            .find(|b| b.is_supported())
+            .unwrap_or(Backend::Scalar)
+    }
+
+    /// The backend named by [`BACKEND_ENV`], if any. An unknown or unsupported name is an error.
+    pub fn requested() -> Result<Option<Backend>> {
+        let Ok(value) = std::env::var(BACKEND_ENV) else {
+            return Ok(None);
+        };
+        if value.trim().is_empty() || value.trim().eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        let backend = Backend::parse(&value).ok_or(KernelError::UnknownBackend(value))?;
+        if !backend.is_supported() {
+            return Err(KernelError::Unsupported(backend.name()));
+        }
+        Ok(Some(backend))
+    }
+
+    /// The backend the kernels use: [`BACKEND_ENV`] when it names a supported backend, else
+    /// [`best`](Self::best). Decided once per process. Front ends should call
+    /// [`requested`](Self::requested) at start-up to report a bad value to the user.
+    pub fn active() -> Backend {
+        static ACTIVE: OnceLock<Backend> = OnceLock::new();
+        *ACTIVE.get_or_init(|| Backend::requested().ok().flatten().unwrap_or_else(Backend::best))
+    }
+
+    pub(crate) fn ensure_supported(self) -> Result<()> {
+        if self.is_supported() {
+            Ok(())
+        } else {
+            Err(KernelError::Unsupported(self.name()))
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One token's activations as the kernels read them.
+#[derive(Clone, Copy)]
+pub(crate) struct TokenView<'a> {
+    /// Natural order, zero-padded to whole blocks.
+    pub natural: &'a [i8],
+    /// Pair-interleaved order (512-bit kernels).
+    pub pairs: &'a [i8],
+    /// Σ q over the whole row.
+    pub sum: i32,
+    /// Σ q per block.
+    pub block_sums: &'a [i32],
+}
+
+/// Σ trit·q for `out.len() / tokens.len()` rows against each token: `out[r * tokens.len() + t]`.
+///
+/// # Safety contract (checked by callers in `matrix`)
+/// `rows` holds whole rows of `stride` bytes; every token row is `stride * 4` values long.
+pub(crate) fn dots(backend: Backend, rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
+    debug_assert!(backend.is_supported());
+    debug_assert_eq!(out.len(), rows.len() / stride * tokens.len());
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
+        Backend::Avx2 => unsafe { avx2::dots(rows, stride, tokens, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Backend::Avx512Vnni => unsafe { avx512::dots(rows, stride, tokens, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Backend::Neon => unsafe { neon::dots(rows, stride, tokens, out) },
+        _ => scalar::dots(rows, stride, tokens, out),
+    }
+}
+
+/// Σ trit·q per row and per block, for one token: `out[r * blocks + b]`.
+pub(crate) fn block_dots(backend: Backend, rows: &[u8], stride: usize, token: &TokenView, out: &mut [i32]) {
+    debug_assert!(backend.is_supported());
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
+        Backend::Avx2 => unsafe { avx2::block_dots(rows, stride, token, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Backend::Avx512Vnni => unsafe { avx512::block_dots(rows, stride, token, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Backend::Neon => unsafe { neon::block_dots(rows, stride, token, out) },
+        _ => scalar::block_dots(rows, stride, token, out),
+    }
+}

@@ -1,0 +1,29 @@
+//! Ternary kernels for BitNet b1.58: trit packings, quantizers and integer matrix products.
+//!
+//! Everything numeric in tritlab stands on this crate, so it depends on nothing heavy: `std`,
+//! `rayon` for threads and `thiserror` for errors.
+//!
+//! * [`pack`] — lossless encodings: I2 (2 bits/trit), T1 (base 3, 1.6 bits/trit) and the Hugging
+//!   Face BitNet packed layout.
+//! * [`quant`] — absmean weight quantization (per tensor or per group) and per-token int8 absmax
+//!   activation quantization, rounding half-to-even like the PyTorch reference.
+//! * [`matrix`] — [`TernaryMatrix`], the blocked I2 layout the kernels stream, with GEMV/GEMM
+//!   (`y = scale_w · scale_x · (W_trits · x_int8)`, exact i32 accumulation) over rayon threads.
+//! * [`backend`] — scalar, AVX2, AVX-512 VNNI and NEON paths, chosen at run time
+//!   (`TRITLAB_KERNEL=scalar` forces the reference path).
+//! * [`t1`] — [`T1Matrix`], products straight from the densest packing.
+
+pub mod backend;
+pub mod error;
+pub mod matrix;
+pub mod pack;
+pub mod quant;
+pub mod t1;
+pub mod trit;
+
+pub use backend::Backend;
+pub use error::{KernelError, Result};
+pub use matrix::TernaryMatrix;
+pub use quant::{quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale};
+pub use t1::T1Matrix;
+pub use trit::{count_trits, TritCounts};

@@ -1,0 +1,329 @@
+//! Ternary matrices in the kernels' layout, and the matrix–vector / matrix–matrix products.
+//!
+//! # Kernel layout (I2, blocked)
+//! Each row is cut into blocks of [`BLOCK_COLS`] = 128 columns, stored as [`BLOCK_BYTES`] = 32
+//! bytes; the last block is padded with trit 0. Inside a block, byte `b` (0..32) holds in bit
+//! pair `i` (0..4) the code `trit + 1` of column `32·i + b`. Shifting a 32-byte vector right by
+//! `2·i` and masking with 3 therefore yields the codes of 32 *consecutive* columns, which meet 32
+//! consecutive activations: no shuffles in the inner loop, on 128-, 256- or 512-bit vectors alike.
+//! Rows are contiguous, `stride = 32 · ceil(cols / 128)` bytes each.
+//!
+//! # Arithmetic
+//! `y[t][r] = Σ_c trit[r][c] · q[t][c]` is accumulated exactly in i32, then scaled once:
+//! `y = acc · (scale_w · scale_x)` per tensor, or `scale_x · Σ_g scale_w[r][g] · acc_g` per group.
+
+use crate::backend::{self, Backend, TokenView};
+use crate::error::{KernelError, Result};
+use crate::pack::{check_matrix, hf_pack, hf_unpack};
+use crate::quant::{QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale};
+use crate::trit::{validate_trits, TritCounts};
+use rayon::prelude::*;
+
+pub const BLOCK_COLS: usize = 128;
+pub const BLOCK_BYTES: usize = 32;
+
+/// Reorders one padded activation row into pair order: for each pair of blocks `(2p, 2p+1)`
+/// and bit pair `i`, the 32 values of block `2p` columns `32·i..` followed by the 32 values of
+/// block `2p+1` columns `32·i..`. An odd final block keeps natural order.
+pub(crate) fn to_pair_order(src: &[i8], dst: &mut [i8]) {
+    let blocks = src.len() / BLOCK_COLS;
+    for p in 0..blocks / 2 {
+        let base = p * 2 * BLOCK_COLS;
+        for i in 0..4 {
+            let d = base + 64 * i;
+            dst[d..d + 32].copy_from_slice(&src[base + 32 * i..base + 32 * i + 32]);
+            dst[d + 32..d + 64]
+                .copy_from_slice(&src[base + BLOCK_COLS + 32 * i..base + BLOCK_COLS + 32 * i + 32]);
+        }
+    }
+    if blocks % 2 == 1 {
+        let tail = (blocks - 1) * BLOCK_COLS;
+        dst[tail..].copy_from_slice(&src[tail..]);
+    }
+}
+
+/// A ternary weight matrix `[rows, cols]` packed for the kernels, with its scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TernaryMatrix {
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    codes: Vec<u8>,
+    scale: WeightScale,
+}
+
+impl TernaryMatrix {
+    /// Packs a row-major trit matrix. Per-group scales need a group size that is a multiple of
+    /// [`BLOCK_COLS`], so that groups are whole kernel blocks.
+    pub fn from_trits(trits: &[i8], rows: usize, cols: usize, scale: WeightScale) -> Result<Self> {
+        check_matrix("ternary matrix", trits.len(), rows, cols)?;
+        validate_trits(trits)?;
+        scale.validate(rows, cols)?;
+        if let WeightScale::PerGroup { group_size, .. } = scale {
+            if group_size % BLOCK_COLS != 0 {
+                return Err(KernelError::GroupSize {
+                    group_size,
+                    reason: "the kernels need a multiple of 128 (their block width)",
+                });
+            }
+        }
+        let blocks = cols.div_ceil(BLOCK_COLS);
+        let stride = blocks * BLOCK_BYTES;
+        // 0x55 = four codes of 1 = four zero trits: the padding.
+        let mut codes = vec![0x55u8; rows * stride];
+        for r in 0..rows {
+            let src = &trits[r * cols..(r + 1) * cols];
+            let dst = &mut codes[r * stride..(r + 1) * stride];
+            for (c, &t) in src.iter().enumerate() {
+                let (blk, within) = (c / BLOCK_COLS, c % BLOCK_COLS);
+                let (i, b) = (within / 32, within % 32);
+                let byte = &mut dst[blk * BLOCK_BYTES + b];
+                let shift = 2 * i;
+                *byte = (*byte & !(3 << shift)) | (((t + 1) as u8) << shift);
+            }
+        }
+        Ok(Self {
+            rows,
+            cols,
+            stride,
+            codes,
+            scale,
+        })
+    }
+
+    pub fn from_weights(weights: &TernaryWeights) -> Result<Self> {
+        Self::from_trits(&weights.trits, weights.rows, weights.cols, weights.scale.clone())
+    }
+
+    /// Quantizes f32 weights by absmean and packs them.
+    pub fn quantize(weights: &[f32], rows: usize, cols: usize, granularity: ScaleGranularity) -> Result<Self> {
+        Self::from_weights(&crate::quant::quantize_absmean(weights, rows, cols, granularity)?)
+    }
+
+    /// Converts a Hugging Face BitNet packed uint8 tensor (`[ceil(rows/4), cols]`) once, at load.
+    pub fn from_hf_packed(packed: &[u8], rows: usize, cols: usize, scale: WeightScale) -> Result<Self> {
+        let trits = hf_unpack(packed, rows, cols)?;
+        Self::from_trits(&trits, rows, cols, scale)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn scale(&self) -> &WeightScale {
+        &self.scale
+    }
+    /// Bytes the kernels stream per product (the packed codes, padding included).
+    pub fn packed_bytes(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Row `r`'s trits, written into `out` (length `cols`).
+    pub fn row_trits(&self, r: usize, out: &mut [i8]) -> Result<()> {
+        if r >= self.rows {
+            return Err(KernelError::Shape {
+                what: "row index",
+                rows: r,
+                cols: self.cols,
+                reason: "row out of range",
+            });
+        }
+        if out.len() != self.cols {
+            return Err(KernelError::Length {
+                what: "row buffer",
+                expected: self.cols,
+                actual: out.len(),
+            });
+        }
+        let row = &self.codes[r * self.stride..(r + 1) * self.stride];
+        for (c, t) in out.iter_mut().enumerate() {
+            let (blk, within) = (c / BLOCK_COLS, c % BLOCK_COLS);
+            let byte = row[blk * BLOCK_BYTES + within % 32];
+            *t = ((byte >> (2 * (within / 32))) & 3) as i8 - 1;
+        }
+        Ok(())
+    }
+
+    /// The whole matrix as row-major trits.
+    pub fn to_trits(&self) -> Vec<i8> {
+        let mut out = vec![0i8; self.rows * self.cols];
+        for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
+            self.row_trits(r, row).expect("row index and length come from self");
+        }
+        out
+    }
+
+    pub fn to_weights(&self) -> TernaryWeights {
+        TernaryWeights {
+            rows: self.rows,
+            cols: self.cols,
+            trits: self.to_trits(),
+            scale: self.scale.clone(),
+        }
+    }
+
+    /// The Hugging Face BitNet packed form of the trits.
+    pub fn to_hf_packed(&self) -> Vec<u8> {
+        hf_pack(&self.to_trits(), self.rows, self.cols).expect("a valid matrix packs")
+    }
+
+    pub fn trit_counts(&self) -> TritCounts {
+        let mut counts = TritCounts::default();
+        let mut row = vec![0i8; self.cols];
+        for r in 0..self.rows {
+            self.row_trits(r, &mut row).expect("in range");
+            for &t in &row {
+                counts.add(t);
+            }
+        }
+        counts
+    }
+
+    /// `y = W · x` for every token of `x`, with the active backend, on the current rayon pool.
+    /// `y` is `[tokens, rows]`, row-major.
+    pub fn matmul(&self, x: &QuantizedActivations, y: &mut [f32]) -> Result<()> {
+        self.matmul_with(Backend::active(), x, y)
+    }
+
+    /// [`matmul`](Self::matmul) on a chosen backend (tests compare backends this way).
+    pub fn matmul_with(&self, backend: Backend, x: &QuantizedActivations, y: &mut [f32]) -> Result<()> {
+        backend.ensure_supported()?;
+        if x.cols() != self.cols {
+            return Err(KernelError::Shape {
+                what: "activations for this matrix",
+                rows: x.tokens(),
+                cols: x.cols(),
+                reason: "column count differs from the matrix's",
+            });
+        }
+        if y.len() != x.tokens() * self.rows {
+            return Err(KernelError::Length {
+                what: "output buffer",
+                expected: x.tokens() * self.rows,
+                actual: y.len(),
+            });
+        }
+        let tokens: Vec<TokenView> = (0..x.tokens())
+            .map(|t| TokenView {
+                natural: x.token(t),
+                pairs: x.token_pair_order(t),
+                sum: x.sum(t),
+                block_sums: x.block_sums(t),
+            })
+            .collect();
+        match &self.scale {
+            WeightScale::PerTensor(ws) => self.matmul_per_tensor(backend, &tokens, x.scales(), *ws, y),
+            WeightScale::PerGroup { group_size, scales } => {
+                self.matmul_per_group(backend, &tokens, x.scales(), *group_size, scales, y)
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows per parallel task: enough tasks to balance two to a few dozen threads, few enough
+    /// that scheduling stays negligible next to streaming the rows.
+    fn rows_per_task(&self, tokens: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        let target_tasks = if threads == 1 { 1 } else { threads * 4 };
+        let min_rows = (64 / tokens.max(1)).max(4);
+        self.rows.div_ceil(target_tasks).max(min_rows).next_multiple_of(4)
+    }
+
+    fn matmul_per_tensor(&self, backend: Backend, tokens: &[TokenView], xs: &[f32], ws: f32, y: &mut [f32]) {
+        let ntok = tokens.len();
+        let factors: Vec<f32> = xs.iter().map(|s| s * ws).collect();
+        let chunk = self.rows_per_task(ntok);
+        let run = |r0: usize, acc: &mut [i32]| {
+            let rows = acc.len() / ntok;
+            let bytes = &self.codes[r0 * self.stride..(r0 + rows) * self.stride];
+            backend::dots(backend, bytes, self.stride, tokens, acc);
+        };
+        if ntok == 1 {
+            // One token: outputs are contiguous per row range, so tasks write straight into `y`.
+            let f = factors[0];
+            let task = |(ci, yc): (usize, &mut [f32])| {
+                let mut acc = [0i32; 64];
+                for (si, ys) in yc.chunks_mut(64).enumerate() {
+                    let r0 = ci * chunk + si * 64;
+                    let n = ys.len();
+                    run(r0, &mut acc[..n]);
+                    for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
+                        *o = a as f32 * f;
+                    }
+                }
+            };
+            if chunk >= self.rows {
+                task((0, y));
+            } else {
+                y.par_chunks_mut(chunk).enumerate().for_each(task);
+            }
+            return;
+        }
+        // Several tokens: each task computes a row range for all tokens, then scatters.
+        let starts: Vec<usize> = (0..self.rows).step_by(chunk).collect();
+        let results: Vec<(usize, Vec<i32>)> = starts
+            .into_par_iter()
+            .map(|r0| {
+                let rows = chunk.min(self.rows - r0);
+                let mut acc = vec![0i32; rows * ntok];
+                run(r0, &mut acc);
+                (r0, acc)
+            })
+            .collect();
+        for (r0, acc) in results {
+            let rows = acc.len() / ntok;
+            for r in 0..rows {
+                for t in 0..ntok {
+                    y[t * self.rows + r0 + r] = acc[r * ntok + t] as f32 * factors[t];
+                }
+            }
+        }
+    }
+
+    fn matmul_per_group(
+        &self,
+        backend: Backend,
+        tokens: &[TokenView],
+        xs: &[f32],
+        group_size: usize,
+        scales: &[f32],
+        y: &mut [f32],
+    ) {
+        let blocks = self.stride / BLOCK_BYTES;
+        let blocks_per_group = group_size / BLOCK_COLS;
+        let groups = self.cols.div_ceil(group_size);
+        let chunk = self.rows_per_task(1);
+        for (t, token) in tokens.iter().enumerate() {
+            let yt = &mut y[t * self.rows..(t + 1) * self.rows];
+            let task = |(ci, yc): (usize, &mut [f32])| {
+                let r0 = ci * chunk;
+                let mut acc = vec![0i32; yc.len() * blocks];
+                let bytes = &self.codes[r0 * self.stride..(r0 + yc.len()) * self.stride];
+                backend::block_dots(backend, bytes, self.stride, token, &mut acc);
+                for (r, o) in yc.iter_mut().enumerate() {
+                    let row_scales = &scales[(r0 + r) * groups..(r0 + r + 1) * groups];
+                    let row_acc = &acc[r * blocks..(r + 1) * blocks];
+                    let mut sum = 0.0f32;
+                    for (g, &s) in row_scales.iter().enumerate() {
+                        let lo = g * blocks_per_group;
+                        let hi = ((g + 1) * blocks_per_group).min(blocks);
+                        let dot: i32 = row_acc[lo..hi].iter().sum();
+                        sum += s * dot as f32;
+                    }
+                    *o = sum * xs[t];
+                }
+            };
+            yt.par_chunks_mut(chunk).enumerate().for_each(task);
+        }
+    }
+
+    /// Quantizes `x` (`[tokens, cols]` f32) per token and multiplies: the BitLinear forward pass.
+    pub fn forward_f32(&self, x: &[f32], tokens: usize) -> Result<Vec<f32>> {
+        let q = QuantizedActivations::quantize(x, tokens, self.cols)?;
+        let mut y = vec![0.0; tokens * self.rows];
+        self.matmul(&q, &mut y)?;
+        Ok(y)
+    }
+}
