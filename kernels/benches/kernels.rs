@@ -10,7 +10,8 @@
 //!   real model does (every layer's weights are read once per token).
 //!
 //! Environment: `TRITLAB_BENCH_SECONDS` (default 0.4) per measurement, `TRITLAB_BENCH_COLD_MB`
-//! (default 192) of distinct weights for the cold case, `TRITLAB_KERNEL` to pick a backend.
+//! (default 192) of distinct weights for the cold case, `TRITLAB_BENCH_FILTER` (a substring of
+//! the shape names) to run fewer shapes, `TRITLAB_KERNEL` to pick a backend.
 
 use rayon::ThreadPool;
 use std::hint::black_box;
@@ -177,7 +178,8 @@ fn main() {
     println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>8} {:>8}",
         "shape", "batch", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32");
     let mut rng = SplitMix(1069);
-    for &(name, rows, cols) in &SHAPES {
+    let filter = std::env::var("TRITLAB_BENCH_FILTER").unwrap_or_default();
+    for &(name, rows, cols) in SHAPES.iter().filter(|s| s.0.contains(filter.as_str())) {
         // Distinct matrices for the cold case; the first doubles as the hot one.
         let one = (rows * cols / 4).max(1);
         let copies = (cold_bytes / one).max(2);
