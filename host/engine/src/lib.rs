@@ -1,1 +1,33 @@
-//! tritlab engine
+//! tritlab's engine: BitNet b1.58 language models on the ternary kernels.
+//!
+//! * [`Model::load`] reads a Hugging Face checkpoint directory (`config.json`, memory-mapped
+//!   `*.safetensors`, sharded or not) — offline packed trits or online latent weights — and
+//!   converts every linear layer once into the kernels' layout.
+//! * [`Model::forward`] runs the decoder with a [`KvCache`]: int8 per-token activations times
+//!   ternary weights, everything else in f32.
+//! * [`generate()`] / [`Generator`] sample tokens ([`Sampler`]: greedy, temperature, top-k, top-p,
+//!   seeded ChaCha20) and report every [`GenerationStep`] to a callback.
+//! * [`verify()`] says whether a checkpoint's weights are really ternary; [`synth()`] writes random
+//!   checkpoints with real shapes.
+
+pub mod bitnet;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod ops;
+pub mod sampling;
+pub mod stats;
+pub mod synth;
+pub mod tokenizer;
+pub mod verify;
+pub mod weights;
+
+pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
+pub use config::{BitNetConfig, LinearClass, QuantizationMode};
+pub use error::{EngineError, Result};
+pub use generate::{generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl, StopReason};
+pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};
+pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
+pub use synth::{synth, SynthReport, SynthShape};
+pub use tokenizer::{TokenStream, Tokenizer};
+pub use verify::{verify, Verdict, VerifyReport};

@@ -129,8 +129,10 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// One token's activations as the kernels read them.
+/// One token's activations as the kernels read them. (NEON multiplies trits directly and reads
+/// only the natural order.)
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TokenView<'a> {
     /// Natural order, zero-padded to whole blocks.
     pub natural: &'a [i8],

@@ -1,0 +1,637 @@
+//! The BitNet b1.58 decoder (transformers' `BitNetForCausalLM`) on tritlab's ternary kernels.
+//!
+//! ```text
+//! h   = embed[ids]                                   (no scaling)
+//! per layer:
+//!   x = rms_norm(h, input_layernorm)
+//!   q, k, v = BitLinear(x)                           (int8 per-token activations × trits)
+//!   q, k = rope(q), rope(k)                          (rotate_half convention)
+//!   a = softmax(q kᵀ / √head_dim + causal) v         (grouped-query: head h reads KV h / group)
+//!   h = h + o_proj(rms_norm(a, attn_sub_norm))
+//!   y = rms_norm(h, post_attention_layernorm)
+//!   h = h + down_proj(rms_norm(relu(gate(y))² · up(y), ffn_sub_norm))
+//! logits = rms_norm(h, norm) · lm_headᵀ             (float, never quantised; tied to embed or not)
+//! ```
+//!
+//! A BitLinear computes `y = scale_w · scale_x · (W_trits · q)` with `q` the token's absmax int8
+//! activations. For `linear_class = "autobitlinear"` `scale_w` is the stored `weight_scale`; for
+//! `"bitlinear"` the stored value is its inverse; for online checkpoints it is the absmean of the
+//! latent weights, computed at load. Weights are converted once, at load, into
+//! [`TernaryMatrix`]'s blocked layout; the embedding and `lm_head` stay in their stored dtype.
+
+use crate::config::{BitNetConfig, LinearClass, QuantizationMode};
+use crate::error::{EngineError, Result};
+use crate::ops::{self, AttentionShape, Rope};
+use crate::stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
+use crate::weights::{FloatMatrix, TensorRef, WeightSet};
+use rayon::prelude::*;
+use safetensors::tensor::Dtype;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tritlab_kernels::{count_trits, pack, quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryMatrix, WeightScale};
+
+/// How the checkpoint stores its ternary layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    /// Packed uint8 trits + `weight_scale` (transformers' offline mode).
+    Packed { linear_class: LinearClass },
+    /// Float master weights ternarised by absmean when loaded (online mode, the `-bf16` variant).
+    Latent,
+}
+
+/// A ternary linear layer: the kernel matrix plus what the inspector shows about it.
+pub struct BitLinear {
+    name: String,
+    matrix: TernaryMatrix,
+    trits: TritSummary,
+}
+
+impl BitLinear {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn matrix(&self) -> &TernaryMatrix {
+        &self.matrix
+    }
+    pub fn trits(&self) -> TritSummary {
+        self.trits
+    }
+    pub fn out_features(&self) -> usize {
+        self.matrix.rows()
+    }
+    pub fn in_features(&self) -> usize {
+        self.matrix.cols()
+    }
+
+    /// The per-tensor scale the kernels multiply by.
+    pub fn scale(&self) -> f32 {
+        match self.matrix.scale() {
+            WeightScale::PerTensor(s) => *s,
+            WeightScale::PerGroup { scales, .. } => scales.first().copied().unwrap_or(0.0),
+        }
+    }
+
+    fn forward(&self, x: &QuantizedActivations, y: &mut [f32]) -> Result<()> {
+        self.matrix
+            .matmul(x, y)
+            .map_err(|e| EngineError::kernel(format!("matmul of `{}`", self.name), e))
+    }
+
+    fn stats(&self) -> TensorTritStats {
+        TensorTritStats {
+            name: self.name.clone(),
+            rows: self.matrix.rows(),
+            cols: self.matrix.cols(),
+            scale: self.scale(),
+            trits: self.trits,
+        }
+    }
+}
+
+/// One decoder layer's weights.
+pub struct DecoderLayer {
+    input_layernorm: Vec<f32>,
+    post_attention_layernorm: Vec<f32>,
+    attn_sub_norm: Vec<f32>,
+    ffn_sub_norm: Vec<f32>,
+    pub q_proj: BitLinear,
+    pub k_proj: BitLinear,
+    pub v_proj: BitLinear,
+    pub o_proj: BitLinear,
+    pub gate_proj: BitLinear,
+    pub up_proj: BitLinear,
+    pub down_proj: BitLinear,
+}
+
+impl DecoderLayer {
+    pub fn linears(&self) -> [&BitLinear; 7] {
+        [
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.o_proj,
+            &self.gate_proj,
+            &self.up_proj,
+            &self.down_proj,
+        ]
+    }
+}
+
+/// Keys and values of every position seen so far, per layer (`[positions, kv_heads·head_dim]`).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        Self {
+            keys: vec![Vec::new(); layers],
+            values: vec![Vec::new(); layers],
+            len: 0,
+        }
+    }
+
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Forgets positions `len..` (to rewind a conversation).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let per_pos = self.keys.first().map_or(0, |k| if self.len == 0 { 0 } else { k.len() / self.len });
+        for (k, v) in self.keys.iter_mut().zip(&mut self.values) {
+            k.truncate(len * per_pos);
+            v.truncate(len * per_pos);
+        }
+        self.len = len;
+    }
+
+    /// Bytes held (keys and values, f32).
+    pub fn bytes(&self) -> usize {
+        self.keys.iter().chain(&self.values).map(|v| v.len() * 4).sum()
+    }
+}
+
+/// Which positions' logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Every position: `[tokens, vocab]`.
+    All,
+    /// Only the last position: `[vocab]` (generation; saves the output projection for the prompt).
+    Last,
+}
+
+/// A loaded BitNet b1.58 model.
+pub struct Model {
+    config: BitNetConfig,
+    path: PathBuf,
+    format: WeightFormat,
+    embed: FloatMatrix,
+    lm_head: Option<FloatMatrix>,
+    layers: Vec<DecoderLayer>,
+    norm: Vec<f32>,
+    rope: Rope,
+    eos_token_ids: Vec<u32>,
+}
+
+/// Where the config and weights of a model path are.
+fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if path.is_file() {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        return Ok((dir.join("config.json"), path.to_path_buf()));
+    }
+    if path.is_dir() {
+        return Ok((path.join("config.json"), path.to_path_buf()));
+    }
+    Err(EngineError::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file or directory"),
+    ))
+}
+
+/// eos ids from `generation_config.json`, if there is one (its list often extends config.json's).
+fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| EngineError::config(&path, format!("invalid JSON: {e}")))?;
+    Ok(match json.get("eos_token_id") {
+        Some(v) => serde_json::from_value::<crate::config::TokenIds>(v.clone())
+            .map_err(|e| EngineError::config(&path, format!("eos_token_id: {e}")))?
+            .to_vec(),
+        None => Vec::new(),
+    })
+}
+
+struct Loader<'a> {
+    weights: &'a WeightSet,
+    mode: QuantizationMode,
+    linear_class: LinearClass,
+}
+
+impl Loader<'_> {
+    fn norm(&self, name: &str, size: usize) -> Result<Vec<f32>> {
+        let t = self.weights.get(name)?;
+        t.expect_shape(&[size])?;
+        t.to_f32_finite()
+    }
+
+    fn linear(&self, name: &str, out_f: usize, in_f: usize) -> Result<BitLinear> {
+        let wname = format!("{name}.weight");
+        let t = self.weights.get(&wname)?;
+        let kernel_err = |t: &TensorRef, e: tritlab_kernels::KernelError| {
+            EngineError::tensor_value(t.path(), &t.name, e.to_string())
+        };
+        let (matrix, counts) = match self.mode {
+            QuantizationMode::Offline => {
+                if t.dtype != Dtype::U8 {
+                    return Err(EngineError::ConfigMismatch {
+                        path: t.path().to_path_buf(),
+                        tensor: wname,
+                        message: format!(
+                            "quantization_mode \"offline\" needs packed U8 weights, the tensor is {:?}",
+                            t.dtype
+                        ),
+                    });
+                }
+                t.expect_shape(&[out_f.div_ceil(4), in_f])?;
+                let scale = self.weight_scale(name)?;
+                let trits = pack::hf_unpack(t.bytes(), out_f, in_f).map_err(|e| kernel_err(&t, e))?;
+                let counts = count_trits(&trits).map_err(|e| kernel_err(&t, e))?;
+                let m = TernaryMatrix::from_trits(&trits, out_f, in_f, WeightScale::PerTensor(scale))
+                    .map_err(|e| kernel_err(&t, e))?;
+                (m, counts)
+            }
+            QuantizationMode::Online => {
+                if t.dtype == Dtype::U8 {
+                    return Err(EngineError::ConfigMismatch {
+                        path: t.path().to_path_buf(),
+                        tensor: wname,
+                        message: "packed U8 weights, but quantization_mode is \"online\" (float master weights)".into(),
+                    });
+                }
+                t.expect_shape(&[out_f, in_f])?;
+                let w = t.to_f32()?;
+                let q = quantize_absmean(&w, out_f, in_f, ScaleGranularity::PerTensor).map_err(|e| kernel_err(&t, e))?;
+                drop(w);
+                let counts = count_trits(&q.trits).map_err(|e| kernel_err(&t, e))?;
+                (TernaryMatrix::from_weights(&q).map_err(|e| kernel_err(&t, e))?, counts)
+            }
+        };
+        // The stored form is not needed again: let its pages go.
+        t.release();
+        Ok(BitLinear {
+            name: wname,
+            matrix,
+            trits: counts.into(),
+        })
+    }
+
+    /// The kernels' multiplier from `weight_scale` (one value, finite and positive).
+    fn weight_scale(&self, name: &str) -> Result<f32> {
+        let t = self.weights.get(&format!("{name}.weight_scale"))?;
+        if t.numel() != 1 {
+            return Err(EngineError::TensorShape {
+                path: t.path().to_path_buf(),
+                tensor: t.name.clone(),
+                expected: vec![1],
+                actual: t.shape.clone(),
+            });
+        }
+        let v = t.to_f32()?[0];
+        if !(v.is_finite() && v > 0.0) {
+            return Err(EngineError::tensor_value(
+                t.path(),
+                &t.name,
+                format!("weight scale {v} is not a finite, positive number"),
+            ));
+        }
+        let s = match self.linear_class {
+            LinearClass::AutoBitLinear => v,
+            LinearClass::BitLinear => 1.0 / v,
+        };
+        if !(s.is_finite() && s > 0.0) {
+            return Err(EngineError::tensor_value(t.path(), &t.name, format!("weight scale {v} has no usable inverse")));
+        }
+        Ok(s)
+    }
+
+    fn layer(&self, i: usize, c: &BitNetConfig) -> Result<DecoderLayer> {
+        let p = format!("model.layers.{i}");
+        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.num_attention_heads * c.head_dim(), c.num_kv_heads() * c.head_dim());
+        Ok(DecoderLayer {
+            input_layernorm: self.norm(&format!("{p}.input_layernorm.weight"), h)?,
+            post_attention_layernorm: self.norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            attn_sub_norm: self.norm(&format!("{p}.self_attn.attn_sub_norm.weight"), q_dim)?,
+            ffn_sub_norm: self.norm(&format!("{p}.mlp.ffn_sub_norm.weight"), inter)?,
+            q_proj: self.linear(&format!("{p}.self_attn.q_proj"), q_dim, h)?,
+            k_proj: self.linear(&format!("{p}.self_attn.k_proj"), kv_dim, h)?,
+            v_proj: self.linear(&format!("{p}.self_attn.v_proj"), kv_dim, h)?,
+            o_proj: self.linear(&format!("{p}.self_attn.o_proj"), h, q_dim)?,
+            gate_proj: self.linear(&format!("{p}.mlp.gate_proj"), inter, h)?,
+            up_proj: self.linear(&format!("{p}.mlp.up_proj"), inter, h)?,
+            down_proj: self.linear(&format!("{p}.mlp.down_proj"), h, inter)?,
+        })
+    }
+}
+
+impl Model {
+    /// Loads a model directory (`config.json` + `model.safetensors` or a sharded index), or a
+    /// single `.safetensors` file with `config.json` beside it.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let (config_path, weights_path) = resolve(path)?;
+        let config = BitNetConfig::from_file(&config_path)?;
+        let weights = WeightSet::open(&weights_path)?;
+        Self::from_weights(config, &config_path, &weights, path)
+    }
+
+    /// Builds the model from a parsed config and opened weights.
+    pub fn from_weights(config: BitNetConfig, config_path: &Path, weights: &WeightSet, path: &Path) -> Result<Self> {
+        let c = &config;
+        let linear_class = c.linear_class(config_path)?;
+        // Without a quantization_config, the tensors' dtype says how they are stored.
+        let mode = match c.quantization_mode(config_path)? {
+            Some(m) => m,
+            None => {
+                let probe = weights.get("model.layers.0.self_attn.q_proj.weight")?;
+                if probe.dtype == Dtype::U8 {
+                    QuantizationMode::Offline
+                } else {
+                    QuantizationMode::Online
+                }
+            }
+        };
+        // Layers beyond num_hidden_layers mean the config describes another model.
+        for name in weights.names() {
+            if let Some(rest) = name.strip_prefix("model.layers.") {
+                let idx = rest.split('.').next().and_then(|n| n.parse::<usize>().ok());
+                if let Some(idx) = idx {
+                    if idx >= c.num_hidden_layers {
+                        return Err(EngineError::ConfigMismatch {
+                            path: weights.origin().to_path_buf(),
+                            tensor: name.to_string(),
+                            message: format!("num_hidden_layers is {}, but this layer exists", c.num_hidden_layers),
+                        });
+                    }
+                }
+            }
+        }
+        let loader = Loader {
+            weights,
+            mode,
+            linear_class,
+        };
+        let embed_t = weights.get("model.embed_tokens.weight")?;
+        if embed_t.shape.len() == 2 && embed_t.shape[1] != c.hidden_size {
+            return Err(EngineError::ConfigMismatch {
+                path: embed_t.path().to_path_buf(),
+                tensor: embed_t.name.clone(),
+                message: format!("hidden_size is {}, the embedding has width {}", c.hidden_size, embed_t.shape[1]),
+            });
+        }
+        let embed = embed_t.to_float_matrix(c.vocab_size, c.hidden_size)?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            let t = weights.get("lm_head.weight")?;
+            Some(t.to_float_matrix(c.vocab_size, c.hidden_size)?)
+        };
+        let norm = loader.norm("model.norm.weight", c.hidden_size)?;
+        // Layers convert independently; each holds only its own tensor's trits while converting.
+        let layers = (0..c.num_hidden_layers)
+            .into_par_iter()
+            .map(|i| loader.layer(i, c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut eos = c.eos_token_ids();
+        let dir = config_path.parent().unwrap_or(Path::new("."));
+        for id in generation_eos(dir)? {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        let format = match mode {
+            QuantizationMode::Offline => WeightFormat::Packed { linear_class },
+            QuantizationMode::Online => WeightFormat::Latent,
+        };
+        Ok(Self {
+            rope: Rope::new(c.head_dim(), c.rope_theta()),
+            config,
+            path: path.to_path_buf(),
+            format,
+            embed,
+            lm_head,
+            layers,
+            norm,
+            eos_token_ids: eos,
+        })
+    }
+
+    pub fn config(&self) -> &BitNetConfig {
+        &self.config
+    }
+
+    /// The path the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn weight_format(&self) -> WeightFormat {
+        self.format
+    }
+
+    pub fn layers(&self) -> &[DecoderLayer] {
+        &self.layers
+    }
+
+    pub fn embedding(&self) -> &FloatMatrix {
+        &self.embed
+    }
+
+    /// The output projection (the embedding when tied).
+    pub fn lm_head(&self) -> &FloatMatrix {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    /// End-of-sequence ids from config.json and generation_config.json.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos_token_ids
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Bytes of the kernels' ternary matrices (what each decoded token streams from them).
+    pub fn ternary_bytes(&self) -> usize {
+        self.layers.iter().flat_map(|l| l.linears()).map(|b| b.matrix.packed_bytes()).sum()
+    }
+
+    /// Bytes of the float matrices (embedding, and lm_head when untied).
+    pub fn float_bytes(&self) -> usize {
+        self.embed.bytes() + self.lm_head.as_ref().map_or(0, FloatMatrix::bytes)
+    }
+
+    /// KV-cache bytes per position.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        2 * self.layers.len() * self.config.num_kv_heads() * self.config.head_dim() * 4
+    }
+
+    /// Trit counts and GF(3) sums of every layer's ternary weights.
+    pub fn layer_stats(&self) -> Vec<LayerTritStats> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let tensors: Vec<TensorTritStats> = l.linears().iter().map(|b| b.stats()).collect();
+                let mut total = TritSummary::default();
+                for t in &tensors {
+                    total.merge(&t.trits);
+                }
+                LayerTritStats { layer: i, tensors, total }
+            })
+            .collect()
+    }
+
+    /// Trit counts of the whole model's ternary weights.
+    pub fn total_trits(&self) -> TritSummary {
+        let mut total = TritSummary::default();
+        for l in self.layer_stats() {
+            total.merge(&l.total);
+        }
+        total
+    }
+
+    /// Logits of every position of `tokens`, appended to `cache`: `[tokens, vocab]` row-major.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        self.forward_with(tokens, cache, Logits::All, None)
+    }
+
+    /// Logits of the last position only (`[vocab]`).
+    pub fn forward_last(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        self.forward_with(tokens, cache, Logits::Last, None)
+    }
+
+    /// The forward pass. All tokens go through each layer together: the kernels' GEMM path for a
+    /// prompt, their GEMV path for one decoded token. `trace`, if given, receives the activation
+    /// trit statistics of the last token (see [`StepTritStats`]).
+    pub fn forward_with(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        logits: Logits,
+        mut trace: Option<&mut StepTritStats>,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let t_len = tokens.len();
+        if t_len == 0 {
+            return Err(EngineError::Invalid("forward pass needs at least one token".into()));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(EngineError::Invalid(format!("token id {bad} is outside the vocabulary (size {})", c.vocab_size)));
+        }
+        if cache.keys.len() != self.layers.len() {
+            return Err(EngineError::Invalid("KV cache belongs to a model with another layer count".into()));
+        }
+        let start = cache.len;
+        if start + t_len > c.max_position_embeddings {
+            return Err(EngineError::Invalid(format!(
+                "context full: {start} cached + {t_len} new positions exceed max_position_embeddings {}",
+                c.max_position_embeddings
+            )));
+        }
+        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let hd = c.head_dim();
+        let (q_dim, kv_dim) = (c.num_attention_heads * hd, c.num_kv_heads() * hd);
+        let shape = AttentionShape {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_kv_heads(),
+            head_dim: hd,
+        };
+        let eps = c.rms_norm_eps;
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = (start..start + t_len).map(|p| self.rope.cos_sin(p)).collect();
+
+        let mut hidden = vec![0.0f32; t_len * h];
+        for (row, &tok) in hidden.chunks_exact_mut(h).zip(tokens) {
+            self.embed.row_f32(tok as usize, row);
+        }
+        let mut x = vec![0.0f32; t_len * h];
+        let mut q = vec![0.0f32; t_len * q_dim];
+        let mut k = vec![0.0f32; t_len * kv_dim];
+        let mut v = vec![0.0f32; t_len * kv_dim];
+        let mut attn = vec![0.0f32; t_len * q_dim];
+        let mut proj = vec![0.0f32; t_len * h];
+        let mut gate = vec![0.0f32; t_len * inter];
+        let mut up = vec![0.0f32; t_len * inter];
+        let mut qa = QuantizedActivations::default();
+        let last = t_len - 1;
+
+        let mut quantize = |qa: &mut QuantizedActivations, x: &[f32], cols: usize, layer: usize, what: &str| -> Result<()> {
+            qa.quantize_into(x, t_len, cols)
+                .map_err(|e| EngineError::kernel(format!("layer {layer}: quantising the input of {what}"), e))?;
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.record(layer, &qa.token(last)[..cols]);
+            }
+            Ok(())
+        };
+
+        let result = (|| -> Result<()> {
+            for (li, layer) in self.layers.iter().enumerate() {
+                // Attention block.
+                ops::rms_norm_into(&hidden, &layer.input_layernorm, eps, &mut x);
+                quantize(&mut qa, &x, h, li, "q/k/v_proj")?;
+                layer.q_proj.forward(&qa, &mut q)?;
+                layer.k_proj.forward(&qa, &mut k)?;
+                layer.v_proj.forward(&qa, &mut v)?;
+                for (t, (cos, sin)) in rope.iter().enumerate() {
+                    self.rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], cos, sin);
+                    self.rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], cos, sin);
+                }
+                cache.keys[li].extend_from_slice(&k);
+                cache.values[li].extend_from_slice(&v);
+                ops::attention(&q, &cache.keys[li], &cache.values[li], start, t_len, shape, &mut attn);
+                ops::rms_norm(&mut attn, &layer.attn_sub_norm, eps);
+                quantize(&mut qa, &attn, q_dim, li, "o_proj")?;
+                layer.o_proj.forward(&qa, &mut proj)?;
+                for (a, b) in hidden.iter_mut().zip(&proj) {
+                    *a += b;
+                }
+                // Feed-forward block.
+                ops::rms_norm_into(&hidden, &layer.post_attention_layernorm, eps, &mut x);
+                quantize(&mut qa, &x, h, li, "gate/up_proj")?;
+                layer.gate_proj.forward(&qa, &mut gate)?;
+                layer.up_proj.forward(&qa, &mut up)?;
+                ops::relu2_mul(&mut gate, &up);
+                ops::rms_norm(&mut gate, &layer.ffn_sub_norm, eps);
+                quantize(&mut qa, &gate, inter, li, "down_proj")?;
+                layer.down_proj.forward(&qa, &mut proj)?;
+                for (a, b) in hidden.iter_mut().zip(&proj) {
+                    *a += b;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Leave the cache as it was before this call.
+            for (kc, vc) in cache.keys.iter_mut().zip(&mut cache.values) {
+                kc.truncate(start * kv_dim);
+                vc.truncate(start * kv_dim);
+            }
+            return Err(e);
+        }
+        cache.len = start + t_len;
+
+        let (rows, n) = match logits {
+            Logits::All => (&hidden[..], t_len),
+            Logits::Last => (&hidden[last * h..], 1),
+        };
+        let mut normed = vec![0.0f32; rows.len()];
+        ops::rms_norm_into(rows, &self.norm, eps, &mut normed);
+        let mut out = vec![0.0f32; n * c.vocab_size];
+        self.lm_head().matmul(&normed, n, &mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,122 @@
+//! `tokenizer.json` through Hugging Face's `tokenizers`, and streaming detokenisation.
+
+use crate::error::{EngineError, Result};
+use std::path::{Path, PathBuf};
+
+/// A model's tokenizer.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| EngineError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `tokenizer.json` of a model directory (or beside a model file).
+    pub fn for_model(model_path: impl AsRef<Path>) -> Result<Self> {
+        let p = model_path.as_ref();
+        let dir = if p.is_file() { p.parent().unwrap_or(Path::new(".")) } else { p };
+        Self::from_file(dir.join("tokenizer.json"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Tokenizer {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Token ids of `text`; `add_special_tokens` applies the tokenizer's template (e.g. BOS).
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| self.err(e))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+/// Turns a stream of token ids into text pieces as soon as they are whole characters.
+///
+/// Byte-level tokens can split a UTF-8 character; decoding token by token would print
+/// replacement characters. This decodes a short window and emits only the new, complete text.
+#[derive(Debug, Clone, Default)]
+pub struct TokenStream {
+    tokens: Vec<u32>,
+    prev: usize,
+    current: usize,
+}
+
+impl TokenStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a token; returns the text it completes (possibly empty).
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
+        let before = tokenizer.decode(&self.tokens[self.prev..self.current], false)?;
+        self.tokens.push(id);
+        let text = tokenizer.decode(&self.tokens[self.prev..], false)?;
+        if text.ends_with('\u{FFFD}') || text.len() <= before.len() {
+            return Ok(String::new());
+        }
+        match text.get(before.len()..) {
+            Some(new) if text.starts_with(&before) => {
+                let new = new.to_string();
+                self.prev = self.current;
+                self.current = self.tokens.len();
+                Ok(new)
+            }
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// Whatever text is still held back (an incomplete character is decoded lossily).
+    pub fn flush(&mut self, tokenizer: &Tokenizer) -> Result<String> {
+        let before = tokenizer.decode(&self.tokens[self.prev..self.current], false)?;
+        let text = tokenizer.decode(&self.tokens[self.prev..], false)?;
+        self.prev = self.tokens.len();
+        self.current = self.tokens.len();
+        Ok(match text.get(before.len()..) {
+            Some(new) if text.starts_with(&before) => new.to_string(),
+            _ => String::new(),
+        })
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+}

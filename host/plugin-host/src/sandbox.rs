@@ -1,0 +1,254 @@
+//! What a plugin instance runs inside: its store data, the WASI context with
+//! nothing granted, the memory limiter, the epoch timer, and the host
+//! imports of the contract.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{Deterministic, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::tracer::tritlab::plugin::{host as wit_host, types as wit_types};
+use crate::config::Limits;
+use crate::tensor::TensorSource;
+use crate::types::{LogLevel, LogRecord};
+
+/// Log lines plugins wrote, kept until the caller drains them.
+#[derive(Debug, Default)]
+pub(crate) struct LogBuffer {
+    records: VecDeque<LogRecord>,
+    capacity: usize,
+    /// Records dropped because the buffer was full or a call logged too much.
+    pub(crate) dropped: u64,
+}
+
+impl LogBuffer {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { records: VecDeque::new(), capacity, dropped: 0 }
+    }
+
+    fn push(&mut self, record: LogRecord) {
+        if self.records.len() >= self.capacity {
+            self.records.pop_front();
+            self.dropped += 1;
+        }
+        self.records.push_back(record);
+    }
+
+    pub(crate) fn drain(&mut self) -> Vec<LogRecord> {
+        self.records.drain(..).collect()
+    }
+}
+
+pub(crate) type SharedLogs = Arc<Mutex<LogBuffer>>;
+
+/// Caps an instance's linear memory, over all its memories together.
+///
+/// Growth past the limit fails with a trap (rather than `memory.grow`
+/// returning -1) so the call stops at once, and `exceeded` records why, so
+/// the error can say "memory limit" instead of a bare trap.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limit_bytes: usize,
+    total_bytes: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit_bytes: usize) -> Self {
+        Self { limit_bytes, total_bytes: 0, exceeded: false }
+    }
+}
+
+/// Tables and instances a plugin may create: generous for any component a
+/// language toolchain emits, small enough that a hostile one cannot use
+/// them to exhaust host memory.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_INSTANCES: usize = 256;
+const MAX_TABLES: usize = 256;
+const MAX_MEMORIES: usize = 16;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total_bytes - current.min(self.total_bytes) + desired;
+        if total > self.limit_bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded (asked for {total})", self.limit_bytes);
+        }
+        self.total_bytes = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// A wall clock stuck at the Unix epoch: plugins must be pure functions of
+/// their input, so they get no time of day. (The monotonic clock stays real:
+/// it reveals nothing about the host and lets plugins time themselves.)
+struct FrozenWallClock;
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The data of one plugin instance's store.
+pub(crate) struct PluginState {
+    pub(crate) plugin: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) tensors: Arc<dyn TensorSource>,
+    pub(crate) limits: Arc<Limits>,
+    logs: SharedLogs,
+    pub(crate) log_lines_this_call: u32,
+    /// The plugin's stderr, where a Rust guest's panic message lands.
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl PluginState {
+    pub(crate) fn new(plugin: &str, tensors: Arc<dyn TensorSource>, limits: Arc<Limits>, logs: SharedLogs) -> Self {
+        let stderr = MemoryOutputPipe::new(limits.stderr_bytes);
+        // Randomness is a fixed stream: std's hash maps seed from it, and a
+        // plugin's output must not vary between runs or machines.
+        let seed = blake3::hash(b"tritlab:plugin sandbox randomness");
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone())
+            .wall_clock(FrozenWallClock)
+            .secure_random(Deterministic::new(seed.as_bytes().to_vec()))
+            .insecure_random(Deterministic::new(seed.as_bytes().iter().rev().copied().collect()))
+            .insecure_random_seed(u128::from_le_bytes(seed.as_bytes()[..16].try_into().unwrap_or([0; 16])))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        Self {
+            plugin: plugin.to_owned(),
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            memory: MemoryLimiter::new(limits.memory_bytes),
+            tensors,
+            limits,
+            logs,
+            log_lines_this_call: 0,
+            stderr,
+        }
+    }
+
+    /// The end of what the plugin wrote to stderr, as text.
+    pub(crate) fn stderr_tail(&self, max_bytes: usize) -> String {
+        let bytes = self.stderr.contents();
+        let start = bytes.len().saturating_sub(max_bytes);
+        String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Cuts `text` to at most `max_bytes` bytes on a character boundary.
+pub(crate) fn truncate_utf8(mut text: String, max_bytes: usize) -> String {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+impl wit_types::Host for PluginState {}
+
+impl wit_host::Host for PluginState {
+    fn log(&mut self, level: wit_host::LogLevel, message: String) {
+        let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.log_lines_this_call = self.log_lines_this_call.saturating_add(1);
+        if self.log_lines_this_call > self.limits.max_log_lines_per_call {
+            logs.dropped += 1;
+            return;
+        }
+        let level = match level {
+            wit_host::LogLevel::Debug => LogLevel::Debug,
+            wit_host::LogLevel::Info => LogLevel::Info,
+            wit_host::LogLevel::Warn => LogLevel::Warn,
+            wit_host::LogLevel::Error => LogLevel::Error,
+        };
+        let message = truncate_utf8(message, self.limits.max_log_line_bytes);
+        logs.push(LogRecord { plugin: self.plugin.clone(), level, message });
+    }
+
+    fn list_tensors(&mut self) -> Vec<wit_host::TensorInfo> {
+        self.tensors
+            .tensors()
+            .into_iter()
+            .map(|info| wit_host::TensorInfo { name: info.name, shape: info.shape })
+            .collect()
+    }
+
+    fn read_trits(&mut self, name: String, offset: u64, len: u32) -> Result<Vec<i8>, String> {
+        let len = len.min(self.limits.max_read_trits) as usize;
+        let trits = self.tensors.read_trits(&name, offset, len)?;
+        // The source is the caller's code: never hand a plugin more than it asked for.
+        Ok(trits.into_iter().take(len).map(i8::from).collect())
+    }
+}
+
+/// Advances the engine's epoch every `tick` on a background thread, which is
+/// what stops a call that runs past its deadline.
+pub(crate) struct EpochTimer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTimer {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("tritlab-plugin-epoch".into()).spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(tick);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for EpochTimer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            // A panic in the timer thread has nothing left to report.
+            let _ = thread.join();
+        }
+    }
+}
