@@ -19,8 +19,13 @@ out="$repo/target/plugins"
 target=wasm32-wasip2
 target_dir="$plugins/target"
 
-# crate name -> output file name
-bundled=(gay-tracer triad-checker trit-visualiser example)
+# Every crate folder directly under plugins/ is a bundled plugin (so one made
+# by scripts/new-plugin.sh is picked up); plugins/hostile holds test plugins.
+bundled=()
+for manifest in "$plugins"/*/Cargo.toml; do
+    name="$(basename "$(dirname "$manifest")")"
+    [[ "$name" == hostile ]] || bundled+=("$name")
+done
 # features of the `hostile` crate, one misbehaviour each
 hostile_features=(infinite-loop memory-bomb trap oversized-output nonsense-output)
 
@@ -104,7 +109,7 @@ else
 fi
 
 build() {
-    "${cargo_cmd[@]}" build --release --locked --manifest-path "$plugins/Cargo.toml" \
+    "${cargo_cmd[@]}" build --release --manifest-path "$plugins/Cargo.toml" \
         --target "$target" --target-dir "$target_dir" "${build_std[@]}" "$@"
 }
 

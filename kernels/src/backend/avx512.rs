@@ -10,7 +10,7 @@ use crate::matrix::BLOCK_BYTES;
 use std::arch::x86_64::*;
 
 /// How far ahead of the current position each row is prefetched.
-const PREFETCH_BYTES: usize = 512;
+const PREFETCH_BYTES: usize = 8192;
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
