@@ -10,5 +10,11 @@ if [[ -x scripts/build-plugins.sh ]]; then
 fi
 
 cargo test --workspace --release --locked
+
+# The NEON kernels, checked against the scalar reference under qemu-user. On by default in CI;
+# elsewhere set TRITLAB_TEST_AARCH64=1 (it installs a cross linker and qemu-user with apt-get).
+if [[ "${TRITLAB_TEST_AARCH64:-${CI:-}}" == "1" || "${TRITLAB_TEST_AARCH64:-${CI:-}}" == "true" ]]; then
+  scripts/test-aarch64.sh
+fi
 # Benchmarks are not run here, but they must keep compiling.
 cargo build --workspace --release --locked --benches
