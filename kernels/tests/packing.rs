@@ -30,6 +30,7 @@ proptest! {
         // And through the kernel layout, once, as a model load does.
         let m = TernaryMatrix::from_hf_packed(&packed, rows, cols, WeightScale::PerTensor(1.0)).unwrap();
         prop_assert_eq!(m.to_trits(), t.clone());
+        prop_assert_eq!(m.trit_counts(), tritlab_kernels::count_trits(&t).unwrap());
         prop_assert_eq!(m.to_hf_packed(), packed);
         let t1 = T1Matrix::from_trits(&t, rows, cols, 1.0).unwrap();
         prop_assert_eq!(t1.to_trits().unwrap(), t);

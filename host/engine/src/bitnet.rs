@@ -28,7 +28,10 @@ use rayon::prelude::*;
 use safetensors::tensor::Dtype;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tritlab_kernels::{count_trits, pack, quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryMatrix, WeightScale};
+use tritlab_kernels::{
+    count_trits, pack, quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryMatrix,
+    WeightScale,
+};
 
 /// How the checkpoint stores its ternary layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,7 +156,11 @@ impl KvCache {
         if len >= self.len {
             return;
         }
-        let per_pos = self.keys.first().map_or(0, |k| if self.len == 0 { 0 } else { k.len() / self.len });
+        let per_pos = self
+            .keys
+            .first()
+            .and_then(|k| k.len().checked_div(self.len))
+            .unwrap_or(0);
         for (k, v) in self.keys.iter_mut().zip(&mut self.values) {
             k.truncate(len * per_pos);
             v.truncate(len * per_pos);
@@ -163,7 +170,11 @@ impl KvCache {
 
     /// Bytes held (keys and values, f32).
     pub fn bytes(&self) -> usize {
-        self.keys.iter().chain(&self.values).map(|v| v.len() * 4).sum()
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .map(|v| v.len() * 4)
+            .sum()
     }
 }
 
@@ -192,7 +203,10 @@ pub struct Model {
 /// Where the config and weights of a model path are.
 fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
     if path.is_file() {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         return Ok((dir.join("config.json"), path.to_path_buf()));
     }
     if path.is_dir() {
@@ -200,7 +214,10 @@ fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
     }
     Err(EngineError::io(
         path,
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file or directory"),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such model file or directory",
+        ),
     ))
 }
 
@@ -211,8 +228,8 @@ fn generation_eos(dir: &Path) -> Result<Vec<u32>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| EngineError::config(&path, format!("invalid JSON: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::config(&path, format!("invalid JSON: {e}")))?;
     Ok(match json.get("eos_token_id") {
         Some(v) => serde_json::from_value::<crate::config::TokenIds>(v.clone())
             .map_err(|e| EngineError::config(&path, format!("eos_token_id: {e}")))?
@@ -254,10 +271,12 @@ impl Loader<'_> {
                 }
                 t.expect_shape(&[out_f.div_ceil(4), in_f])?;
                 let scale = self.weight_scale(name)?;
-                let trits = pack::hf_unpack(t.bytes(), out_f, in_f).map_err(|e| kernel_err(&t, e))?;
+                let trits =
+                    pack::hf_unpack(t.bytes(), out_f, in_f).map_err(|e| kernel_err(&t, e))?;
                 let counts = count_trits(&trits).map_err(|e| kernel_err(&t, e))?;
-                let m = TernaryMatrix::from_trits(&trits, out_f, in_f, WeightScale::PerTensor(scale))
-                    .map_err(|e| kernel_err(&t, e))?;
+                let m =
+                    TernaryMatrix::from_trits(&trits, out_f, in_f, WeightScale::PerTensor(scale))
+                        .map_err(|e| kernel_err(&t, e))?;
                 (m, counts)
             }
             QuantizationMode::Online => {
@@ -270,10 +289,14 @@ impl Loader<'_> {
                 }
                 t.expect_shape(&[out_f, in_f])?;
                 let w = t.to_f32()?;
-                let q = quantize_absmean(&w, out_f, in_f, ScaleGranularity::PerTensor).map_err(|e| kernel_err(&t, e))?;
+                let q = quantize_absmean(&w, out_f, in_f, ScaleGranularity::PerTensor)
+                    .map_err(|e| kernel_err(&t, e))?;
                 drop(w);
                 let counts = count_trits(&q.trits).map_err(|e| kernel_err(&t, e))?;
-                (TernaryMatrix::from_weights(&q).map_err(|e| kernel_err(&t, e))?, counts)
+                (
+                    TernaryMatrix::from_weights(&q).map_err(|e| kernel_err(&t, e))?,
+                    counts,
+                )
             }
         };
         // The stored form is not needed again: let its pages go.
@@ -309,7 +332,11 @@ impl Loader<'_> {
             LinearClass::BitLinear => 1.0 / v,
         };
         if !(s.is_finite() && s > 0.0) {
-            return Err(EngineError::tensor_value(t.path(), &t.name, format!("weight scale {v} has no usable inverse")));
+            return Err(EngineError::tensor_value(
+                t.path(),
+                &t.name,
+                format!("weight scale {v} has no usable inverse"),
+            ));
         }
         Ok(s)
     }
@@ -317,10 +344,14 @@ impl Loader<'_> {
     fn layer(&self, i: usize, c: &BitNetConfig) -> Result<DecoderLayer> {
         let p = format!("model.layers.{i}");
         let (h, inter) = (c.hidden_size, c.intermediate_size);
-        let (q_dim, kv_dim) = (c.num_attention_heads * c.head_dim(), c.num_kv_heads() * c.head_dim());
+        let (q_dim, kv_dim) = (
+            c.num_attention_heads * c.head_dim(),
+            c.num_kv_heads() * c.head_dim(),
+        );
         Ok(DecoderLayer {
             input_layernorm: self.norm(&format!("{p}.input_layernorm.weight"), h)?,
-            post_attention_layernorm: self.norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            post_attention_layernorm: self
+                .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
             attn_sub_norm: self.norm(&format!("{p}.self_attn.attn_sub_norm.weight"), q_dim)?,
             ffn_sub_norm: self.norm(&format!("{p}.mlp.ffn_sub_norm.weight"), inter)?,
             q_proj: self.linear(&format!("{p}.self_attn.q_proj"), q_dim, h)?,
@@ -346,7 +377,12 @@ impl Model {
     }
 
     /// Builds the model from a parsed config and opened weights.
-    pub fn from_weights(config: BitNetConfig, config_path: &Path, weights: &WeightSet, path: &Path) -> Result<Self> {
+    pub fn from_weights(
+        config: BitNetConfig,
+        config_path: &Path,
+        weights: &WeightSet,
+        path: &Path,
+    ) -> Result<Self> {
         let c = &config;
         let linear_class = c.linear_class(config_path)?;
         // Without a quantization_config, the tensors' dtype says how they are stored.
@@ -370,7 +406,10 @@ impl Model {
                         return Err(EngineError::ConfigMismatch {
                             path: weights.origin().to_path_buf(),
                             tensor: name.to_string(),
-                            message: format!("num_hidden_layers is {}, but this layer exists", c.num_hidden_layers),
+                            message: format!(
+                                "num_hidden_layers is {}, but this layer exists",
+                                c.num_hidden_layers
+                            ),
                         });
                     }
                 }
@@ -386,7 +425,10 @@ impl Model {
             return Err(EngineError::ConfigMismatch {
                 path: embed_t.path().to_path_buf(),
                 tensor: embed_t.name.clone(),
-                message: format!("hidden_size is {}, the embedding has width {}", c.hidden_size, embed_t.shape[1]),
+                message: format!(
+                    "hidden_size is {}, the embedding has width {}",
+                    c.hidden_size, embed_t.shape[1]
+                ),
             });
         }
         let embed = embed_t.to_float_matrix(c.vocab_size, c.hidden_size)?;
@@ -467,7 +509,11 @@ impl Model {
 
     /// Bytes of the kernels' ternary matrices (what each decoded token streams from them).
     pub fn ternary_bytes(&self) -> usize {
-        self.layers.iter().flat_map(|l| l.linears()).map(|b| b.matrix.packed_bytes()).sum()
+        self.layers
+            .iter()
+            .flat_map(|l| l.linears())
+            .map(|b| b.matrix.packed_bytes())
+            .sum()
     }
 
     /// Bytes of the float matrices (embedding, and lm_head when untied).
@@ -491,7 +537,11 @@ impl Model {
                 for t in &tensors {
                     total.merge(&t.trits);
                 }
-                LayerTritStats { layer: i, tensors, total }
+                LayerTritStats {
+                    layer: i,
+                    tensors,
+                    total,
+                }
             })
             .collect()
     }
@@ -528,13 +578,20 @@ impl Model {
         let c = &self.config;
         let t_len = tokens.len();
         if t_len == 0 {
-            return Err(EngineError::Invalid("forward pass needs at least one token".into()));
+            return Err(EngineError::Invalid(
+                "forward pass needs at least one token".into(),
+            ));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(EngineError::Invalid(format!("token id {bad} is outside the vocabulary (size {})", c.vocab_size)));
+            return Err(EngineError::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                c.vocab_size
+            )));
         }
         if cache.keys.len() != self.layers.len() {
-            return Err(EngineError::Invalid("KV cache belongs to a model with another layer count".into()));
+            return Err(EngineError::Invalid(
+                "KV cache belongs to a model with another layer count".into(),
+            ));
         }
         let start = cache.len;
         if start + t_len > c.max_position_embeddings {
@@ -552,7 +609,9 @@ impl Model {
             head_dim: hd,
         };
         let eps = c.rms_norm_eps;
-        let rope: Vec<(Vec<f32>, Vec<f32>)> = (start..start + t_len).map(|p| self.rope.cos_sin(p)).collect();
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = (start..start + t_len)
+            .map(|p| self.rope.cos_sin(p))
+            .collect();
 
         let mut hidden = vec![0.0f32; t_len * h];
         for (row, &tok) in hidden.chunks_exact_mut(h).zip(tokens) {
@@ -569,9 +628,15 @@ impl Model {
         let mut qa = QuantizedActivations::default();
         let last = t_len - 1;
 
-        let mut quantize = |qa: &mut QuantizedActivations, x: &[f32], cols: usize, layer: usize, what: &str| -> Result<()> {
-            qa.quantize_into(x, t_len, cols)
-                .map_err(|e| EngineError::kernel(format!("layer {layer}: quantising the input of {what}"), e))?;
+        let mut quantize = |qa: &mut QuantizedActivations,
+                            x: &[f32],
+                            cols: usize,
+                            layer: usize,
+                            what: &str|
+         -> Result<()> {
+            qa.quantize_into(x, t_len, cols).map_err(|e| {
+                EngineError::kernel(format!("layer {layer}: quantising the input of {what}"), e)
+            })?;
             if let Some(tr) = trace.as_deref_mut() {
                 tr.record(layer, &qa.token(last)[..cols]);
             }
@@ -587,12 +652,22 @@ impl Model {
                 layer.k_proj.forward(&qa, &mut k)?;
                 layer.v_proj.forward(&qa, &mut v)?;
                 for (t, (cos, sin)) in rope.iter().enumerate() {
-                    self.rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], cos, sin);
-                    self.rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], cos, sin);
+                    self.rope
+                        .apply(&mut q[t * q_dim..(t + 1) * q_dim], cos, sin);
+                    self.rope
+                        .apply(&mut k[t * kv_dim..(t + 1) * kv_dim], cos, sin);
                 }
                 cache.keys[li].extend_from_slice(&k);
                 cache.values[li].extend_from_slice(&v);
-                ops::attention(&q, &cache.keys[li], &cache.values[li], start, t_len, shape, &mut attn);
+                ops::attention(
+                    &q,
+                    &cache.keys[li],
+                    &cache.values[li],
+                    start,
+                    t_len,
+                    shape,
+                    &mut attn,
+                );
                 ops::rms_norm(&mut attn, &layer.attn_sub_norm, eps);
                 quantize(&mut qa, &attn, q_dim, li, "o_proj")?;
                 layer.o_proj.forward(&qa, &mut proj)?;

@@ -138,8 +138,8 @@ impl BitNetConfig {
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         // Look at model_type first, so a foreign model gets "unknown model_type", not a
         // complaint about some field it happens to lack.
-        let raw: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| EngineError::config(path, format!("invalid JSON: {e}")))?;
+        let raw: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| EngineError::config(path, format!("invalid JSON: {e}")))?;
         match raw.get("model_type").and_then(|v| v.as_str()) {
             Some("bitnet") => {}
             Some(other) => {
@@ -148,7 +148,12 @@ impl BitNetConfig {
                     model_type: other.to_string(),
                 })
             }
-            None => return Err(EngineError::config(path, "no \"model_type\" (expected \"bitnet\")")),
+            None => {
+                return Err(EngineError::config(
+                    path,
+                    "no \"model_type\" (expected \"bitnet\")",
+                ))
+            }
         }
         let config: BitNetConfig = serde_json::from_value(raw)
             .map_err(|e| EngineError::config(path, format!("invalid BitNet config: {e}")))?;
@@ -173,18 +178,24 @@ impl BitNetConfig {
             }
         }
         if self.vocab_size > u32::MAX as usize {
-            return err(format!("vocab_size {} does not fit token ids", self.vocab_size));
+            return err(format!(
+                "vocab_size {} does not fit token ids",
+                self.vocab_size
+            ));
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() == 0 || self.head_dim() % 2 != 0 {
-            return err(format!("head_dim {} must be positive and even (RoPE rotates halves)", self.head_dim()));
+        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
+            return err(format!(
+                "head_dim {} must be positive and even (RoPE rotates halves)",
+                self.head_dim()
+            ));
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
@@ -192,18 +203,26 @@ impl BitNetConfig {
             ));
         }
         if self.hidden_act != "relu2" {
-            return err(format!("hidden_act {:?} is not supported (BitNet uses \"relu2\")", self.hidden_act));
+            return err(format!(
+                "hidden_act {:?} is not supported (BitNet uses \"relu2\")",
+                self.hidden_act
+            ));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             return err(format!("rms_norm_eps {} is invalid", self.rms_norm_eps));
         }
         if self.attention_bias || self.mlp_bias {
-            return err("biases are not part of BitNet b1.58 (attention_bias / mlp_bias must be false)".into());
+            return err(
+                "biases are not part of BitNet b1.58 (attention_bias / mlp_bias must be false)"
+                    .into(),
+            );
         }
         if let Some(p) = &self.rope_parameters {
             if let Some(t) = p.rope_type.as_deref() {
                 if t != "default" {
-                    return err(format!("rope_parameters.rope_type {t:?} is not supported (only \"default\")"));
+                    return err(format!(
+                        "rope_parameters.rope_type {t:?} is not supported (only \"default\")"
+                    ));
                 }
             }
         }
@@ -222,7 +241,9 @@ impl BitNetConfig {
         if let Some(q) = &self.quantization_config {
             if let Some(m) = q.quant_method.as_deref() {
                 if m != "bitnet" {
-                    return err(format!("quantization_config.quant_method {m:?} is not \"bitnet\""));
+                    return err(format!(
+                        "quantization_config.quant_method {m:?} is not \"bitnet\""
+                    ));
                 }
             }
             self.linear_class(path)?;
@@ -239,7 +260,8 @@ impl BitNetConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// `rope_parameters.rope_theta` if present, else top-level `rope_theta`, else BitNet's default.
@@ -252,16 +274,24 @@ impl BitNetConfig {
     }
 
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
+        self.eos_token_id
+            .as_ref()
+            .map(TokenIds::to_vec)
+            .unwrap_or_default()
     }
 
     pub fn bos_token_id(&self) -> Option<u32> {
-        self.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied())
+        self.bos_token_id
+            .as_ref()
+            .and_then(|b| b.to_vec().first().copied())
     }
 
     /// The linear class; transformers uses "bitlinear" when `linear_class` is absent.
     pub fn linear_class(&self, path: &Path) -> Result<LinearClass> {
-        let name = self.quantization_config.as_ref().and_then(|q| q.linear_class.as_deref());
+        let name = self
+            .quantization_config
+            .as_ref()
+            .and_then(|q| q.linear_class.as_deref());
         match name {
             None | Some("bitlinear") => Ok(LinearClass::BitLinear),
             Some("autobitlinear") => Ok(LinearClass::AutoBitLinear),
@@ -348,18 +378,31 @@ mod tests {
         let base = serde_json::to_value(BitNetConfig::tiny()).unwrap();
         let mut a = base.clone();
         a["rope_theta"] = serde_json::json!(1234.0);
-        assert_eq!(BitNetConfig::from_json(&a.to_string(), p).unwrap().rope_theta(), 1234.0);
+        assert_eq!(
+            BitNetConfig::from_json(&a.to_string(), p)
+                .unwrap()
+                .rope_theta(),
+            1234.0
+        );
         let mut b = base.clone();
         b.as_object_mut().unwrap().remove("rope_theta");
         b["rope_parameters"] = serde_json::json!({"rope_theta": 777.0, "rope_type": "default"});
-        assert_eq!(BitNetConfig::from_json(&b.to_string(), p).unwrap().rope_theta(), 777.0);
+        assert_eq!(
+            BitNetConfig::from_json(&b.to_string(), p)
+                .unwrap()
+                .rope_theta(),
+            777.0
+        );
     }
 
     #[test]
     fn rejects_foreign_models_and_bad_numbers() {
         let p = Path::new("m/config.json");
         let e = BitNetConfig::from_json(r#"{"model_type": "llama"}"#, p).unwrap_err();
-        assert!(e.to_string().contains("llama") && e.to_string().contains("m/config.json"), "{e}");
+        assert!(
+            e.to_string().contains("llama") && e.to_string().contains("m/config.json"),
+            "{e}"
+        );
         let mut c = serde_json::to_value(BitNetConfig::tiny()).unwrap();
         c["num_key_value_heads"] = serde_json::json!(3);
         assert!(BitNetConfig::from_json(&c.to_string(), p).is_err());

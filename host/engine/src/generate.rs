@@ -96,7 +96,11 @@ pub struct Generator<'m> {
 }
 
 impl<'m> Generator<'m> {
-    pub fn new(model: &'m Model, tokenizer: Option<&'m Tokenizer>, options: GenerateOptions) -> Result<Self> {
+    pub fn new(
+        model: &'m Model,
+        tokenizer: Option<&'m Tokenizer>,
+        options: GenerateOptions,
+    ) -> Result<Self> {
         let sampler = Sampler::new(options.sampling.clone())?;
         let mut stops = options.stop_tokens.clone();
         if options.stop_at_eos {
@@ -118,7 +122,9 @@ impl<'m> Generator<'m> {
     /// Runs the prompt through the model in one pass.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<()> {
         let mut trits = StepTritStats::default();
-        let logits = self.model.forward_with(prompt, &mut self.cache, Logits::Last, Some(&mut trits))?;
+        let logits =
+            self.model
+                .forward_with(prompt, &mut self.cache, Logits::Last, Some(&mut trits))?;
         self.pending = Some((logits, trits));
         Ok(())
     }
@@ -129,10 +135,9 @@ impl<'m> Generator<'m> {
         if self.generated.len() >= self.options.max_tokens {
             return Ok(Err(StopReason::MaxTokens));
         }
-        let (logits, trit_stats) = self
-            .pending
-            .take()
-            .ok_or_else(|| EngineError::Invalid("generation needs a prompt first (prefill)".into()))?;
+        let (logits, trit_stats) = self.pending.take().ok_or_else(|| {
+            EngineError::Invalid("generation needs a prompt first (prefill)".into())
+        })?;
         let token = self.sampler.sample(&logits)?;
         if self.stops.contains(&token) {
             return Ok(Err(StopReason::StopToken(token)));
@@ -157,9 +162,12 @@ impl<'m> Generator<'m> {
                 return Ok(Ok(step));
             }
             let mut trits = StepTritStats::default();
-            let logits = self
-                .model
-                .forward_with(&[token], &mut self.cache, Logits::Last, Some(&mut trits))?;
+            let logits = self.model.forward_with(
+                &[token],
+                &mut self.cache,
+                Logits::Last,
+                Some(&mut trits),
+            )?;
             self.pending = Some((logits, trits));
         }
         Ok(Ok(step))
@@ -236,7 +244,9 @@ pub fn generate(
 ) -> Result<Generation> {
     let ids = tokenizer.encode(prompt, options.add_special_tokens)?;
     if ids.is_empty() {
-        return Err(EngineError::Invalid("the prompt encodes to no tokens".into()));
+        return Err(EngineError::Invalid(
+            "the prompt encodes to no tokens".into(),
+        ));
     }
     generate_ids(model, Some(tokenizer), &ids, options, callback)
 }

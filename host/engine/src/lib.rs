@@ -25,7 +25,10 @@ pub mod weights;
 pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
 pub use config::{BitNetConfig, LinearClass, QuantizationMode};
 pub use error::{EngineError, Result};
-pub use generate::{generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl, StopReason};
+pub use generate::{
+    generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl,
+    StopReason,
+};
 pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};
 pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 pub use synth::{synth, SynthReport, SynthShape};

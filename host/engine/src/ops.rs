@@ -110,7 +110,15 @@ pub struct AttentionShape {
 /// `h / (heads / kv_heads)` (transformers' `repeat_kv`). Writes `out` `[tokens, heads·head_dim]`.
 /// Heads × tokens run in parallel; each is computed in a fixed order, so the result does not
 /// depend on the number of threads.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], start: usize, tokens: usize, s: AttentionShape, out: &mut [f32]) {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    start: usize,
+    tokens: usize,
+    s: AttentionShape,
+    out: &mut [f32],
+) {
     let hd = s.head_dim;
     let kv_dim = s.kv_heads * hd;
     let group = s.heads / s.kv_heads;
@@ -146,12 +154,18 @@ mod tests {
         let mut x = [1.0, 0.0, 0.0, 0.0];
         rope.apply(&mut x, &c, &s);
         // dimension 0 pairs with dimension 2 (not 1)
-        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6 && x[1] == 0.0);
+        assert!(
+            (x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6 && x[1] == 0.0
+        );
     }
 
     #[test]
     fn attention_single_position_returns_value() {
-        let s = AttentionShape { heads: 2, kv_heads: 1, head_dim: 2 };
+        let s = AttentionShape {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 2,
+        };
         let q = [1.0, 2.0, 3.0, 4.0];
         let k = [0.5, 0.5];
         let v = [7.0, 9.0];

@@ -37,7 +37,10 @@ impl SamplingOptions {
 
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(EngineError::Invalid(format!("temperature {} must be ≥ 0", self.temperature)));
+            return Err(EngineError::Invalid(format!(
+                "temperature {} must be ≥ 0",
+                self.temperature
+            )));
         }
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
@@ -181,7 +184,8 @@ pub struct LogitStats {
 impl LogitStats {
     pub fn compute(logits: &[f32], top_n: usize) -> Self {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mean = (logits.iter().map(|&v| v as f64).sum::<f64>() / logits.len().max(1) as f64) as f32;
+        let mean =
+            (logits.iter().map(|&v| v as f64).sum::<f64>() / logits.len().max(1) as f64) as f32;
         let mut z = 0.0f64;
         let mut s = 0.0f64;
         for &v in logits {
@@ -207,7 +211,12 @@ impl LogitStats {
                 prob: (libm::exp((logits[i] - max) as f64) / z) as f32,
             })
             .collect();
-        Self { max, mean, entropy, top }
+        Self {
+            max,
+            mean,
+            entropy,
+            top,
+        }
     }
 }
 
@@ -218,7 +227,13 @@ mod tests {
     #[test]
     fn greedy_is_argmax_and_seeded_sampling_repeats() {
         let logits = [0.1f32, 2.0, 1.9, -1.0];
-        assert_eq!(Sampler::new(SamplingOptions::greedy()).unwrap().sample(&logits).unwrap(), 1);
+        assert_eq!(
+            Sampler::new(SamplingOptions::greedy())
+                .unwrap()
+                .sample(&logits)
+                .unwrap(),
+            1
+        );
         let opts = SamplingOptions {
             temperature: 1.0,
             seed: 7,

@@ -68,8 +68,9 @@ const ZERO_FRACTION: f64 = 0.4;
 
 fn name_key(name: &str) -> u64 {
     // FNV-1a: stable across Rust versions, unlike std's hasher.
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn rng_for(seed: u64, name: &str) -> ChaCha20Rng {
@@ -106,7 +107,9 @@ struct LazyTensor {
 }
 
 fn bf16_bytes(values: impl Iterator<Item = f32>) -> Vec<u8> {
-    values.flat_map(|v| half::bf16::from_f32(v).to_bits().to_le_bytes()).collect()
+    values
+        .flat_map(|v| half::bf16::from_f32(v).to_bits().to_le_bytes())
+        .collect()
 }
 
 impl LazyTensor {
@@ -134,7 +137,9 @@ impl LazyTensor {
                 tritlab_kernels::pack::hf_pack(&trits, out, inp)
                     .map_err(|e| EngineError::kernel(format!("packing `{}`", self.name), e))?
             }
-            Content::Normal { std, n } => bf16_bytes((0..n).map(|_| (normal(&mut rng) * std) as f32)),
+            Content::Normal { std, n } => {
+                bf16_bytes((0..n).map(|_| (normal(&mut rng) * std) as f32))
+            }
             Content::Const { value, n } => bf16_bytes(std::iter::repeat_n(value, n)),
         })
     }
@@ -158,7 +163,10 @@ impl View for &LazyTensor {
 
 fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
     let (h, inter) = (c.hidden_size, c.intermediate_size);
-    let (q_dim, kv_dim) = (c.num_attention_heads * c.head_dim(), c.num_kv_heads() * c.head_dim());
+    let (q_dim, kv_dim) = (
+        c.num_attention_heads * c.head_dim(),
+        c.num_kv_heads() * c.head_dim(),
+    );
     let t = |name: String, dtype: Dtype, shape: Vec<usize>, content: Content| LazyTensor {
         name,
         seed,
@@ -168,11 +176,21 @@ fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
     };
     let mut out = vec![
         // Logits std ≈ std·√hidden with the tied output projection; 0.05 keeps them near 2.5.
-        t("model.embed_tokens.weight".into(), Dtype::BF16, vec![c.vocab_size, h], Content::Normal {
-            std: 0.05,
-            n: c.vocab_size * h,
-        }),
-        t("model.norm.weight".into(), Dtype::BF16, vec![h], Content::Const { value: 1.0, n: h }),
+        t(
+            "model.embed_tokens.weight".into(),
+            Dtype::BF16,
+            vec![c.vocab_size, h],
+            Content::Normal {
+                std: 0.05,
+                n: c.vocab_size * h,
+            },
+        ),
+        t(
+            "model.norm.weight".into(),
+            Dtype::BF16,
+            vec![h],
+            Content::Const { value: 1.0, n: h },
+        ),
     ];
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
@@ -182,7 +200,12 @@ fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
             ("self_attn.attn_sub_norm", q_dim),
             ("mlp.ffn_sub_norm", inter),
         ] {
-            out.push(t(format!("{p}.{name}.weight"), Dtype::BF16, vec![n], Content::Const { value: 1.0, n }));
+            out.push(t(
+                format!("{p}.{name}.weight"),
+                Dtype::BF16,
+                vec![n],
+                Content::Const { value: 1.0, n },
+            ));
         }
         for (name, o, inp) in [
             ("self_attn.q_proj", q_dim, h),
@@ -193,10 +216,20 @@ fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
             ("mlp.up_proj", inter, h),
             ("mlp.down_proj", h, inter),
         ] {
-            out.push(t(format!("{p}.{name}.weight"), Dtype::U8, vec![o.div_ceil(4), inp], Content::Packed { out: o, inp }));
+            out.push(t(
+                format!("{p}.{name}.weight"),
+                Dtype::U8,
+                vec![o.div_ceil(4), inp],
+                Content::Packed { out: o, inp },
+            ));
             // autobitlinear multiplies by this: 1/√(nonzero fraction · in) keeps outputs near unit scale.
             let scale = (1.0 / ((1.0 - ZERO_FRACTION) * inp as f64).sqrt()) as f32;
-            out.push(t(format!("{p}.{name}.weight_scale"), Dtype::BF16, vec![1], Content::Const { value: scale, n: 1 }));
+            out.push(t(
+                format!("{p}.{name}.weight_scale"),
+                Dtype::BF16,
+                vec![1],
+                Content::Const { value: scale, n: 1 },
+            ));
         }
     }
     out
@@ -207,7 +240,8 @@ fn byte_to_char() -> Vec<char> {
     let mut map = vec!['\0'; 256];
     let mut next = 256u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         map[b as usize] = if printable {
             char::from_u32(b).unwrap_or('?')
         } else {
@@ -222,11 +256,16 @@ fn byte_to_char() -> Vec<char> {
 /// A byte-level BPE tokenizer with exactly `vocab` ids: the 256 bytes, then filler tokens made
 /// of 2 and 3 common characters (reachable by decoding only: there are no merges), then the
 /// special tokens at the top, as Llama 3 places them.
-pub fn byte_level_tokenizer_json(vocab: usize, specials: &[(u32, &str)]) -> Result<serde_json::Value> {
+pub fn byte_level_tokenizer_json(
+    vocab: usize,
+    specials: &[(u32, &str)],
+) -> Result<serde_json::Value> {
     let chars = byte_to_char();
     let first_special = specials.iter().map(|s| s.0 as usize).min().unwrap_or(vocab);
     if first_special < 256 || vocab < 256 + specials.len() {
-        return Err(EngineError::Invalid(format!("vocabulary of {vocab} is too small for a byte-level tokenizer")));
+        return Err(EngineError::Invalid(format!(
+            "vocabulary of {vocab} is too small for a byte-level tokenizer"
+        )));
     }
     let mut v = serde_json::Map::new();
     for (b, c) in chars.iter().enumerate() {
@@ -276,7 +315,8 @@ pub fn byte_level_tokenizer_json(vocab: usize, specials: &[(u32, &str)]) -> Resu
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| EngineError::config(path, e.to_string()))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| EngineError::config(path, e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(|e| EngineError::io(path, e))
 }
 
@@ -286,11 +326,18 @@ pub fn synth(shape: SynthShape, seed: u64, out_dir: impl AsRef<Path>) -> Result<
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let c = shape.config();
 
-    let mut config = serde_json::to_value(&c).map_err(|e| EngineError::config(dir, e.to_string()))?;
+    let mut config =
+        serde_json::to_value(&c).map_err(|e| EngineError::config(dir, e.to_string()))?;
     if let Some(obj) = config.as_object_mut() {
-        obj.insert("architectures".into(), serde_json::json!(["BitNetForCausalLM"]));
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!(["BitNetForCausalLM"]),
+        );
         obj.insert("torch_dtype".into(), "bfloat16".into());
-        obj.insert("tritlab_synthetic".into(), serde_json::json!({"shape": shape.name(), "seed": seed}));
+        obj.insert(
+            "tritlab_synthetic".into(),
+            serde_json::json!({"shape": shape.name(), "seed": seed}),
+        );
         obj.retain(|_, v| !v.is_null());
     }
     write_json(&dir.join("config.json"), &config)?;
@@ -316,14 +363,26 @@ pub fn synth(shape: SynthShape, seed: u64, out_dir: impl AsRef<Path>) -> Result<
         .sum();
     let model_path = dir.join("model.safetensors");
     let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(tensors.iter().map(|t| (t.name.clone(), t)), Some(metadata), &model_path)
-        .map_err(|e| EngineError::Safetensors {
-            path: model_path.clone(),
-            message: format!("writing: {e}"),
-        })?;
+    safetensors::serialize_to_file(
+        tensors.iter().map(|t| (t.name.clone(), t)),
+        Some(metadata),
+        &model_path,
+    )
+    .map_err(|e| EngineError::Safetensors {
+        path: model_path.clone(),
+        message: format!("writing: {e}"),
+    })?;
+    // The writer goes through a private temporary file; give the checkpoint the usual mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&model_path, std::fs::Permissions::from_mode(0o644));
+    }
     // A tensor that failed to generate would leave the file shorter than its header says.
     crate::weights::SafetensorsFile::open(&model_path)?;
-    let model_bytes = std::fs::metadata(&model_path).map_err(|e| EngineError::io(&model_path, e))?.len();
+    let model_bytes = std::fs::metadata(&model_path)
+        .map_err(|e| EngineError::io(&model_path, e))?
+        .len();
 
     let mut specials: Vec<(u32, String)> = vec![(bos, "<|begin_of_text|>".into())];
     for &e in &eos {

@@ -13,10 +13,11 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| EngineError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| EngineError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             inner,
             path: path.to_path_buf(),
@@ -26,7 +27,11 @@ impl Tokenizer {
     /// `tokenizer.json` of a model directory (or beside a model file).
     pub fn for_model(model_path: impl AsRef<Path>) -> Result<Self> {
         let p = model_path.as_ref();
-        let dir = if p.is_file() { p.parent().unwrap_or(Path::new(".")) } else { p };
+        let dir = if p.is_file() {
+            p.parent().unwrap_or(Path::new("."))
+        } else {
+            p
+        };
         Self::from_file(dir.join("tokenizer.json"))
     }
 
@@ -43,12 +48,17 @@ impl Tokenizer {
 
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's template (e.g. BOS).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.err(e))?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| self.err(e))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| self.err(e))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| self.err(e))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

@@ -107,8 +107,8 @@ fn read_claims(config_path: &Path) -> Result<ConfigClaims> {
         return Ok(ConfigClaims::default());
     }
     let text = std::fs::read_to_string(config_path).map_err(|e| EngineError::io(config_path, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| EngineError::config(config_path, format!("invalid JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::config(config_path, format!("invalid JSON: {e}")))?;
     let s = |x: Option<&serde_json::Value>| x.and_then(|v| v.as_str()).map(str::to_string);
     let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
     let q = v.get("quantization_config");
@@ -129,7 +129,8 @@ fn read_claims(config_path: &Path) -> Result<ConfigClaims> {
 
 impl ConfigClaims {
     fn claims_bitnet(&self) -> bool {
-        self.model_type.as_deref() == Some("bitnet") || self.quant_method.as_deref() == Some("bitnet")
+        self.model_type.as_deref() == Some("bitnet")
+            || self.quant_method.as_deref() == Some("bitnet")
     }
 
     /// out_features of a packed tensor, from its name and the config (packed rows hide it).
@@ -155,7 +156,10 @@ fn is_linear_name(name: &str) -> bool {
 }
 
 fn is_full_precision_name(name: &str) -> bool {
-    name.contains("embed") || name.contains("lm_head") || name.contains("norm") || name.ends_with("weight_scale")
+    name.contains("embed")
+        || name.contains("lm_head")
+        || name.contains("norm")
+        || name.ends_with("weight_scale")
 }
 
 /// Verifies a model directory or a single `.safetensors` file (with `config.json` beside it, if any).
@@ -193,7 +197,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             });
         }
     }
-    linear.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    linear.sort_by_key(|r| natural_key(&r.name));
 
     let mut total = VerifyTotals::default();
     for r in &linear {
@@ -215,7 +219,13 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     } else {
         Verdict::NotTernary
     };
-    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    let pct = |a: u64, b: u64| {
+        if b == 0 {
+            0.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
     let summary = match verdict {
         Verdict::StoresTernary => {
             let packed = linear.iter().all(|r| r.storage == "packed");
@@ -244,7 +254,8 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         ),
         Verdict::NoLinearWeights => "no linear weights found".to_string(),
     };
-    let ok = !(claims.claims_bitnet() && matches!(verdict, Verdict::NotTernary | Verdict::NoLinearWeights));
+    let ok = !(claims.claims_bitnet()
+        && matches!(verdict, Verdict::NotTernary | Verdict::NoLinearWeights));
     Ok(VerifyReport {
         path: path.to_path_buf(),
         claims_bitnet: claims.claims_bitnet(),
@@ -286,7 +297,10 @@ fn check_tensor(weights: &WeightSet, t: &TensorRef, claims: &ConfigClaims) -> Re
             .filter(|&o| o.div_ceil(4) == r0)
             .unwrap_or(4 * r0);
         let (counts, invalid) = count_packed(t.bytes(), r0, rows, cols);
-        let scale_name = t.name.strip_suffix(".weight").map(|p| format!("{p}.weight_scale"));
+        let scale_name = t
+            .name
+            .strip_suffix(".weight")
+            .map(|p| format!("{p}.weight_scale"));
         let scale = match scale_name {
             Some(n) if weights.contains(&n) => {
                 let s = weights.get(&n)?.to_f32()?.first().copied();
@@ -371,7 +385,11 @@ fn count_packed(bytes: &[u8], packed_rows: usize, rows: usize, cols: usize) -> (
 /// The typical nonzero magnitude of `values`: the median of up to 4096 evenly spaced nonzero
 /// |w|. In a ternary tensor every nonzero |w| is `s`, so this is `s` exactly.
 fn typical_magnitude(values: &[f32]) -> Option<f32> {
-    let nz: Vec<f32> = values.iter().map(|v| v.abs()).filter(|&a| a > 0.0 && a.is_finite()).collect();
+    let nz: Vec<f32> = values
+        .iter()
+        .map(|v| v.abs())
+        .filter(|&a| a > 0.0 && a.is_finite())
+        .collect();
     if nz.is_empty() {
         return None;
     }
@@ -397,7 +415,10 @@ fn ternary_fit(w: &[f32], cols: usize) -> (u64, &'static str, Option<f32>) {
     if per_tensor == w.len() as u64 {
         return (per_tensor, "tensor", s);
     }
-    let per_row: u64 = w.chunks(cols).map(|r| count_ternary(r, typical_magnitude(r))).sum();
+    let per_row: u64 = w
+        .chunks(cols)
+        .map(|r| count_ternary(r, typical_magnitude(r)))
+        .sum();
     let per_group: u64 = w
         .chunks(cols)
         .flat_map(|r| r.chunks(128))
@@ -423,10 +444,16 @@ mod tests {
         let w: Vec<f32> = (0..512).map(|i| [(-1.0f32), 0.0, 1.0][i % 3] * s).collect();
         assert_eq!(ternary_fit(&w, 128).0, 512);
         // per-row scales
-        let w2: Vec<f32> = w.iter().enumerate().map(|(i, v)| v * (1 + i / 128) as f32).collect();
+        let w2: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1 + i / 128) as f32)
+            .collect();
         let (n, g, _) = ternary_fit(&w2, 128);
         assert_eq!((n, g), (512, "row"));
-        let lat: Vec<f32> = (0..512).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1000.0).collect();
+        let lat: Vec<f32> = (0..512)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1000.0)
+            .collect();
         assert!(ternary_fit(&lat, 128).0 < 100);
     }
 }

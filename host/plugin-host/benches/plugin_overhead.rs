@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tritlab_plugin_host::{
-    CheckSubject, GenerationStep, HostConfig, LogitsSummary, PluginHost, TokenLogit, Trit, TritCounts, TritRow,
-    TritTensor, VisualInput,
+    CheckSubject, GenerationStep, HostConfig, LogitsSummary, PluginHost, TokenLogit, Trit,
+    TritCounts, TritRow, TritTensor, VisualInput,
 };
 
 /// A repeating -1, 0, +1 pattern of `len` trits.
@@ -28,7 +28,10 @@ fn plugin(name: &str) -> PathBuf {
     };
     let path = dir.join(format!("{name}.wasm"));
     if !path.is_file() {
-        eprintln!("{} is missing: run `scripts/build-plugins.sh` first", path.display());
+        eprintln!(
+            "{} is missing: run `scripts/build-plugins.sh` first",
+            path.display()
+        );
         std::process::exit(1);
     }
     path
@@ -72,12 +75,21 @@ fn step(i: u64) -> GenerationStep {
         token_id: 1000 + i as u32,
         token_text: " ternary".into(),
         logits: LogitsSummary {
-            top: (0..5).map(|k| TokenLogit { token_id: k, logit: 10.0 - k as f32 }).collect(),
+            top: (0..5)
+                .map(|k| TokenLogit {
+                    token_id: k,
+                    logit: 10.0 - k as f32,
+                })
+                .collect(),
             max_logit: 10.0,
             mean_logit: -1.5,
             entropy: 2.25,
         },
-        trits: TritCounts { negative: 700_000, zero: 1_100_000, positive: 700_003 },
+        trits: TritCounts {
+            negative: 700_000,
+            zero: 1_100_000,
+            positive: 700_003,
+        },
     }
 }
 
@@ -95,7 +107,10 @@ fn main() {
     report("load gay-tracer, compiling (no cache)", &load);
 
     let cache = std::env::temp_dir().join(format!("tritlab-bench-cache-{}", std::process::id()));
-    let cached_config = || HostConfig { cache_dir: Some(cache.clone()), ..HostConfig::default() };
+    let cached_config = || HostConfig {
+        cache_dir: Some(cache.clone()),
+        ..HostConfig::default()
+    };
     PluginHost::new(cached_config())
         .unwrap_or_else(|err| panic!("{err}"))
         .load_file(&gay)
@@ -111,20 +126,28 @@ fn main() {
 
     let mut host = host();
     host.load_file(&gay).unwrap_or_else(|err| panic!("{err}"));
-    host.load_file(plugin("example")).unwrap_or_else(|err| panic!("{err}"));
-    host.load_file(plugin("triad-checker")).unwrap_or_else(|err| panic!("{err}"));
-    host.load_file(plugin("trit-visualiser")).unwrap_or_else(|err| panic!("{err}"));
+    host.load_file(plugin("example"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    host.load_file(plugin("triad-checker"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    host.load_file(plugin("trit-visualiser"))
+        .unwrap_or_else(|err| panic!("{err}"));
 
-    let instantiate = sample(200, || host.restart("gay-tracer").unwrap_or_else(|err| panic!("{err}")));
+    let instantiate = sample(200, || {
+        host.restart("gay-tracer")
+            .unwrap_or_else(|err| panic!("{err}"))
+    });
     report("instantiate gay-tracer (fresh store)", &instantiate);
 
     for i in 0..1000 {
-        host.trace_generation("gay-tracer", &step(i)).unwrap_or_else(|err| panic!("{err}"));
+        host.trace_generation("gay-tracer", &step(i))
+            .unwrap_or_else(|err| panic!("{err}"));
     }
     let mut i = 0;
     let per_token = sample(20_000, || {
         i += 1;
-        host.trace_generation("gay-tracer", &step(i)).unwrap_or_else(|err| panic!("{err}"));
+        host.trace_generation("gay-tracer", &step(i))
+            .unwrap_or_else(|err| panic!("{err}"));
     });
     let tracer_us = report("gay-tracer trace-generation (per token)", &per_token);
 
@@ -142,7 +165,8 @@ fn main() {
         trits: cycling_trits(2560),
     });
     let check = sample(2_000, || {
-        host.check("triad-checker", &row).unwrap_or_else(|err| panic!("{err}"));
+        host.check("triad-checker", &row)
+            .unwrap_or_else(|err| panic!("{err}"));
     });
     report("triad-checker check (2560-trit row)", &check);
 
@@ -152,12 +176,16 @@ fn main() {
         trits: cycling_trits(256 * 256),
     });
     let render = sample(200, || {
-        host.render("trit-visualiser", &tensor).unwrap_or_else(|err| panic!("{err}"));
+        host.render("trit-visualiser", &tensor)
+            .unwrap_or_else(|err| panic!("{err}"));
     });
     report("trit-visualiser render (256×256 tensor)", &render);
 
     println!("\ntracer overhead: {tracer_us:.2} µs per token (gay-tracer, mean)");
-    if let Some(ms) = std::env::var("TRITLAB_DECODE_MS_PER_TOKEN").ok().and_then(|v| v.parse::<f64>().ok()) {
+    if let Some(ms) = std::env::var("TRITLAB_DECODE_MS_PER_TOKEN")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
         println!(
             "at a decode time of {ms} ms/token that is {:.3}% of decode time (target < 5%)",
             tracer_us / (ms * 1000.0) * 100.0

@@ -40,19 +40,26 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
 ///
 /// Cache problems (unwritable folder, a corrupt or incompatible entry) never
 /// fail a load: the component is compiled afresh instead.
-pub(crate) fn compile_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> wasmtime::Result<Component> {
+pub(crate) fn compile_component(
+    engine: &Engine,
+    wasm: &[u8],
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<Component> {
     let Some(dir) = cache_dir else {
         return Component::new(engine, wasm);
     };
     let path = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
-    if path.is_file() {
-        // SAFETY: `deserialize_file` trusts the file to be machine code that
-        // this engine produced. The cache folder belongs to the user running
+    // Read into memory rather than `deserialize_file`'s mmap: a cache file
+    // truncated by another process while mapped would kill this one with
+    // SIGBUS; a copy cannot change under us.
+    if let Ok(serialized) = std::fs::read(&path) {
+        // SAFETY: `deserialize` trusts the bytes to be machine code that this
+        // engine produced. The cache folder belongs to the user running
         // tritlab, entries are written only by `compile_component` below
         // (atomically, by rename), and their names bind them to the exact
         // component bytes and engine configuration. Wasmtime additionally
         // checks the header's version and settings and refuses a mismatch.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &serialized) } {
             Ok(component) => return Ok(component),
             Err(_) => {
                 // Stale or damaged: drop it and compile afresh.

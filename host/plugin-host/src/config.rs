@@ -63,8 +63,9 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     pub limits: Limits,
-    /// How often the engine's epoch advances; a runaway call is stopped
-    /// between `call_timeout` and `call_timeout + epoch_tick` after it starts.
+    /// How often the engine's epoch advances: the deadline is counted in
+    /// these ticks, so a runaway call is stopped within one tick of
+    /// `call_timeout` after it starts.
     pub epoch_tick: Duration,
     /// Where compiled plugins are cached, keyed by content hash; `None`
     /// compiles on every load.
@@ -73,7 +74,11 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { limits: Limits::default(), epoch_tick: Duration::from_millis(5), cache_dir: None }
+        Self {
+            limits: Limits::default(),
+            epoch_tick: Duration::from_millis(5),
+            cache_dir: None,
+        }
     }
 }
 

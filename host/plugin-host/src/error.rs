@@ -52,35 +52,67 @@ pub enum PluginError {
     NotFound { plugin: String },
 
     #[error("plugin `{plugin}` is a {actual}, so it has no `{call}`")]
-    WrongKind { plugin: String, call: Call, actual: PluginKind },
+    WrongKind {
+        plugin: String,
+        call: Call,
+        actual: PluginKind,
+    },
 
     #[error(
         "plugin `{plugin}` is disabled after {failures} consecutive failures (last: {last_error}); \
          enable it again to retry"
     )]
-    Disabled { plugin: String, failures: u32, last_error: String },
+    Disabled {
+        plugin: String,
+        failures: u32,
+        last_error: String,
+    },
 
     #[error("plugin `{plugin}`: `{call}` ran past its time limit of {limit:?} and was stopped")]
-    Timeout { plugin: String, call: Call, limit: Duration },
+    Timeout {
+        plugin: String,
+        call: Call,
+        limit: Duration,
+    },
 
     #[error(
         "plugin `{plugin}`: `{call}` tried to grow its memory past the limit of {limit_bytes} bytes \
          and was stopped"
     )]
-    MemoryLimit { plugin: String, call: Call, limit_bytes: usize },
+    MemoryLimit {
+        plugin: String,
+        call: Call,
+        limit_bytes: usize,
+    },
 
     #[error("plugin `{plugin}`: `{call}` trapped: {message}")]
-    Trap { plugin: String, call: Call, message: String },
+    Trap {
+        plugin: String,
+        call: Call,
+        message: String,
+    },
 
     #[error("plugin `{plugin}`: `{call}` returned invalid output: {reason}")]
-    InvalidOutput { plugin: String, call: Call, reason: String },
+    InvalidOutput {
+        plugin: String,
+        call: Call,
+        reason: String,
+    },
 
     /// The plugin itself returned an error: an orderly refusal, not a fault.
     #[error("plugin `{plugin}`: `{call}` reported an error: {message}")]
-    Reported { plugin: String, call: Call, message: String },
+    Reported {
+        plugin: String,
+        call: Call,
+        message: String,
+    },
 
     #[error("plugin `{plugin}`: `{call}` could not be made: {message}")]
-    Host { plugin: String, call: Call, message: String },
+    Host {
+        plugin: String,
+        call: Call,
+        message: String,
+    },
 }
 
 impl PluginError {
@@ -132,35 +164,75 @@ impl PluginError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("plugin `{plugin}` ({path}): cannot read it: {source}")]
-    Read { plugin: String, path: PathBuf, source: std::io::Error },
+    Read {
+        plugin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("plugin `{plugin}` ({path}): not a valid WebAssembly component: {message}")]
-    Compile { plugin: String, path: PathBuf, message: String },
+    Compile {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
 
     #[error("plugin `{plugin}` ({path}): not a tritlab plugin: {reason}")]
-    NotAPlugin { plugin: String, path: PathBuf, reason: String },
+    NotAPlugin {
+        plugin: String,
+        path: PathBuf,
+        reason: String,
+    },
 
     #[error(
         "plugin `{plugin}` ({path}) was built against contract tritlab:plugin@{plugin_version}, \
          which this host (tritlab:plugin@{host_version}) cannot run; rebuild it against \
          tritlab:plugin@{host_version}"
     )]
-    IncompatibleContract { plugin: String, path: PathBuf, plugin_version: String, host_version: String },
+    IncompatibleContract {
+        plugin: String,
+        path: PathBuf,
+        plugin_version: String,
+        host_version: String,
+    },
 
-    #[error("plugin `{plugin}` ({path}): its imports cannot be satisfied by this sandbox: {message}")]
-    Link { plugin: String, path: PathBuf, message: String },
+    #[error(
+        "plugin `{plugin}` ({path}): its imports cannot be satisfied by this sandbox: {message}"
+    )]
+    Link {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
 
     #[error("plugin `{plugin}` ({path}): could not describe itself: {source}")]
-    Describe { plugin: String, path: PathBuf, source: PluginError },
+    Describe {
+        plugin: String,
+        path: PathBuf,
+        source: PluginError,
+    },
 
     #[error("plugin `{plugin}` ({path}): invalid self-description: {reason}")]
-    InvalidDescription { plugin: String, path: PathBuf, reason: String },
+    InvalidDescription {
+        plugin: String,
+        path: PathBuf,
+        reason: String,
+    },
 
-    #[error("plugin `{plugin}` ({path}): a plugin with this name is already loaded from {existing}")]
-    DuplicateName { plugin: String, path: PathBuf, existing: PathBuf },
+    #[error(
+        "plugin `{plugin}` ({path}): a plugin with this name is already loaded from {existing}"
+    )]
+    DuplicateName {
+        plugin: String,
+        path: PathBuf,
+        existing: PathBuf,
+    },
 
     #[error("plugin folder {path}: cannot list it: {source}")]
-    ReadDir { path: PathBuf, source: std::io::Error },
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A failure of the host itself (not of a plugin).

@@ -16,8 +16,8 @@ use crate::error::{Call, HostError, LoadError, PluginError};
 use crate::sandbox::{truncate_utf8, EpochTimer, LogBuffer, PluginState, SharedLogs};
 use crate::tensor::{NoTensors, TensorSource};
 use crate::types::{
-    Annotation, CheckSubject, GenerationStep, LogRecord, PluginInfo, PluginKind, TrainingStep, Verdict, Visual,
-    VisualInput,
+    Annotation, CheckSubject, GenerationStep, LogRecord, PluginInfo, PluginKind, TrainingStep,
+    Verdict, Visual, VisualInput,
 };
 
 /// The contract version this host implements (`tritlab:plugin@…` in `wit/`).
@@ -38,7 +38,10 @@ pub fn contract_compatible(version: &str) -> bool {
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
         let _patch: u64 = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some((major, minor, pre_release))
+        parts
+            .next()
+            .is_none()
+            .then_some((major, minor, pre_release))
     }
     let (Some(plugin), Some(host)) = (parse(version), parse(CONTRACT_VERSION)) else {
         return false;
@@ -113,19 +116,31 @@ type GuestOutcome<T> = Option<wasmtime::Result<Result<T, String>>>;
 
 impl Slot {
     fn instantiate(&self, sandbox: &Sandbox) -> Result<LiveInstance, PluginError> {
-        let state =
-            PluginState::new(&self.name, Arc::clone(&sandbox.tensors), Arc::clone(&sandbox.limits), Arc::clone(&sandbox.logs));
+        let state = PluginState::new(
+            &self.name,
+            Arc::clone(&sandbox.tensors),
+            Arc::clone(&sandbox.limits),
+            Arc::clone(&sandbox.logs),
+        );
         let mut store = Store::new(&sandbox.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(sandbox.deadline_ticks);
         let bindings = match &self.pre {
             PluginPre::Tracer(pre) => pre.instantiate(&mut store).map(PluginBindings::Tracer),
             PluginPre::Checker(pre) => pre.instantiate(&mut store).map(PluginBindings::Checker),
-            PluginPre::Visualiser(pre) => pre.instantiate(&mut store).map(PluginBindings::Visualiser),
+            PluginPre::Visualiser(pre) => {
+                pre.instantiate(&mut store).map(PluginBindings::Visualiser)
+            }
         };
         match bindings {
             Ok(bindings) => Ok(LiveInstance { store, bindings }),
-            Err(err) => Err(classify_failure(&self.name, Call::Instantiate, err, store.data(), &sandbox.limits)),
+            Err(err) => Err(classify_failure(
+                &self.name,
+                Call::Instantiate,
+                err,
+                store.data(),
+                &sandbox.limits,
+            )),
         }
     }
 
@@ -143,9 +158,16 @@ impl Slot {
             let mut live = self.instantiate(sandbox)?;
             if !self.options.is_empty() {
                 let options = self.options.clone();
-                let configured = run_guarded(&self.name, sandbox, Call::Configure, &mut live, |bindings, store| {
-                    Some(plugin_interface!(bindings, |plugin| plugin.call_configure(store, &options)))
-                });
+                let configured = run_guarded(
+                    &self.name,
+                    sandbox,
+                    Call::Configure,
+                    &mut live,
+                    |bindings, store| {
+                        Some(plugin_interface!(bindings, |plugin| plugin
+                            .call_configure(store, &options)))
+                    },
+                );
                 match configured {
                     Ok(Some(Ok(()))) => {}
                     Ok(Some(Err(message))) => {
@@ -181,7 +203,11 @@ impl Slot {
 
 /// The error for a guest function the instance does not have.
 fn unreachable_kind<T>(plugin: &str, call: Call, kind: PluginKind) -> Result<T, PluginError> {
-    Err(PluginError::WrongKind { plugin: plugin.to_owned(), call, actual: kind })
+    Err(PluginError::WrongKind {
+        plugin: plugin.to_owned(),
+        call,
+        actual: kind,
+    })
 }
 
 /// Arms the deadline and resets per-call state, runs `run`, and turns a
@@ -198,30 +224,62 @@ fn run_guarded<T>(
     match run(&live.bindings, &mut live.store) {
         None => Ok(None),
         Some(Ok(reply)) => Ok(Some(reply)),
-        Some(Err(err)) => Err(classify_failure(plugin, call, err, live.store.data(), &sandbox.limits)),
+        Some(Err(err)) => Err(classify_failure(
+            plugin,
+            call,
+            err,
+            live.store.data(),
+            &sandbox.limits,
+        )),
     }
 }
 
 /// Says why a guest call failed: memory limit, deadline, or another trap
 /// (with the guest's panic message from stderr when there is one).
-fn classify_failure(plugin: &str, call: Call, err: wasmtime::Error, state: &PluginState, limits: &Limits) -> PluginError {
+fn classify_failure(
+    plugin: &str,
+    call: Call,
+    err: wasmtime::Error,
+    state: &PluginState,
+    limits: &Limits,
+) -> PluginError {
     let plugin = plugin.to_owned();
     if state.memory.exceeded {
-        return PluginError::MemoryLimit { plugin, call, limit_bytes: limits.memory_bytes };
+        return PluginError::MemoryLimit {
+            plugin,
+            call,
+            limit_bytes: limits.memory_bytes,
+        };
     }
     if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return PluginError::Timeout { plugin, call, limit: limits.call_timeout };
+        return PluginError::Timeout {
+            plugin,
+            call,
+            limit: limits.call_timeout,
+        };
     }
     let mut message = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
-    let stderr = state.stderr_tail(1024);
+    // A Rust guest's panic message, minus the hint about backtraces that
+    // only applies to a native process.
+    let stderr: Vec<String> = state
+        .stderr_tail(1024)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .map(str::to_owned)
+        .collect();
     if !stderr.is_empty() {
         message.push_str("; plugin stderr: ");
-        message.push_str(&stderr);
+        message.push_str(&stderr.join(" "));
     }
-    PluginError::Trap { plugin, call, message: truncate_utf8(message, limits.max_text_bytes) }
+    PluginError::Trap {
+        plugin,
+        call,
+        message: truncate_utf8(message, limits.max_text_bytes),
+    }
 }
 
 struct LoadedPlugin {
@@ -289,7 +347,9 @@ fn contract_of(component: &Component, engine: &Engine) -> Result<(PluginKind, St
     let mut exports = Vec::new();
     for (name, _) in component.component_type().exports(engine) {
         exports.push(name.to_owned());
-        let Some(rest) = name.strip_prefix(&prefix) else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
         let (interface, version) = rest.split_once('@').unwrap_or((rest, "unversioned"));
         versions.insert(version.to_owned());
         match interface {
@@ -300,15 +360,23 @@ fn contract_of(component: &Component, engine: &Engine) -> Result<(PluginKind, St
         }
     }
     if versions.is_empty() {
-        return Err(format!("it exports no {CONTRACT_PACKAGE} interface (exports: {})", exports.join(", ")));
+        return Err(format!(
+            "it exports no {CONTRACT_PACKAGE} interface (exports: {})",
+            exports.join(", ")
+        ));
     }
     if let Some(incompatible) = versions.iter().find(|v| !contract_compatible(v)) {
-        return Ok((kinds.first().copied().unwrap_or(PluginKind::Tracer), incompatible.clone()));
+        return Ok((
+            kinds.first().copied().unwrap_or(PluginKind::Tracer),
+            incompatible.clone(),
+        ));
     }
     match kinds.as_slice() {
         [kind] => Ok((*kind, versions.into_iter().next().unwrap_or_default())),
         [] => Err("it exports none of the tracer, checker or visualiser interfaces".into()),
-        _ => Err("it exports more than one of the tracer, checker and visualiser interfaces".into()),
+        _ => {
+            Err("it exports more than one of the tracer, checker and visualiser interfaces".into())
+        }
     }
 }
 
@@ -334,16 +402,28 @@ impl PluginHost {
     /// A host with no plugins loaded.
     pub fn new(config: HostConfig) -> Result<PluginHost, HostError> {
         let mut engine_config = Config::new();
-        engine_config.epoch_interruption(true).cranelift_opt_level(OptLevel::Speed);
-        let engine = Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        engine_config
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed);
+        let engine =
+            Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| HostError::Linker(format!("{e:#}")))?;
-        tracer::TracerPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| HostError::Linker(format!("{e:#}")))?;
+        tracer::TracerPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| HostError::Linker(format!("{e:#}")))?;
 
         let tick = config.epoch_tick.max(std::time::Duration::from_micros(100));
-        let deadline_ticks = config.limits.call_timeout.as_nanos().div_ceil(tick.as_nanos()).max(1);
+        let deadline_ticks = config
+            .limits
+            .call_timeout
+            .as_nanos()
+            .div_ceil(tick.as_nanos())
+            .max(1);
         let epoch_timer = EpochTimer::start(engine.clone(), tick).map_err(HostError::Timer)?;
         let logs = Arc::new(Mutex::new(LogBuffer::new(config.limits.log_buffer_records)));
         Ok(PluginHost {
@@ -382,14 +462,30 @@ impl PluginHost {
     /// itself.
     pub fn load_file(&mut self, path: impl AsRef<Path>) -> Result<PluginInfo, LoadError> {
         let path = path.as_ref().to_path_buf();
-        let label = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-        let wasm = std::fs::read(&path)
-            .map_err(|source| LoadError::Read { plugin: label.clone(), path: path.clone(), source })?;
+        let label = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
+            plugin: label.clone(),
+            path: path.clone(),
+            source,
+        })?;
         let component = compile_component(&self.sandbox.engine, &wasm, self.cache_dir.as_deref())
-            .map_err(|e| LoadError::Compile { plugin: label.clone(), path: path.clone(), message: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Compile {
+            plugin: label.clone(),
+            path: path.clone(),
+            message: format!("{e:#}"),
+        })?;
 
-        let (kind, contract_version) = contract_of(&component, &self.sandbox.engine)
-            .map_err(|reason| LoadError::NotAPlugin { plugin: label.clone(), path: path.clone(), reason })?;
+        let (kind, contract_version) =
+            contract_of(&component, &self.sandbox.engine).map_err(|reason| {
+                LoadError::NotAPlugin {
+                    plugin: label.clone(),
+                    path: path.clone(),
+                    reason,
+                }
+            })?;
         if !contract_compatible(&contract_version) {
             return Err(LoadError::IncompatibleContract {
                 plugin: label,
@@ -399,35 +495,73 @@ impl PluginHost {
             });
         }
 
-        let link_error =
-            |e: wasmtime::Error| LoadError::Link { plugin: label.clone(), path: path.clone(), message: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            plugin: label.clone(),
+            path: path.clone(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
         let pre = match kind {
-            PluginKind::Tracer => PluginPre::Tracer(tracer::TracerPluginPre::new(instance_pre).map_err(link_error)?),
-            PluginKind::Checker => PluginPre::Checker(checker::CheckerPluginPre::new(instance_pre).map_err(link_error)?),
-            PluginKind::Visualiser => {
-                PluginPre::Visualiser(visualiser::VisualiserPluginPre::new(instance_pre).map_err(link_error)?)
+            PluginKind::Tracer => {
+                PluginPre::Tracer(tracer::TracerPluginPre::new(instance_pre).map_err(link_error)?)
             }
+            PluginKind::Checker => PluginPre::Checker(
+                checker::CheckerPluginPre::new(instance_pre).map_err(link_error)?,
+            ),
+            PluginKind::Visualiser => PluginPre::Visualiser(
+                visualiser::VisualiserPluginPre::new(instance_pre).map_err(link_error)?,
+            ),
         };
 
-        let mut slot = Slot { name: label.clone(), pre, live: None, options: Vec::new() };
+        let mut slot = Slot {
+            name: label.clone(),
+            pre,
+            live: None,
+            options: Vec::new(),
+        };
         let described = slot
             .invoke(&self.sandbox, Call::Describe, kind, |bindings, store| {
                 Some(plugin_interface!(bindings, |plugin| plugin.call_describe(store)).map(Ok))
             })
-            .and_then(|reply| reply.map_err(|message| PluginError::Reported { plugin: label.clone(), call: Call::Describe, message }))
-            .map_err(|source| LoadError::Describe { plugin: label.clone(), path: path.clone(), source })?;
-        let info = convert::plugin_info_from_wit(described, &self.sandbox.limits)
-            .map_err(|reason| LoadError::InvalidDescription { plugin: label.clone(), path: path.clone(), reason })?;
+            .and_then(|reply| {
+                reply.map_err(|message| PluginError::Reported {
+                    plugin: label.clone(),
+                    call: Call::Describe,
+                    message,
+                })
+            })
+            .map_err(|source| LoadError::Describe {
+                plugin: label.clone(),
+                path: path.clone(),
+                source,
+            })?;
+        let info =
+            convert::plugin_info_from_wit(described, &self.sandbox.limits).map_err(|reason| {
+                LoadError::InvalidDescription {
+                    plugin: label.clone(),
+                    path: path.clone(),
+                    reason,
+                }
+            })?;
         if info.kind != kind {
             return Err(LoadError::InvalidDescription {
                 plugin: label,
                 path,
-                reason: format!("it describes itself as a {} but exports the {kind} interface", info.kind),
+                reason: format!(
+                    "it describes itself as a {} but exports the {kind} interface",
+                    info.kind
+                ),
             });
         }
         if let Some(existing) = self.plugins.iter().find(|p| p.info.name == info.name) {
-            return Err(LoadError::DuplicateName { plugin: info.name.clone(), path, existing: existing.path.clone() });
+            return Err(LoadError::DuplicateName {
+                plugin: info.name.clone(),
+                path,
+                existing: existing.path.clone(),
+            });
         }
 
         slot.name = info.name.clone();
@@ -455,7 +589,12 @@ impl PluginHost {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(source) => return vec![Err(LoadError::ReadDir { path: dir.to_path_buf(), source })],
+            Err(source) => {
+                return vec![Err(LoadError::ReadDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })]
+            }
         };
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -468,7 +607,10 @@ impl PluginHost {
     /// Loads the bundled plugins from `bundled_dir`, then the user's
     /// ([`user_plugin_dir`]). On a name clash the first loaded wins and the
     /// later one is reported as a duplicate.
-    pub fn load_standard_dirs(&mut self, bundled_dir: impl AsRef<Path>) -> Vec<Result<PluginInfo, LoadError>> {
+    pub fn load_standard_dirs(
+        &mut self,
+        bundled_dir: impl AsRef<Path>,
+    ) -> Vec<Result<PluginInfo, LoadError>> {
         let mut results = self.load_dir(bundled_dir);
         if let Some(user_dir) = user_plugin_dir() {
             results.extend(self.load_dir(user_dir));
@@ -490,14 +632,19 @@ impl PluginHost {
 
     /// One plugin's status.
     pub fn status(&self, plugin: &str) -> Option<PluginStatus> {
-        self.plugins.iter().find(|p| p.info.name == plugin).map(LoadedPlugin::status)
+        self.plugins
+            .iter()
+            .find(|p| p.info.name == plugin)
+            .map(LoadedPlugin::status)
     }
 
     fn plugin_mut(&mut self, plugin: &str) -> Result<&mut LoadedPlugin, PluginError> {
         self.plugins
             .iter_mut()
             .find(|p| p.info.name == plugin)
-            .ok_or_else(|| PluginError::NotFound { plugin: plugin.to_owned() })
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: plugin.to_owned(),
+            })
     }
 
     /// Enables or disables a plugin. Enabling clears its failure streak, so
@@ -518,7 +665,12 @@ impl PluginHost {
     pub fn restart(&mut self, plugin: &str) -> Result<(), PluginError> {
         let loaded = self.plugin_mut(plugin)?;
         loaded.slot.live = None;
-        self.call(plugin, Call::Instantiate, |_, _| Some(Ok(Ok(()))), |(), _| Ok(()))
+        self.call(
+            plugin,
+            Call::Instantiate,
+            |_, _| Some(Ok(Ok(()))),
+            |(), _| Ok(()),
+        )
     }
 
     /// Sets options (names from [`PluginInfo::options`]); they are kept and
@@ -526,12 +678,17 @@ impl PluginHost {
     pub fn configure(&mut self, plugin: &str, options: &[(&str, &str)]) -> Result<(), PluginError> {
         let values: Vec<wit::OptionValue> = options
             .iter()
-            .map(|(name, value)| wit::OptionValue { name: (*name).to_owned(), value: (*value).to_owned() })
+            .map(|(name, value)| wit::OptionValue {
+                name: (*name).to_owned(),
+                value: (*value).to_owned(),
+            })
             .collect();
         self.call(
             plugin,
             Call::Configure,
-            |bindings, store| Some(plugin_interface!(bindings, |p| p.call_configure(store, &values))),
+            |bindings, store| {
+                Some(plugin_interface!(bindings, |p| p.call_configure(store, &values)))
+            },
             |(), _| Ok(()),
         )?;
         let loaded = self.plugin_mut(plugin)?;
@@ -543,13 +700,20 @@ impl PluginHost {
     }
 
     /// Asks tracer `plugin` to annotate a generated token.
-    pub fn trace_generation(&mut self, plugin: &str, step: &GenerationStep) -> Result<Annotation, PluginError> {
+    pub fn trace_generation(
+        &mut self,
+        plugin: &str,
+        step: &GenerationStep,
+    ) -> Result<Annotation, PluginError> {
         let input = convert::generation_step_to_wit(step);
         self.call(
             plugin,
             Call::TraceGeneration,
             |bindings, store| match bindings {
-                PluginBindings::Tracer(b) => Some(b.tritlab_plugin_tracer().call_trace_generation(store, &input)),
+                PluginBindings::Tracer(b) => Some(
+                    b.tritlab_plugin_tracer()
+                        .call_trace_generation(store, &input),
+                ),
                 _ => None,
             },
             convert::annotation_from_wit,
@@ -557,13 +721,19 @@ impl PluginHost {
     }
 
     /// Asks tracer `plugin` to annotate a training step.
-    pub fn trace_training(&mut self, plugin: &str, step: &TrainingStep) -> Result<Annotation, PluginError> {
+    pub fn trace_training(
+        &mut self,
+        plugin: &str,
+        step: &TrainingStep,
+    ) -> Result<Annotation, PluginError> {
         let input = convert::training_step_to_wit(step);
         self.call(
             plugin,
             Call::TraceTraining,
             |bindings, store| match bindings {
-                PluginBindings::Tracer(b) => Some(b.tritlab_plugin_tracer().call_trace_training(store, &input)),
+                PluginBindings::Tracer(b) => {
+                    Some(b.tritlab_plugin_tracer().call_trace_training(store, &input))
+                }
                 _ => None,
             },
             convert::annotation_from_wit,
@@ -571,13 +741,19 @@ impl PluginHost {
     }
 
     /// Asks checker `plugin` for verdicts on `subject`.
-    pub fn check(&mut self, plugin: &str, subject: &CheckSubject) -> Result<Vec<Verdict>, PluginError> {
+    pub fn check(
+        &mut self,
+        plugin: &str,
+        subject: &CheckSubject,
+    ) -> Result<Vec<Verdict>, PluginError> {
         let input = convert::check_subject_to_wit(subject);
         self.call(
             plugin,
             Call::Check,
             |bindings, store| match bindings {
-                PluginBindings::Checker(b) => Some(b.tritlab_plugin_checker().call_check(store, &input)),
+                PluginBindings::Checker(b) => {
+                    Some(b.tritlab_plugin_checker().call_check(store, &input))
+                }
                 _ => None,
             },
             convert::verdicts_from_wit,
@@ -585,13 +761,19 @@ impl PluginHost {
     }
 
     /// Asks visualiser `plugin` to draw `input`.
-    pub fn render(&mut self, plugin: &str, input: &VisualInput) -> Result<Vec<Visual>, PluginError> {
+    pub fn render(
+        &mut self,
+        plugin: &str,
+        input: &VisualInput,
+    ) -> Result<Vec<Visual>, PluginError> {
         let request = convert::render_request_to_wit(input, &self.sandbox.limits);
         self.call(
             plugin,
             Call::Render,
             |bindings, store| match bindings {
-                PluginBindings::Visualiser(b) => Some(b.tritlab_plugin_visualiser().call_render(store, &request)),
+                PluginBindings::Visualiser(b) => {
+                    Some(b.tritlab_plugin_visualiser().call_render(store, &request))
+                }
                 _ => None,
             },
             convert::visuals_from_wit,
@@ -599,11 +781,18 @@ impl PluginHost {
     }
 
     fn enabled_of_kind(&self, kind: PluginKind) -> Vec<String> {
-        self.plugins.iter().filter(|p| p.enabled && p.info.kind == kind).map(|p| p.info.name.clone()).collect()
+        self.plugins
+            .iter()
+            .filter(|p| p.enabled && p.info.kind == kind)
+            .map(|p| p.info.name.clone())
+            .collect()
     }
 
     /// Every enabled tracer's annotation of a generated token.
-    pub fn trace_generation_all(&mut self, step: &GenerationStep) -> Vec<(String, Result<Annotation, PluginError>)> {
+    pub fn trace_generation_all(
+        &mut self,
+        step: &GenerationStep,
+    ) -> Vec<(String, Result<Annotation, PluginError>)> {
         self.enabled_of_kind(PluginKind::Tracer)
             .into_iter()
             .map(|name| {
@@ -614,7 +803,10 @@ impl PluginHost {
     }
 
     /// Every enabled tracer's annotation of a training step.
-    pub fn trace_training_all(&mut self, step: &TrainingStep) -> Vec<(String, Result<Annotation, PluginError>)> {
+    pub fn trace_training_all(
+        &mut self,
+        step: &TrainingStep,
+    ) -> Vec<(String, Result<Annotation, PluginError>)> {
         self.enabled_of_kind(PluginKind::Tracer)
             .into_iter()
             .map(|name| {
@@ -625,7 +817,10 @@ impl PluginHost {
     }
 
     /// Every enabled checker's verdicts on `subject`.
-    pub fn check_all(&mut self, subject: &CheckSubject) -> Vec<(String, Result<Vec<Verdict>, PluginError>)> {
+    pub fn check_all(
+        &mut self,
+        subject: &CheckSubject,
+    ) -> Vec<(String, Result<Vec<Verdict>, PluginError>)> {
         self.enabled_of_kind(PluginKind::Checker)
             .into_iter()
             .map(|name| {
@@ -638,7 +833,11 @@ impl PluginHost {
     /// Takes the log lines plugins wrote since the last call, oldest first,
     /// and how many were dropped for exceeding the caps.
     pub fn drain_logs(&self) -> (Vec<LogRecord>, u64) {
-        let mut logs = self.sandbox.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self
+            .sandbox
+            .logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let dropped = std::mem::take(&mut logs.dropped);
         (logs.drain(), dropped)
     }
@@ -659,25 +858,62 @@ impl PluginHost {
             .plugins
             .iter_mut()
             .find(|p| p.info.name == plugin)
-            .ok_or_else(|| PluginError::NotFound { plugin: plugin.to_owned() })?;
+            .ok_or_else(|| PluginError::NotFound {
+                plugin: plugin.to_owned(),
+            })?;
         if !loaded.enabled {
             return Err(PluginError::Disabled {
                 plugin: plugin.to_owned(),
                 failures: loaded.consecutive_failures,
-                last_error: loaded.last_error.clone().unwrap_or_else(|| "disabled by the user".into()),
+                last_error: loaded
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "disabled by the user".into()),
             });
         }
         let kind = loaded.info.kind;
-        let outcome = loaded.slot.invoke(sandbox, call, kind, run).and_then(|reply| match reply {
-            Ok(value) => validate(value, &sandbox.limits)
-                .map_err(|reason| PluginError::InvalidOutput { plugin: plugin.to_owned(), call, reason }),
-            Err(message) => Err(PluginError::Reported {
-                plugin: plugin.to_owned(),
-                call,
-                message: truncate_utf8(message, sandbox.limits.max_text_bytes),
-            }),
-        });
+        let outcome = loaded
+            .slot
+            .invoke(sandbox, call, kind, run)
+            .and_then(|reply| match reply {
+                Ok(value) => {
+                    validate(value, &sandbox.limits).map_err(|reason| PluginError::InvalidOutput {
+                        plugin: plugin.to_owned(),
+                        call,
+                        reason,
+                    })
+                }
+                Err(message) => Err(PluginError::Reported {
+                    plugin: plugin.to_owned(),
+                    call,
+                    message: truncate_utf8(message, sandbox.limits.max_text_bytes),
+                }),
+            });
         loaded.record(&outcome, max_failures);
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract_compatible;
+
+    #[test]
+    fn contract_versions_follow_semver_with_the_0x_rule() {
+        assert!(contract_compatible("0.1.0"));
+        assert!(
+            contract_compatible("0.1.7"),
+            "patch releases are compatible"
+        );
+        assert!(!contract_compatible("0.2.0"), "0.x minor releases break");
+        assert!(!contract_compatible("0.0.9"));
+        assert!(!contract_compatible("9.0.0"));
+        assert!(
+            !contract_compatible("0.1.0-rc.1"),
+            "pre-releases must match exactly"
+        );
+        assert!(!contract_compatible("0.1"));
+        assert!(!contract_compatible("unversioned"));
+        assert!(!contract_compatible("0.1.0.0"));
     }
 }

@@ -29,7 +29,11 @@ pub(crate) struct LogBuffer {
 
 impl LogBuffer {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { records: VecDeque::new(), capacity, dropped: 0 }
+        Self {
+            records: VecDeque::new(),
+            capacity,
+            dropped: 0,
+        }
     }
 
     fn push(&mut self, record: LogRecord) {
@@ -61,7 +65,11 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     fn new(limit_bytes: usize) -> Self {
-        Self { limit_bytes, total_bytes: 0, exceeded: false }
+        Self {
+            limit_bytes,
+            total_bytes: 0,
+            exceeded: false,
+        }
     }
 }
 
@@ -74,17 +82,30 @@ const MAX_TABLES: usize = 256;
 const MAX_MEMORIES: usize = 16;
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.total_bytes - current.min(self.total_bytes) + desired;
         if total > self.limit_bytes {
             self.exceeded = true;
-            wasmtime::bail!("memory limit of {} bytes exceeded (asked for {total})", self.limit_bytes);
+            wasmtime::bail!(
+                "memory limit of {} bytes exceeded (asked for {total})",
+                self.limit_bytes
+            );
         }
         self.total_bytes = total;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
@@ -131,7 +152,12 @@ pub(crate) struct PluginState {
 }
 
 impl PluginState {
-    pub(crate) fn new(plugin: &str, tensors: Arc<dyn TensorSource>, limits: Arc<Limits>, logs: SharedLogs) -> Self {
+    pub(crate) fn new(
+        plugin: &str,
+        tensors: Arc<dyn TensorSource>,
+        limits: Arc<Limits>,
+        logs: SharedLogs,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(limits.stderr_bytes);
         // Randomness is a fixed stream: std's hash maps seed from it, and a
         // plugin's output must not vary between runs or machines.
@@ -140,8 +166,12 @@ impl PluginState {
         wasi.stderr(stderr.clone())
             .wall_clock(FrozenWallClock)
             .secure_random(Deterministic::new(seed.as_bytes().to_vec()))
-            .insecure_random(Deterministic::new(seed.as_bytes().iter().rev().copied().collect()))
-            .insecure_random_seed(u128::from_le_bytes(seed.as_bytes()[..16].try_into().unwrap_or([0; 16])))
+            .insecure_random(Deterministic::new(
+                seed.as_bytes().iter().rev().copied().collect(),
+            ))
+            .insecure_random_seed(u128::from_le_bytes(
+                seed.as_bytes()[..16].try_into().unwrap_or([0; 16]),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -168,11 +198,15 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
-/// Cuts `text` to at most `max_bytes` bytes on a character boundary.
+/// Cuts `text` to `max_bytes` bytes on a character boundary, marking the
+/// cut with an ellipsis.
 pub(crate) fn truncate_utf8(mut text: String, max_bytes: usize) -> String {
     if text.len() > max_bytes {
         let mut end = max_bytes;
@@ -202,14 +236,21 @@ impl wit_host::Host for PluginState {
             wit_host::LogLevel::Error => LogLevel::Error,
         };
         let message = truncate_utf8(message, self.limits.max_log_line_bytes);
-        logs.push(LogRecord { plugin: self.plugin.clone(), level, message });
+        logs.push(LogRecord {
+            plugin: self.plugin.clone(),
+            level,
+            message,
+        });
     }
 
     fn list_tensors(&mut self) -> Vec<wit_host::TensorInfo> {
         self.tensors
             .tensors()
             .into_iter()
-            .map(|info| wit_host::TensorInfo { name: info.name, shape: info.shape })
+            .map(|info| wit_host::TensorInfo {
+                name: info.name,
+                shape: info.shape,
+            })
             .collect()
     }
 
@@ -232,13 +273,18 @@ impl EpochTimer {
     pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("tritlab-plugin-epoch".into()).spawn(move || {
-            while !stop_flag.load(Ordering::Relaxed) {
-                std::thread::park_timeout(tick);
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(Self { stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("tritlab-plugin-epoch".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -250,5 +296,103 @@ impl Drop for EpochTimer {
             // A panic in the timer thread has nothing left to report.
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{TensorInfo, Trit};
+    use wit_host::Host as _;
+
+    /// A source that ignores `len` and always returns 10 trits.
+    struct Overgenerous;
+
+    impl TensorSource for Overgenerous {
+        fn tensors(&self) -> Vec<TensorInfo> {
+            vec![TensorInfo {
+                name: "t".into(),
+                shape: vec![10],
+            }]
+        }
+
+        fn read_trits(&self, _name: &str, _offset: u64, _len: usize) -> Result<Vec<Trit>, String> {
+            Ok(vec![Trit::Positive; 10])
+        }
+    }
+
+    fn state(limits: Limits) -> (PluginState, SharedLogs) {
+        let logs = Arc::new(Mutex::new(LogBuffer::new(limits.log_buffer_records)));
+        let state = PluginState::new(
+            "p",
+            Arc::new(Overgenerous),
+            Arc::new(limits),
+            Arc::clone(&logs),
+        );
+        (state, logs)
+    }
+
+    #[test]
+    fn read_trits_never_returns_more_than_asked_or_allowed() {
+        let (mut state, _) = state(Limits {
+            max_read_trits: 4,
+            ..Limits::default()
+        });
+        assert_eq!(state.read_trits("t".into(), 0, 3).map(|t| t.len()), Ok(3));
+        assert_eq!(state.read_trits("t".into(), 0, 100).map(|t| t.len()), Ok(4));
+    }
+
+    #[test]
+    fn log_lines_are_capped_in_length_and_number_per_call() {
+        let limits = Limits {
+            max_log_lines_per_call: 3,
+            max_log_line_bytes: 8,
+            ..Limits::default()
+        };
+        let (mut state, logs) = state(limits);
+        for _ in 0..5 {
+            state.log(wit_host::LogLevel::Warn, "é".repeat(100));
+        }
+        let mut logs = logs.lock().expect("not poisoned");
+        assert_eq!(logs.dropped, 2);
+        let records = logs.drain();
+        assert_eq!(records.len(), 3);
+        assert!(records
+            .iter()
+            .all(|r| r.plugin == "p" && r.level == LogLevel::Warn));
+        assert_eq!(records[0].message, "éééé…", "cut on a character boundary");
+        drop(logs);
+        // A new call may log again.
+        state.log_lines_this_call = 0;
+        state.log(wit_host::LogLevel::Info, "again".into());
+    }
+
+    #[test]
+    fn log_buffer_keeps_the_newest_records() {
+        let mut buffer = LogBuffer::new(2);
+        for i in 0..5 {
+            buffer.push(LogRecord {
+                plugin: "p".into(),
+                level: LogLevel::Info,
+                message: i.to_string(),
+            });
+        }
+        assert_eq!(buffer.dropped, 3);
+        let kept: Vec<String> = buffer.drain().into_iter().map(|r| r.message).collect();
+        assert_eq!(kept, ["3", "4"]);
+    }
+
+    #[test]
+    fn memory_limit_counts_all_memories_together() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).is_ok());
+        assert!(
+            limiter.memory_growing(0, 30, None).is_ok(),
+            "a second memory"
+        );
+        assert!(limiter.memory_growing(60, 70, None).is_ok(), "total 100");
+        assert!(!limiter.exceeded);
+        assert!(limiter.memory_growing(30, 31, None).is_err(), "total 101");
+        assert!(limiter.exceeded);
     }
 }

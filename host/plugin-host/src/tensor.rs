@@ -46,9 +46,17 @@ impl InMemoryTensors {
 
     /// Adds (or replaces) a tensor. Returns an error if the shape does not
     /// hold exactly `trits.len()` elements.
-    pub fn insert(&mut self, name: impl Into<String>, shape: Vec<u32>, trits: Vec<Trit>) -> Result<(), String> {
+    pub fn insert(
+        &mut self,
+        name: impl Into<String>,
+        shape: Vec<u32>,
+        trits: Vec<Trit>,
+    ) -> Result<(), String> {
         let name = name.into();
-        let info = TensorInfo { name: name.clone(), shape };
+        let info = TensorInfo {
+            name: name.clone(),
+            shape,
+        };
         if info.len() != Some(trits.len() as u64) {
             return Err(format!(
                 "tensor `{name}`: shape {:?} does not hold {} trits",
@@ -65,13 +73,21 @@ impl TensorSource for InMemoryTensors {
     fn tensors(&self) -> Vec<TensorInfo> {
         self.tensors
             .iter()
-            .map(|(name, (shape, _))| TensorInfo { name: name.clone(), shape: shape.clone() })
+            .map(|(name, (shape, _))| TensorInfo {
+                name: name.clone(),
+                shape: shape.clone(),
+            })
             .collect()
     }
 
     fn read_trits(&self, name: &str, offset: u64, len: usize) -> Result<Vec<Trit>, String> {
-        let (_, trits) = self.tensors.get(name).ok_or_else(|| format!("no tensor named `{name}`"))?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(trits.len());
+        let (_, trits) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| format!("no tensor named `{name}`"))?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(trits.len());
         let end = start.saturating_add(len).min(trits.len());
         Ok(trits[start..end].to_vec())
     }

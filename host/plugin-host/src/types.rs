@@ -314,7 +314,12 @@ impl Image {
         }
         let at = (y as usize * self.width as usize + x as usize) * 4;
         let p = self.rgba.get(at..at + 4)?;
-        Some(Rgba { r: p[0], g: p[1], b: p[2], a: p[3] })
+        Some(Rgba {
+            r: p[0],
+            g: p[1],
+            b: p[2],
+            a: p[3],
+        })
     }
 }
 
@@ -367,7 +372,9 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Number of elements, or `None` if it overflows u64.
     pub fn len(&self) -> Option<u64> {
-        self.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
     }
 
     /// Whether the tensor has no elements.

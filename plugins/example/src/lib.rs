@@ -17,13 +17,28 @@ use exports::tritlab::plugin::plugin::Guest as PluginGuest;
 use exports::tritlab::plugin::tracer::Guest as TracerGuest;
 use tritlab::plugin::host::{log, LogLevel};
 use tritlab::plugin::types::{
-    Annotation, GenerationStep, OptionSpec, OptionValue, PluginInfo, PluginKind, Rgba, TrainingStep,
-    TritCounts,
+    Annotation, GenerationStep, OptionSpec, OptionValue, PluginInfo, PluginKind, Rgba,
+    TrainingStep, TritCounts,
 };
 
-const WARM: Rgba = Rgba { r: 0xE0, g: 0x6C, b: 0x3C, a: 0xFF };
-const COOL: Rgba = Rgba { r: 0x3C, g: 0x7C, b: 0xE0, a: 0xFF };
-const GREY: Rgba = Rgba { r: 0x90, g: 0x90, b: 0x90, a: 0xFF };
+const WARM: Rgba = Rgba {
+    r: 0xE0,
+    g: 0x6C,
+    b: 0x3C,
+    a: 0xFF,
+};
+const COOL: Rgba = Rgba {
+    r: 0x3C,
+    g: 0x7C,
+    b: 0xE0,
+    a: 0xFF,
+};
+const GREY: Rgba = Rgba {
+    r: 0x90,
+    g: 0x90,
+    b: 0x90,
+    a: 0xFF,
+};
 
 thread_local! {
     /// Text put before every label; set through the `prefix` option.
@@ -51,7 +66,11 @@ fn annotate(counts: &TritCounts, text: &str) -> Annotation {
         _ => GREY,
     };
     let label = PREFIX.with(|prefix| format!("{}{}", prefix.borrow(), text));
-    Annotation { colour, trit, label }
+    Annotation {
+        colour,
+        trit,
+        label,
+    }
 }
 
 impl PluginGuest for Example {

@@ -33,7 +33,12 @@ struct GayTracer;
 fn annotate(seed: u64, step: u64) -> Annotation {
     let colour = gay::color_at(seed, step.wrapping_add(1));
     Annotation {
-        colour: Rgba { r: colour.r, g: colour.g, b: colour.b, a: 0xff },
+        colour: Rgba {
+            r: colour.r,
+            g: colour.g,
+            b: colour.b,
+            a: 0xff,
+        },
         trit: gay::hue_trit(colour),
         label: colour.hex(),
     }
@@ -45,11 +50,13 @@ impl PluginGuest for GayTracer {
             name: "gay-tracer".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Tracer,
-            description: "Gay.jl colours per step (SplitMix64 color_at), each mapped to a trit by hue."
-                .into(),
+            description:
+                "Gay.jl colours per step (SplitMix64 color_at), each mapped to a trit by hue."
+                    .into(),
             options: vec![OptionSpec {
                 name: "seed".into(),
-                description: "Seed of the colour stream (unsigned 64-bit, decimal or 0x hex).".into(),
+                description: "Seed of the colour stream (unsigned 64-bit, decimal or 0x hex)."
+                    .into(),
                 default_value: gay::DEFAULT_SEED.to_string(),
             }],
         }

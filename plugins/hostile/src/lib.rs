@@ -25,8 +25,15 @@ const MISBEHAVIOUR: &str = "trap";
 const MISBEHAVIOUR: &str = "oversized-output";
 #[cfg(feature = "nonsense-output")]
 const MISBEHAVIOUR: &str = "nonsense-output";
+#[cfg(feature = "snoop")]
+const MISBEHAVIOUR: &str = "snoop";
 
-const GREY: Rgba = Rgba { r: 0x80, g: 0x80, b: 0x80, a: 0xFF };
+const GREY: Rgba = Rgba {
+    r: 0x80,
+    g: 0x80,
+    b: 0x80,
+    a: 0xFF,
+};
 
 struct Hostile;
 
@@ -52,7 +59,11 @@ impl TracerGuest for Hostile {
     }
 
     fn trace_training(step: TrainingStep) -> Result<Annotation, String> {
-        Ok(Annotation { colour: GREY, trit: 0, label: format!("training {}", step.step) })
+        Ok(Annotation {
+            colour: GREY,
+            trit: 0,
+            label: format!("training {}", step.step),
+        })
     }
 }
 
@@ -81,12 +92,45 @@ fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
 
 #[cfg(feature = "oversized-output")]
 fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
-    Ok(Annotation { colour: GREY, trit: 0, label: "x".repeat(1 << 20) + &step.token_text })
+    Ok(Annotation {
+        colour: GREY,
+        trit: 0,
+        label: "x".repeat(1 << 20) + &step.token_text,
+    })
 }
 
 #[cfg(feature = "nonsense-output")]
 fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
-    Ok(Annotation { colour: GREY, trit: 7, label: step.token_text })
+    Ok(Annotation {
+        colour: GREY,
+        trit: 7,
+        label: step.token_text,
+    })
+}
+
+/// Tries to reach outside the sandbox and reports, in the label, what it
+/// saw: `env=<variables> args=<arguments> file=<ok|denied> dir=<ok|denied>
+/// wall=<seconds since 1970>`. (Sockets are left out: the Debian wasi-libc
+/// the fallback toolchain links against has none, so std's TcpStream cannot
+/// be linked there; the host denies TCP, UDP and name lookup regardless.)
+#[cfg(feature = "snoop")]
+fn misbehave(_step: GenerationStep) -> Result<Annotation, String> {
+    let outcome = |ok: bool| if ok { "ok" } else { "denied" };
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(u64::MAX, |d| d.as_secs());
+    let label = format!(
+        "env={} args={} file={} dir={} wall={wall}",
+        std::env::vars_os().count(),
+        std::env::args_os().count(),
+        outcome(std::fs::read("/etc/hostname").is_ok()),
+        outcome(std::fs::read_dir(".").is_ok()),
+    );
+    Ok(Annotation {
+        colour: GREY,
+        trit: 0,
+        label,
+    })
 }
 
 export!(Hostile);

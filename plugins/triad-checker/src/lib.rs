@@ -14,8 +14,8 @@ use exports::tritlab::plugin::checker::Guest as CheckerGuest;
 use exports::tritlab::plugin::plugin::Guest as PluginGuest;
 use tritlab::plugin::host::{list_tensors, read_trits};
 use tritlab::plugin::types::{
-    AnnotatedStep, CheckSubject, LayerCounts, OptionValue, PluginInfo, PluginKind, Triad, TritCounts,
-    Verdict, VerdictStatus,
+    AnnotatedStep, CheckSubject, LayerCounts, OptionValue, PluginInfo, PluginKind, Triad,
+    TritCounts, Verdict, VerdictStatus,
 };
 
 /// Row verdicts reported per tensor before the rest are summarised, so a
@@ -34,7 +34,11 @@ fn gf3(sum: i128) -> u8 {
 fn verdict(check: &str, balanced: bool, message: String, location: String) -> Verdict {
     Verdict {
         check: check.into(),
-        status: if balanced { VerdictStatus::Ok } else { VerdictStatus::Violated },
+        status: if balanced {
+            VerdictStatus::Ok
+        } else {
+            VerdictStatus::Violated
+        },
         message,
         location,
     }
@@ -45,23 +49,35 @@ fn balance_message(sum: i128) -> String {
 }
 
 fn check_counts(counts: &LayerCounts) -> Verdict {
-    let TritCounts { negative, positive, .. } = counts.counts;
+    let TritCounts {
+        negative, positive, ..
+    } = counts.counts;
     let sum = i128::from(positive) - i128::from(negative);
-    verdict("gf3-balance", gf3(sum) == 0, balance_message(sum), counts.layer.clone())
+    verdict(
+        "gf3-balance",
+        gf3(sum) == 0,
+        balance_message(sum),
+        counts.layer.clone(),
+    )
 }
 
 /// Sum of a trit slice, or the index of the first value that is not a trit.
 fn trit_sum(trits: &[i8]) -> Result<i128, usize> {
-    trits.iter().enumerate().try_fold(0i128, |sum, (index, &trit)| match trit {
-        -1..=1 => Ok(sum + i128::from(trit)),
-        _ => Err(index),
-    })
+    trits
+        .iter()
+        .enumerate()
+        .try_fold(0i128, |sum, (index, &trit)| match trit {
+            -1..=1 => Ok(sum + i128::from(trit)),
+            _ => Err(index),
+        })
 }
 
 /// Rows and columns of a shape, treating the first axis as rows.
 fn rows_and_columns(shape: &[u32]) -> Option<(u64, u64)> {
     let (&rows, rest) = shape.split_first()?;
-    let columns = rest.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))?;
+    let columns = rest
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))?;
     Some((u64::from(rows), columns))
 }
 
@@ -133,24 +149,27 @@ impl TensorBalance {
             return vec![verdict(
                 "shape",
                 false,
-                format!("shape holds {expected_len} trits but {} were given", self.position),
+                format!(
+                    "shape holds {expected_len} trits but {} were given",
+                    self.position
+                ),
                 self.name,
             )];
         }
         let rows = self.position / self.columns;
-        if self.unbalanced_rows > self.verdicts.len() as u64 {
-            let more = self.unbalanced_rows - self.verdicts.len() as u64;
-            self.verdicts.push(verdict(
-                "gf3-row-balance",
-                false,
-                format!("{more} more unbalanced rows not listed"),
-                self.name.clone(),
-            ));
-        }
+        let listed = self.verdicts.len() as u64;
+        let summary = if self.unbalanced_rows > listed {
+            format!(
+                "{} of {rows} rows unbalanced (first {listed} listed)",
+                self.unbalanced_rows
+            )
+        } else {
+            format!("{} of {rows} rows unbalanced", self.unbalanced_rows)
+        };
         self.verdicts.push(verdict(
             "gf3-row-balance",
             self.unbalanced_rows == 0,
-            format!("{} of {rows} rows unbalanced", self.unbalanced_rows),
+            summary,
             self.name.clone(),
         ));
         self.verdicts.push(verdict(
@@ -164,8 +183,8 @@ impl TensorBalance {
 }
 
 fn check_tensor(name: &str, shape: &[u32], trits: &[i8]) -> Result<Vec<Verdict>, String> {
-    let (rows, columns) =
-        rows_and_columns(shape).ok_or_else(|| format!("tensor `{name}` has an empty or overflowing shape"))?;
+    let (rows, columns) = rows_and_columns(shape)
+        .ok_or_else(|| format!("tensor `{name}` has an empty or overflowing shape"))?;
     let mut balance = TensorBalance::new(name, columns);
     balance.feed(trits);
     Ok(balance.finish(rows.saturating_mul(columns)))
@@ -204,7 +223,10 @@ fn check_trace(steps: &[AnnotatedStep]) -> Verdict {
         Err(index) => verdict(
             "trit-values",
             false,
-            format!("step {} carries {} which is not a trit", steps[index].step, trits[index]),
+            format!(
+                "step {} carries {} which is not a trit",
+                steps[index].step, trits[index]
+            ),
             location,
         ),
     }
@@ -212,7 +234,10 @@ fn check_trace(steps: &[AnnotatedStep]) -> Verdict {
 
 fn check_triad(triad: &Triad) -> Verdict {
     let (a, b, c) = &triad.parties;
-    let names = format!("{} ({:+}), {} ({:+}), {} ({:+})", a.name, a.trit, b.name, b.trit, c.name, c.trit);
+    let names = format!(
+        "{} ({:+}), {} ({:+}), {} ({:+})",
+        a.name, a.trit, b.name, b.trit, c.name, c.trit
+    );
     match trit_sum(&[a.trit, b.trit, c.trit]) {
         Ok(sum) => verdict(
             "balanced-triad",
@@ -220,7 +245,12 @@ fn check_triad(triad: &Triad) -> Verdict {
             format!("{names}: {}", balance_message(sum)),
             triad.label.clone(),
         ),
-        Err(_) => verdict("trit-values", false, format!("{names}: not all are trits"), triad.label.clone()),
+        Err(_) => verdict(
+            "trit-values",
+            false,
+            format!("{names}: not all are trits"),
+            triad.label.clone(),
+        ),
     }
 }
 
@@ -238,7 +268,10 @@ impl PluginGuest for TriadChecker {
 
     fn configure(options: Vec<OptionValue>) -> Result<(), String> {
         match options.first() {
-            Some(option) => Err(format!("triad-checker takes no options (got `{}`)", option.name)),
+            Some(option) => Err(format!(
+                "triad-checker takes no options (got `{}`)",
+                option.name
+            )),
             None => Ok(()),
         }
     }
@@ -251,7 +284,9 @@ impl CheckerGuest for TriadChecker {
             CheckSubject::Row(row) => {
                 let location = format!("{}[{}]", row.tensor, row.row);
                 Ok(vec![match trit_sum(&row.trits) {
-                    Ok(sum) => verdict("gf3-balance", gf3(sum) == 0, balance_message(sum), location),
+                    Ok(sum) => {
+                        verdict("gf3-balance", gf3(sum) == 0, balance_message(sum), location)
+                    }
                     Err(index) => verdict(
                         "trit-values",
                         false,
@@ -260,7 +295,9 @@ impl CheckerGuest for TriadChecker {
                     ),
                 }])
             }
-            CheckSubject::Tensor(tensor) => check_tensor(&tensor.name, &tensor.shape, &tensor.trits),
+            CheckSubject::Tensor(tensor) => {
+                check_tensor(&tensor.name, &tensor.shape, &tensor.trits)
+            }
             CheckSubject::StoredTensor(name) => check_stored_tensor(&name),
             CheckSubject::Trace(steps) => Ok(vec![check_trace(&steps)]),
             CheckSubject::Triad(triad) => Ok(vec![check_triad(&triad)]),

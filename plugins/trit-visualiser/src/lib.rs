@@ -15,8 +15,8 @@ use exports::tritlab::plugin::plugin::Guest as PluginGuest;
 use exports::tritlab::plugin::visualiser::Guest as VisualiserGuest;
 use tritlab::plugin::host::{list_tensors, read_trits};
 use tritlab::plugin::types::{
-    Image, OptionValue, Plot, PlotSeries, PlotStyle, PluginInfo, PluginKind, Point, RenderRequest, Series,
-    Visual, VisualInput,
+    Image, OptionValue, Plot, PlotSeries, PlotStyle, PluginInfo, PluginKind, Point, RenderRequest,
+    Series, Visual, VisualInput,
 };
 
 /// Longest image side drawn, whatever the host allows: beyond this a
@@ -35,7 +35,11 @@ struct TritVisualiser;
 
 /// Colour for a balance in [-1, 1]: linear blend through the zero colour.
 fn balance_colour(balance: f32) -> [u8; 4] {
-    let (from, to, t) = if balance < 0.0 { (ZERO, NEGATIVE, -balance) } else { (ZERO, POSITIVE, balance) };
+    let (from, to, t) = if balance < 0.0 {
+        (ZERO, NEGATIVE, -balance)
+    } else {
+        (ZERO, POSITIVE, balance)
+    };
     let t = t.clamp(0.0, 1.0);
     let mix = |i: usize| (from[i] + (to[i] - from[i]) * t).round() as u8;
     [mix(0), mix(1), mix(2), 0xFF]
@@ -56,11 +60,19 @@ fn rows_and_columns(shape: &[u32]) -> Result<(u32, u32), String> {
     }
 }
 
-fn tensor_visuals(name: &str, shape: &[u32], trits: &[i8], request: &RenderRequest) -> Result<Vec<Visual>, String> {
+fn tensor_visuals(
+    name: &str,
+    shape: &[u32],
+    trits: &[i8],
+    request: &RenderRequest,
+) -> Result<Vec<Visual>, String> {
     let (rows, columns) = rows_and_columns(shape)?;
     let expected = u64::from(rows) * u64::from(columns);
     if expected != trits.len() as u64 {
-        return Err(format!("tensor `{name}`: shape holds {expected} trits but {} were given", trits.len()));
+        return Err(format!(
+            "tensor `{name}`: shape holds {expected} trits but {} were given",
+            trits.len()
+        ));
     }
     if let Some(bad) = trits.iter().find(|t| !(-1..=1).contains(*t)) {
         return Err(format!("tensor `{name}` holds {bad}, which is not a trit"));
@@ -82,7 +94,9 @@ fn tensor_visuals(name: &str, shape: &[u32], trits: &[i8], request: &RenderReque
             for y in by * block_h..((by + 1) * block_h).min(rows) {
                 let start = (y as usize) * (columns as usize);
                 let row = &trits[start..start + columns as usize];
-                for &t in &row[(bx * block_w) as usize..(((bx + 1) * block_w).min(columns)) as usize] {
+                for &t in
+                    &row[(bx * block_w) as usize..(((bx + 1) * block_w).min(columns)) as usize]
+                {
                     sum += i64::from(t);
                     count += 1;
                 }
@@ -95,7 +109,12 @@ fn tensor_visuals(name: &str, shape: &[u32], trits: &[i8], request: &RenderReque
     } else {
         format!("{name} ({rows}×{columns}, {block_h}×{block_w} blocks, colour = block balance)")
     };
-    let image = Visual::Image(Image { title, width, height, rgba });
+    let image = Visual::Image(Image {
+        title,
+        width,
+        height,
+        rgba,
+    });
     Ok(vec![image, histogram(name, trits)])
 }
 
@@ -106,14 +125,20 @@ fn histogram(name: &str, trits: &[i8]) -> Visual {
     }
     let points = (-1i8..=1)
         .zip(counts)
-        .map(|(trit, count)| Point { x: f32::from(trit), y: count as f32 })
+        .map(|(trit, count)| Point {
+            x: f32::from(trit),
+            y: count as f32,
+        })
         .collect();
     Visual::Plot(Plot {
         title: format!("trit histogram of {name}"),
         x_label: "trit".into(),
         y_label: "count".into(),
         style: PlotStyle::Bars,
-        series: vec![PlotSeries { name: name.into(), points }],
+        series: vec![PlotSeries {
+            name: name.into(),
+            points,
+        }],
     })
 }
 
@@ -122,16 +147,25 @@ fn read_stored(name: &str) -> Result<(Vec<u32>, Vec<i8>), String> {
         .into_iter()
         .find(|info| info.name == name)
         .ok_or_else(|| format!("the host serves no tensor named `{name}`"))?;
-    let len = info.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d))).unwrap_or(u64::MAX);
+    let len = info
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        .unwrap_or(u64::MAX);
     if len > MAX_STORED_TRITS {
-        return Err(format!("tensor `{name}` has {len} trits; at most {MAX_STORED_TRITS} are drawn"));
+        return Err(format!(
+            "tensor `{name}` has {len} trits; at most {MAX_STORED_TRITS} are drawn"
+        ));
     }
     let mut trits = Vec::with_capacity(len as usize);
     while (trits.len() as u64) < len {
         let want = READ_CHUNK.min((len - trits.len() as u64) as u32);
         let chunk = read_trits(name, trits.len() as u64, want)?;
         if chunk.is_empty() {
-            return Err(format!("tensor `{name}` ended after {} of {len} trits", trits.len()));
+            return Err(format!(
+                "tensor `{name}` ended after {} of {len} trits",
+                trits.len()
+            ));
         }
         trits.extend_from_slice(&chunk);
     }
@@ -151,7 +185,10 @@ fn series_plot(series: &Series) -> Visual {
         x_label: "step".into(),
         y_label: series.name.clone(),
         style: PlotStyle::Line,
-        series: vec![PlotSeries { name: series.name.clone(), points }],
+        series: vec![PlotSeries {
+            name: series.name.clone(),
+            points,
+        }],
     })
 }
 
@@ -169,7 +206,10 @@ impl PluginGuest for TritVisualiser {
 
     fn configure(options: Vec<OptionValue>) -> Result<(), String> {
         match options.first() {
-            Some(option) => Err(format!("trit-visualiser takes no options (got `{}`)", option.name)),
+            Some(option) => Err(format!(
+                "trit-visualiser takes no options (got `{}`)",
+                option.name
+            )),
             None => Ok(()),
         }
     }
@@ -178,7 +218,9 @@ impl PluginGuest for TritVisualiser {
 impl VisualiserGuest for TritVisualiser {
     fn render(request: RenderRequest) -> Result<Vec<Visual>, String> {
         match &request.input {
-            VisualInput::Tensor(tensor) => tensor_visuals(&tensor.name, &tensor.shape, &tensor.trits, &request),
+            VisualInput::Tensor(tensor) => {
+                tensor_visuals(&tensor.name, &tensor.shape, &tensor.trits, &request)
+            }
             VisualInput::StoredTensor(name) => {
                 let (shape, trits) = read_stored(name)?;
                 tensor_visuals(name, &shape, &trits, &request)

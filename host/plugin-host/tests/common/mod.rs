@@ -36,26 +36,39 @@ pub fn bundled(name: &str) -> PathBuf {
 
 /// A hostile test plugin's component, e.g. `hostile("infinite-loop")`.
 pub fn hostile(misbehaviour: &str) -> PathBuf {
-    require(plugin_dir().join("hostile").join(format!("{misbehaviour}.wasm")))
+    require(
+        plugin_dir()
+            .join("hostile")
+            .join(format!("{misbehaviour}.wasm")),
+    )
 }
 
 /// A host with default limits and the given plugins loaded.
 pub fn host_with(plugins: &[&str]) -> PluginHost {
     let mut host = PluginHost::new(HostConfig::default()).expect("host starts");
     for name in plugins {
-        host.load_file(bundled(name)).unwrap_or_else(|err| panic!("{err}"));
+        host.load_file(bundled(name))
+            .unwrap_or_else(|err| panic!("{err}"));
     }
     host
 }
 
 /// A generation step with only the index and text set.
 pub fn token(step: u64, text: &str) -> GenerationStep {
-    GenerationStep { step, position: step as u32, token_text: text.into(), ..Default::default() }
+    GenerationStep {
+        step,
+        position: step as u32,
+        token_text: text.into(),
+        ..Default::default()
+    }
 }
 
 /// A fresh empty folder under the system temp dir.
 pub fn temp_dir(label: &str) -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("tritlab-{label}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
@@ -63,7 +76,10 @@ pub fn temp_dir(label: &str) -> PathBuf {
 
 /// Trits from -1/0/+1 values (test input is known to be valid).
 pub fn trits(values: &[i8]) -> Vec<Trit> {
-    values.iter().map(|&v| Trit::from_i8(v).expect("test data holds trits")).collect()
+    values
+        .iter()
+        .map(|&v| Trit::from_i8(v).expect("test data holds trits"))
+        .collect()
 }
 
 /// A deterministic pseudo-random trit matrix (xorshift), row-major.

@@ -15,7 +15,12 @@ use tritlab::plugin::types::{
     Annotation, GenerationStep, OptionValue, PluginInfo, PluginKind, Rgba, TrainingStep,
 };
 
-const GREY: Rgba = Rgba { r: 0x80, g: 0x80, b: 0x80, a: 0xFF };
+const GREY: Rgba = Rgba {
+    r: 0x80,
+    g: 0x80,
+    b: 0x80,
+    a: 0xFF,
+};
 
 struct WrongVersion;
 
@@ -37,11 +42,19 @@ impl PluginGuest for WrongVersion {
 
 impl TracerGuest for WrongVersion {
     fn trace_generation(step: GenerationStep) -> Result<Annotation, String> {
-        Ok(Annotation { colour: GREY, trit: 0, label: step.token_text })
+        Ok(Annotation {
+            colour: GREY,
+            trit: 0,
+            label: step.token_text,
+        })
     }
 
     fn trace_training(step: TrainingStep) -> Result<Annotation, String> {
-        Ok(Annotation { colour: GREY, trit: 0, label: format!("training {}", step.step) })
+        Ok(Annotation {
+            colour: GREY,
+            trit: 0,
+            label: format!("training {}", step.step),
+        })
     }
 }
 

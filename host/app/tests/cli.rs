@@ -1,0 +1,221 @@
+//! The `tritlab` binary end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tritlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tritlab"))
+        .args(args)
+        .output()
+        .expect("run tritlab")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn synth_tiny(dir: &Path) -> String {
+    let d = dir.join("tiny");
+    let out = tritlab(&[
+        "synth",
+        "--shape",
+        "tiny",
+        "--seed",
+        "9",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("not the real model's"));
+    d.to_str().unwrap().to_string()
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = tritlab(&["--help"]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    for cmd in ["logits", "generate", "verify", "synth", "info", "tour"] {
+        assert!(s.contains(cmd), "{s}");
+    }
+}
+
+/// `tritlab` alone runs the tour on the default model: kernels checked against the reference,
+/// the layer table, verify's verdict and a generation traced by the bundled plugins.
+#[test]
+fn no_arguments_runs_the_tour() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tritlab"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run tritlab");
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", text(&out.stderr));
+    for section in ["1. Kernels", "2. Model", "3. Verify", "4. Generate"] {
+        assert!(s.contains(section), "{s}");
+    }
+    assert!(s.contains("avx2") || s.contains("neon") || s.contains("scalar"), "{s}");
+    assert!(!s.contains("DIFFERS"), "{s}");
+    assert!(s.contains("stores ternary weights"), "{s}");
+    assert!(s.contains("24 tokens"), "{s}");
+    // With the plugins built (scripts/test.sh builds them first), tokens carry tracer colours
+    // and the trace is checked.
+    if Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins/gay-tracer.wasm").is_file() {
+        assert!(s.contains("|#"), "{s}");
+        assert!(s.contains("tracer trits:") && s.contains("triad-checker gf3-trace"), "{s}");
+    }
+}
+
+#[test]
+fn synth_verify_info_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = synth_tiny(tmp.path());
+    let out = tritlab(&["verify", &d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("stores ternary weights"));
+    let out = tritlab(&["verify", &d, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "stores_ternary");
+    assert_eq!(v["total"]["tensors"], 14);
+
+    let out = tritlab(&["info", &d]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("gf3"));
+
+    let run = |seed: &str| {
+        let out = tritlab(&[
+            "generate",
+            &d,
+            "--prompt",
+            "Once upon a time",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0.9",
+            "--seed",
+            seed,
+            "--threads",
+            "2",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out.stdout
+    };
+    let a = run("5");
+    assert_eq!(a, run("5"));
+    assert!(!a.is_empty());
+}
+
+#[test]
+fn logits_to_file_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = synth_tiny(tmp.path());
+    let f = tmp.path().join("logits.safetensors");
+    let out = tritlab(&[
+        "logits",
+        &d,
+        "--ids",
+        "1,17,300",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&f).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("logits").unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    assert_eq!(t.shape(), &[3, 512]);
+
+    let out = tritlab(&["logits", &d, "--ids", "1,17,300", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([3, 512]));
+    // the JSON and the file hold the same numbers
+    let first = t.data()[..4].try_into().map(f32::from_le_bytes).unwrap();
+    assert_eq!(v["logits"][0][0].as_f64().unwrap() as f32, first);
+}
+
+#[test]
+fn verify_fails_for_a_non_ternary_bitnet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = synth_tiny(tmp.path());
+    let dir = Path::new(&d);
+    // Replace every linear weight with f32 noise, keep the BitNet claim.
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut seed = 1u32;
+    for (name, v) in st.tensors() {
+        if name.ends_with("weight_scale") {
+            continue;
+        }
+        if name.ends_with("_proj.weight") {
+            let shape = vec![v.shape()[0] * 4, v.shape()[1]];
+            let n = shape[0] * shape[1];
+            let data: Vec<u8> = (0..n)
+                .flat_map(|i| {
+                    seed = seed
+                        .wrapping_mul(1_664_525)
+                        .wrapping_add(1_013_904_223 + i as u32);
+                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5).to_le_bytes()
+                })
+                .collect();
+            owned.push((name, safetensors::Dtype::F32, shape, data));
+        } else {
+            owned.push((name, v.dtype(), v.shape().to_vec(), v.data().to_vec()));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .map(|(n, dt, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &p).unwrap();
+    let out = tritlab(&["verify", &d]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("not ternary"),
+        "{}",
+        text(&out.stdout)
+    );
+    // and loading it says why
+    let out = tritlab(&["logits", &d, "--ids", "1", "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("model.safetensors"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn errors_name_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = synth_tiny(tmp.path());
+    let p = Path::new(&d).join("model.safetensors");
+    let len = std::fs::metadata(&p).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    for args in [
+        vec!["info", d.as_str()],
+        vec!["verify", d.as_str()],
+        vec!["generate", d.as_str(), "--prompt", "x"],
+    ] {
+        let out = tritlab(&args);
+        assert!(!out.status.success());
+        let e = text(&out.stderr);
+        assert!(
+            e.contains("model.safetensors") && e.contains("truncated") && !e.contains("panicked"),
+            "{e}"
+        );
+    }
+    let out = tritlab(&["synth", "--shape", "huge", "--out", d.as_str()]);
+    assert!(!out.status.success());
+}
