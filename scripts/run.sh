@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds the bundled plugins, then runs tritlab (by default: the tour of the default model).
+# Arguments go to tritlab, e.g. scripts/run.sh generate default --prompt "To be".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-plugins.sh
+cargo run --release --locked -p tritlab -- "$@"
