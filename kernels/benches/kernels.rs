@@ -60,48 +60,6 @@ fn time_per_call(budget: Duration, calls_per_round: usize, mut f: impl FnMut()) 
     samples[samples.len() / 2]
 }
 
-/// Read bandwidth: XOR-fold a buffer far larger than the caches, split over the pool's threads.
-fn read_bandwidth(pool: &ThreadPool, buf: &[u64], budget: Duration) -> f64 {
-    use rayon::prelude::*;
-    fn fold(chunk: &[u64]) -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: feature checked above.
-            return unsafe { fold_avx512(chunk) };
-        }
-        chunk.iter().fold(0, |x, &v| x ^ v)
-    }
-    /// 256 bytes per iteration in four independent 512-bit XORs, prefetching 8 KiB ahead as the
-    /// ternary kernel does, so both are limited by memory rather than by instructions.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn fold_avx512(chunk: &[u64]) -> u64 {
-        use std::arch::x86_64::*;
-        let mut acc = [_mm512_setzero_si512(); 4];
-        let blocks = chunk.len() / 32;
-        let p = chunk.as_ptr() as *const __m512i;
-        for i in 0..blocks {
-            let base = p.add(4 * i);
-            for k in 0..4 {
-                _mm_prefetch::<_MM_HINT_T0>((base.add(k) as *const i8).wrapping_add(8192));
-                acc[k] = _mm512_xor_si512(acc[k], _mm512_loadu_si512(base.add(k)));
-            }
-        }
-        let all = _mm512_xor_si512(_mm512_xor_si512(acc[0], acc[1]), _mm512_xor_si512(acc[2], acc[3]));
-        let mut lanes = [0u64; 8];
-        _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, all);
-        lanes.iter().chain(&chunk[blocks * 32..]).fold(0, |x, &v| x ^ v)
-    }
-    let secs = pool.install(|| {
-        let chunk = buf.len().div_ceil(rayon::current_num_threads());
-        time_per_call(budget, 1, || {
-            let s: u64 = buf.par_chunks(chunk).map(fold).reduce(|| 0, |a, b| a ^ b);
-            black_box(s);
-        })
-    });
-    std::mem::size_of_val(buf) as f64 / secs
-}
-
 /// The f32 baseline: y = W·x with explicit SIMD (AVX-512F where present, else portable code), rows split
 /// over the pool's threads like the ternary kernel's.
 mod f32_baseline {
@@ -201,10 +159,10 @@ fn main() {
     println!("cpu threads available: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
     // Read bandwidth, measured on 512 MB.
-    let bw_buf: Vec<u64> = (0..64 << 20).map(|i: u64| i.wrapping_mul(0x9e37_79b9)).collect();
+    let bw_buf = tritlab_kernels::probe::bandwidth_buffer(512 << 20);
     let mut bandwidth = Vec::new();
     for (n, pool) in &pools {
-        let bw = read_bandwidth(pool, &bw_buf, budget * 2);
+        let bw = pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget * 2));
         println!("read bandwidth, {n} thread(s): {:.2} GB/s", bw / 1e9);
         bandwidth.push(bw);
     }

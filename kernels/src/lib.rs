@@ -12,11 +12,13 @@
 //! * [`backend`] — scalar, AVX2, AVX-512 VNNI and NEON paths, chosen at run time
 //!   (`TRITLAB_KERNEL=scalar` forces the reference path).
 //! * [`t1`] — [`T1Matrix`], products straight from the densest packing.
+//! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
 
 pub mod backend;
 pub mod error;
 pub mod matrix;
 pub mod pack;
+pub mod probe;
 pub mod quant;
 pub mod t1;
 pub mod trit;

@@ -16,8 +16,8 @@
 //! * peak resident memory (VmHWM, measured before the f32 baseline exists) against the packed
 //!   checkpoint's bytes plus the KV cache;
 //! * decode speed against the bound the machine's read bandwidth sets (bytes streamed per token:
-//!   ternary matrices + bf16 output projection + KV cache), bandwidth measured here the same way
-//!   as in the kernel benchmark (a parallel read of 512 MB).
+//!   ternary matrices + bf16 output projection + KV cache), bandwidth measured with
+//!   `tritlab_kernels::probe`, as in the kernel benchmark (a parallel read of 512 MB).
 //!
 //! Environment: `TRITLAB_BENCH_MODEL`, `TRITLAB_BENCH_DECODE` (tokens, default 16),
 //! `TRITLAB_BENCH_PROMPT` (default 64), `TRITLAB_BENCH_F32_LAYERS` (default 6, 0 skips it).
@@ -52,35 +52,7 @@ fn pool(n: usize) -> rayon::ThreadPool {
 
 /// Bytes per second of a parallel read of `buf`, best of a few passes.
 fn read_bandwidth(p: &rayon::ThreadPool, buf: &[u64]) -> f64 {
-    use rayon::prelude::*;
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
-    fn fold_avx2(c: &[u64]) -> u64 {
-        let mut acc = [0u64; 16];
-        for b in c.chunks_exact(16) {
-            for j in 0..16 {
-                acc[j] ^= b[j];
-            }
-        }
-        acc.iter().fold(0, |a, &b| a ^ b)
-    }
-    fn fold(c: &[u64]) -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was just checked.
-            return unsafe { fold_avx2(c) };
-        }
-        c.iter().fold(0, |a, &b| a ^ b)
-    }
-    p.install(|| {
-        let chunk = buf.len().div_ceil(rayon::current_num_threads());
-        let mut best = f64::MAX;
-        for _ in 0..5 {
-            let t = Instant::now();
-            black_box(buf.par_chunks(chunk).map(fold).reduce(|| 0, |a, b| a ^ b));
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        std::mem::size_of_val(buf) as f64 / best
-    })
+    p.install(|| tritlab_kernels::probe::read_bandwidth(buf, std::time::Duration::from_secs(1)))
 }
 
 struct Speed {
@@ -330,9 +302,7 @@ fn main() {
     // Before the bandwidth buffer and the f32 baseline exist.
     let hwm = vm_hwm_bytes().unwrap_or(0);
 
-    let bw_buf: Vec<u64> = (0..64 << 20)
-        .map(|i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect();
+    let bw_buf = tritlab_kernels::probe::bandwidth_buffer(512 << 20);
     let bandwidth: Vec<f64> = threads
         .iter()
         .map(|&n| read_bandwidth(&pool(n), &bw_buf))
