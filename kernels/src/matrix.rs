@@ -22,6 +22,8 @@ use rayon::prelude::*;
 pub const BLOCK_COLS: usize = 128;
 pub const BLOCK_BYTES: usize = 32;
 
+const TASKS_PER_THREAD: usize = 4;
+
 /// Reorders one padded activation row into pair order: for each pair of blocks `(2p, 2p+1)`
 /// and bit pair `i`, the 32 values of block `2p` columns `32·i..` followed by the 32 values of
 /// block `2p+1` columns `32·i..`. An odd final block keeps natural order.
@@ -251,7 +253,7 @@ impl TernaryMatrix {
     /// that scheduling stays negligible next to streaming the rows.
     fn rows_per_task(&self, tokens: usize) -> usize {
         let threads = rayon::current_num_threads().max(1);
-        let target_tasks = if threads == 1 { 1 } else { threads * 4 };
+        let target_tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
         let min_rows = (64 / tokens.max(1)).max(4);
         self.rows.div_ceil(target_tasks).max(min_rows).next_multiple_of(4)
     }
