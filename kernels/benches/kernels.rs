@@ -158,16 +158,13 @@ fn main() {
     println!("backend: {} (supported: {:?})", Backend::active(), Backend::supported().iter().map(|b| b.name()).collect::<Vec<_>>());
     println!("cpu threads available: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
-    // Read bandwidth, measured on 512 MB.
+    // Read bandwidth on 512 MB, once up front for the record and again next to every
+    // measurement it is compared with: on a shared machine it drifts by tens of percent.
     let bw_buf = tritlab_kernels::probe::bandwidth_buffer(512 << 20);
-    let mut bandwidth = Vec::new();
+    let read_bw = |pool: &ThreadPool| pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget));
     for (n, pool) in &pools {
-        let bw = pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget * 2));
-        println!("read bandwidth, {n} thread(s): {:.2} GB/s", bw / 1e9);
-        bandwidth.push(bw);
+        println!("read bandwidth, {n} thread(s): {:.2} GB/s", read_bw(pool) / 1e9);
     }
-    drop(bw_buf);
-
     println!();
     println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>8} {:>8}",
         "shape", "batch", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32");
@@ -197,8 +194,9 @@ fn main() {
             let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
             let q = QuantizedActivations::quantize(&x, batch, cols).expect("valid activations");
             let mut y = vec![0.0f32; batch * rows];
-            for (ti, (threads, pool)) in pools.iter().enumerate() {
+            for (threads, pool) in pools.iter() {
                 for case in ["hot", "cold"] {
+                    let bandwidth = read_bw(pool);
                     let (i2_secs, f32_secs) = pool.install(|| {
                         let mut k = 0;
                         let i2 = time_per_call(budget, if case == "hot" { 8 } else { mats.len() }, || {
@@ -218,21 +216,22 @@ fn main() {
                     let gbs = bytes / i2_secs;
                     println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}% {:>8.1} {:>7.1}x",
                         name, batch, threads, case, "I2", i2_secs * 1e6, gbs / 1e9,
-                        100.0 * gbs / bandwidth[ti], f32_secs * 1e6, f32_secs / i2_secs);
+                        100.0 * gbs / bandwidth, f32_secs * 1e6, f32_secs / i2_secs);
                 }
                 if batch == 1 {
+                    let bandwidth = read_bw(pool);
                     let secs = pool.install(|| time_per_call(budget, 4, || {
                         t1.matmul(&q, &mut y).expect("valid shapes");
                         black_box(&y);
                     }));
                     let gbs = t1.packed_bytes() as f64 / secs;
                     println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}%",
-                        name, batch, threads, "hot", "T1", secs * 1e6, gbs / 1e9, 100.0 * gbs / bandwidth[ti]);
+                        name, batch, threads, "hot", "T1", secs * 1e6, gbs / 1e9, 100.0 * gbs / bandwidth);
                 }
             }
         }
     }
     println!();
     println!("GB/s = packed weight bytes per second (I2: 0.25 B/weight, T1: 0.2 B/weight); f32 streams 4 B/weight.");
-    println!("%read-bw = that rate over the read bandwidth above for the same thread count.");
+    println!("%read-bw = that rate over the read bandwidth (median of passes over 512 MB) measured just before it, same threads.");
 }

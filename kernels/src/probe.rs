@@ -14,21 +14,22 @@ pub fn bandwidth_buffer(bytes: usize) -> Vec<u64> {
     (0..(bytes / 8) as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect()
 }
 
-/// Bytes per second at which the current rayon pool's threads read `buf` together: the best of
-/// repeated passes over at least `budget`, at least three passes. Use a buffer far larger than
-/// the last-level cache (e.g. 512 MB).
+/// Bytes per second at which the current rayon pool's threads read `buf` together: the median
+/// of repeated passes over at least `budget`, at least five passes. Use a buffer far larger than
+/// the last-level cache (e.g. 512 MB). The median, not the best pass, because the kernels'
+/// times are medians too: on a shared machine the bandwidth drifts, and a ratio of a median to a
+/// maximum would flatter the machine and blame the kernel.
 pub fn read_bandwidth(buf: &[u64], budget: Duration) -> f64 {
     let chunk = buf.len().div_ceil(rayon::current_num_threads()).max(1);
     let start = Instant::now();
-    let mut best = f64::MAX;
-    let mut passes = 0;
-    while passes < 3 || start.elapsed() < budget {
+    let mut passes = Vec::new();
+    while passes.len() < 5 || start.elapsed() < budget {
         let t = Instant::now();
         black_box(buf.par_chunks(chunk).map(fold).reduce(|| 0, |a, b| a ^ b));
-        best = best.min(t.elapsed().as_secs_f64());
-        passes += 1;
+        passes.push(t.elapsed().as_secs_f64());
     }
-    std::mem::size_of_val(buf) as f64 / best
+    passes.sort_by(|a, b| a.total_cmp(b));
+    std::mem::size_of_val(buf) as f64 / passes[passes.len() / 2]
 }
 
 fn fold(chunk: &[u64]) -> u64 {
