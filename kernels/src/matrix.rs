@@ -254,7 +254,10 @@ impl TernaryMatrix {
     fn rows_per_task(&self, tokens: usize) -> usize {
         let threads = rayon::current_num_threads().max(1);
         let target_tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
-        let min_rows = (64 / tokens.max(1)).max(4);
+        // A task should stream at least this many weight bytes per token, or waking a thread
+        // costs more than it saves (a tiny model decodes faster on one thread otherwise).
+        const MIN_TASK_BYTES: usize = 64 << 10;
+        let min_rows = (MIN_TASK_BYTES / (self.stride * tokens.max(1))).max(4);
         self.rows.div_ceil(target_tasks).max(min_rows).next_multiple_of(4)
     }
 
