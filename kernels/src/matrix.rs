@@ -272,22 +272,14 @@ impl TernaryMatrix {
         };
         if ntok == 1 {
             // One token: outputs are contiguous per row range, so tasks write straight into `y`.
+            let token = &tokens[0];
             let f = factors[0];
-            let task = |(ci, yc): (usize, &mut [f32])| {
-                let mut acc = [0i32; 64];
-                for (si, ys) in yc.chunks_mut(64).enumerate() {
-                    let r0 = ci * chunk + si * 64;
-                    let n = ys.len();
-                    run(r0, &mut acc[..n]);
-                    for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
-                        *o = a as f32 * f;
-                    }
-                }
-            };
             if chunk >= self.rows {
-                task((0, y));
+                self.gemv_rows(backend, token, f, 0, y);
             } else {
-                y.par_chunks_mut(chunk).enumerate().for_each(task);
+                y.par_chunks_mut(chunk)
+                    .enumerate()
+                    .for_each(|(ci, yc)| self.gemv_rows(backend, token, f, ci * chunk, yc));
             }
             return;
         }
@@ -347,6 +339,78 @@ impl TernaryMatrix {
             };
             yt.par_chunks_mut(chunk).enumerate().for_each(task);
         }
+    }
+
+    /// `y[i] = factor · Σ trit[r0 + i]·q` for the rows `r0 .. r0 + y.len()`, one token.
+    fn gemv_rows(&self, backend: Backend, token: &TokenView, factor: f32, r0: usize, y: &mut [f32]) {
+        let mut acc = [0i32; 64];
+        for (si, ys) in y.chunks_mut(64).enumerate() {
+            let start = r0 + si * 64;
+            let n = ys.len();
+            let bytes = &self.codes[start * self.stride..(start + n) * self.stride];
+            backend::dots(backend, bytes, self.stride, std::slice::from_ref(token), &mut acc[..n]);
+            for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
+                *o = a as f32 * factor;
+            }
+        }
+    }
+
+    /// Several products of the same activations at once, e.g. q, k and v, or gate and up:
+    /// `outputs[i] = matrices[i] · x`. For one token with per-tensor scales, all the matrices'
+    /// rows go to the threads in one parallel pass, so a thread that finishes early moves on to
+    /// the next matrix instead of waiting; otherwise this is [`matmul`](Self::matmul) in turn.
+    pub fn matmul_many(matrices: &[&TernaryMatrix], x: &QuantizedActivations, outputs: &mut [&mut [f32]]) -> Result<()> {
+        let backend = Backend::active();
+        if matrices.len() != outputs.len() {
+            return Err(KernelError::Length {
+                what: "outputs for matmul_many",
+                expected: matrices.len(),
+                actual: outputs.len(),
+            });
+        }
+        let per_tensor: Option<Vec<f32>> = matrices
+            .iter()
+            .map(|m| match m.scale {
+                WeightScale::PerTensor(ws) => Some(ws),
+                WeightScale::PerGroup { .. } => None,
+            })
+            .collect();
+        let scales = match per_tensor {
+            Some(scales) if x.tokens() == 1 => scales,
+            _ => {
+                for (m, y) in matrices.iter().zip(outputs.iter_mut()) {
+                    m.matmul(x, y)?;
+                }
+                return Ok(());
+            }
+        };
+        for (m, y) in matrices.iter().zip(outputs.iter()) {
+            if x.cols() != m.cols || y.len() != m.rows {
+                return Err(KernelError::Shape {
+                    what: "matmul_many operand",
+                    rows: y.len(),
+                    cols: x.cols(),
+                    reason: "activations or output do not fit the matrix",
+                });
+            }
+        }
+        let token = TokenView {
+            natural: x.token(0),
+            pairs: x.token_pair_order(0),
+            sum: x.sum(0),
+            block_sums: x.block_sums(0),
+        };
+        let mut tasks: Vec<(&TernaryMatrix, f32, usize, &mut [f32])> = Vec::new();
+        for ((m, ws), y) in matrices.iter().zip(scales).zip(outputs.iter_mut()) {
+            let chunk = m.rows_per_task(1);
+            for (ci, yc) in y.chunks_mut(chunk).enumerate() {
+                tasks.push((m, ws * x.scale(0), ci * chunk, yc));
+            }
+        }
+        tasks
+            .into_par_iter()
+            .for_each(|(m, f, r0, yc)| m.gemv_rows(backend, &token, f, r0, yc));
+        Ok(())
     }
 
     /// Quantizes `x` (`[tokens, cols]` f32) per token and multiplies: the BitLinear forward pass.

@@ -177,3 +177,36 @@ fn unsupported_backend_is_an_error_not_ub() {
         assert_eq!(r.is_ok(), b.is_supported(), "{b}");
     }
 }
+
+#[test]
+fn matmul_many_equals_separate_products() {
+    let cols = 700;
+    let shapes = [(37usize, WeightScale::PerTensor(0.3)), (300, WeightScale::PerTensor(1.7)), (5, WeightScale::PerTensor(0.01))];
+    let mats: Vec<TernaryMatrix> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, (rows, scale))| {
+            let t: Vec<i8> = (0..rows * cols).map(|i| ((i * (k + 3) + i / 7) % 3) as i8 - 1).collect();
+            TernaryMatrix::from_trits(&t, *rows, cols, scale.clone()).unwrap()
+        })
+        .collect();
+    for tokens in [1usize, 3] {
+        let x: Vec<f32> = (0..tokens * cols).map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.2).collect();
+        let q = QuantizedActivations::quantize(&x, tokens, cols).unwrap();
+        let mut separate: Vec<Vec<f32>> = mats.iter().map(|m| vec![0.0; tokens * m.rows()]).collect();
+        for (m, y) in mats.iter().zip(separate.iter_mut()) {
+            m.matmul(&q, y).unwrap();
+        }
+        let mut fused: Vec<Vec<f32>> = mats.iter().map(|m| vec![f32::NAN; tokens * m.rows()]).collect();
+        let refs: Vec<&TernaryMatrix> = mats.iter().collect();
+        let mut outs: Vec<&mut [f32]> = fused.iter_mut().map(|v| v.as_mut_slice()).collect();
+        TernaryMatrix::matmul_many(&refs, &q, &mut outs).unwrap();
+        for (a, b) in separate.iter().zip(&fused) {
+            assert_eq!(bits(a), bits(b));
+        }
+    }
+    // A wrong output length is an error, not a panic.
+    let q = QuantizedActivations::quantize(&vec![0.5; cols], 1, cols).unwrap();
+    let mut short = vec![0.0; 3];
+    assert!(TernaryMatrix::matmul_many(&[&mats[0]], &q, &mut [short.as_mut_slice()]).is_err());
+}

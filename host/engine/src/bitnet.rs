@@ -81,6 +81,15 @@ impl BitLinear {
             .map_err(|e| EngineError::kernel(format!("matmul of `{}`", self.name), e))
     }
 
+    /// Several layers applied to the same activations in one parallel pass (q/k/v, gate/up).
+    fn forward_many(layers: &[&BitLinear], x: &QuantizedActivations, ys: &mut [&mut [f32]]) -> Result<()> {
+        let matrices: Vec<&TernaryMatrix> = layers.iter().map(|l| &l.matrix).collect();
+        TernaryMatrix::matmul_many(&matrices, x, ys).map_err(|e| {
+            let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+            EngineError::kernel(format!("matmul of `{}`", names.join("`, `")), e)
+        })
+    }
+
     fn stats(&self) -> TensorTritStats {
         TensorTritStats {
             name: self.name.clone(),
@@ -648,9 +657,11 @@ impl Model {
                 // Attention block.
                 ops::rms_norm_into(&hidden, &layer.input_layernorm, eps, &mut x);
                 quantize(&mut qa, &x, h, li, "q/k/v_proj")?;
-                layer.q_proj.forward(&qa, &mut q)?;
-                layer.k_proj.forward(&qa, &mut k)?;
-                layer.v_proj.forward(&qa, &mut v)?;
+                BitLinear::forward_many(
+                    &[&layer.q_proj, &layer.k_proj, &layer.v_proj],
+                    &qa,
+                    &mut [&mut q, &mut k, &mut v],
+                )?;
                 for (t, (cos, sin)) in rope.iter().enumerate() {
                     self.rope
                         .apply(&mut q[t * q_dim..(t + 1) * q_dim], cos, sin);
@@ -677,8 +688,11 @@ impl Model {
                 // Feed-forward block.
                 ops::rms_norm_into(&hidden, &layer.post_attention_layernorm, eps, &mut x);
                 quantize(&mut qa, &x, h, li, "gate/up_proj")?;
-                layer.gate_proj.forward(&qa, &mut gate)?;
-                layer.up_proj.forward(&qa, &mut up)?;
+                BitLinear::forward_many(
+                    &[&layer.gate_proj, &layer.up_proj],
+                    &qa,
+                    &mut [&mut gate, &mut up],
+                )?;
                 ops::relu2_mul(&mut gate, &up);
                 ops::rms_norm(&mut gate, &layer.ffn_sub_norm, eps);
                 quantize(&mut qa, &gate, inter, li, "down_proj")?;
