@@ -68,12 +68,21 @@ debian_toolchain_ready() {
     [[ -n "$major" && -x "/usr/lib/llvm-$major/bin/wasm-ld" ]] || return 1
 }
 
+# apt-get needs root: use sudo when this script runs as another user.
+apt_get() {
+    if [[ $EUID -ne 0 ]] && command -v sudo >/dev/null 2>&1; then
+        sudo DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    else
+        DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    fi
+}
+
 install_debian_toolchain() {
     local packages=(rustc-web cargo-web rust-web-src wasi-libc)
     log "installing Debian's wasm toolchain: ${packages[*]} and a matching lld"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q "${packages[@]}"
+    apt_get update -q
+    apt_get install -y -q "${packages[@]}"
     local major
     major="$(debian_llvm_major)"
     if [[ -z "$major" ]]; then
@@ -81,7 +90,7 @@ install_debian_toolchain() {
         exit 1
     fi
     # wasm-component-ld drives wasm-ld, which rustc-web does not pull in.
-    apt-get install -y -q "lld-$major"
+    apt_get install -y -q "lld-$major"
 }
 
 start=$SECONDS

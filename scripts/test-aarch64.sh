@@ -12,8 +12,10 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  sudo=()
+  if [[ $EUID -ne 0 ]] && command -v sudo >/dev/null; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc
