@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tritlab_engine::{generate, verify, GenerateOptions, Model, StepControl, Tokenizer};
+use tritlab_engine::{generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat};
 use tritlab_kernels::{Backend, QuantizedActivations, TernaryMatrix, WeightScale};
 use tritlab_plugin_host::{
     AnnotatedStep, CheckSubject, GenerationStep, HostConfig, LogitsSummary, PluginHost, TokenLogit,
@@ -62,14 +62,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let tokenizer = Tokenizer::for_model(&dir)?;
     let c = model.config();
     println!(
-        "{} — {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {:?} weights; loaded in {:.0} ms",
+        "{} — {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {}; loaded in {:.0} ms",
         dir.display(),
         c.num_hidden_layers,
         c.hidden_size,
         c.num_attention_heads,
         c.num_key_value_heads.unwrap_or(c.num_attention_heads),
         c.vocab_size,
-        model.weight_format(),
+        match model.weight_format() {
+            WeightFormat::Packed { .. } => "packed ternary weights (offline)",
+            WeightFormat::Latent => "latent weights ternarised at load (online)",
+        },
         t.elapsed().as_secs_f64() * 1e3
     );
     println!("{:<8} {:>10} {:>10} {:>10} {:>6}", "layer", "-1", "0", "+1", "GF(3)");
