@@ -11,7 +11,8 @@
 //!   (`y = scale_w · scale_x · (W_trits · x_int8)`, exact i32 accumulation) over rayon threads.
 //! * [`backend`] — scalar, AVX2, AVX-512 VNNI and NEON paths, chosen at run time
 //!   (`TRITLAB_KERNEL=scalar` forces the reference path).
-//! * [`t1`] — [`T1Matrix`], products straight from the densest packing.
+//! * [`t1`] — [`T1Matrix`], products straight from the densest packing (byte permutes on
+//!   AVX-512 VBMI, a look-up table elsewhere).
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
 
 pub mod backend;
