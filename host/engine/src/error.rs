@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use tritlab_kernels::KernelError;
 
+// The underlying errors are part of each message (so a one-line display says everything) and
+// deliberately not exposed as `source()`, which would make error-chain printers say it twice.
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// The safetensors header or layout is unreadable (truncated, corrupt, not safetensors).
     #[error("{path}: not a valid safetensors file: {message}")]
@@ -62,12 +60,8 @@ pub enum EngineError {
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
-    #[error("{context}: {source}")]
-    Kernel {
-        context: String,
-        #[source]
-        source: KernelError,
-    },
+    #[error("{context}: {error}")]
+    Kernel { context: String, error: KernelError },
 
     /// A request the model cannot serve (token id out of range, context full, bad option).
     #[error("{0}")]
@@ -80,7 +74,7 @@ impl EngineError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         EngineError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 
@@ -102,7 +96,7 @@ impl EngineError {
     pub(crate) fn kernel(context: impl Into<String>, source: KernelError) -> Self {
         EngineError::Kernel {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }
