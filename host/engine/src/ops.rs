@@ -124,7 +124,7 @@ pub fn attention(
     let group = s.heads / s.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     debug_assert_eq!(out.len(), tokens * s.heads * hd);
-    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+    let head = |(i, o): (usize, &mut [f32])| {
         let (t, h) = (i / s.heads, i % s.heads);
         let kvh = h / group;
         let qh = &q[t * s.heads * hd + h * hd..][..hd];
@@ -140,7 +140,16 @@ pub fn attention(
                 *a += p * b;
             }
         }
-    });
+    };
+    // Waking the other threads costs tens of microseconds: worth it for prefill and long
+    // contexts, not for a decode step over a short cache (a few hundred thousand multiply-adds).
+    const PARALLEL_WORK: usize = 1 << 20;
+    let work = tokens * s.heads * hd * (start + tokens);
+    if work < PARALLEL_WORK {
+        out.chunks_mut(hd).enumerate().for_each(head);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(head);
+    }
 }
 
 #[cfg(test)]
