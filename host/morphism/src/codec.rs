@@ -352,17 +352,8 @@ mod tests {
     fn layer_bytes_are_as_documented() {
         let layer = LayerMorphism::between("w", &[0, 0, 1, -1], 0.5, &[1, 0, 1, 0], 0.25).unwrap();
         let record = StepRecord {
-            step: 0,
-            learning_rate: 0.0,
-            loss: 0.0,
-            grad_norm: 0.0,
-            batch_hash: ContentHash::default(),
-            batch_position: 0,
-            rng_state: vec![],
-            world_before: ContentHash::default(),
-            world_after: ContentHash::default(),
             layers: vec![layer],
-        };
+            ..StepRecord::default()        };
         let payload = encode_payload(&record);
         // step, 3×f64, hash, position, rng length, 2 hashes, layer count.
         let header_len = 1 + 24 + 32 + 1 + 1 + 64 + 1;

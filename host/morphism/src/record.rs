@@ -77,7 +77,8 @@ impl LayerMorphism {
 /// One optimiser step as a morphism from the world before it to the world after it.
 ///
 /// Scalars are stored as f64 so that f32 and f64 training loops both round-trip exactly.
-#[derive(Debug, Clone, PartialEq)]
+/// `Default` is the empty step 0 with zero hashes: a base for building records field by field.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepRecord {
     pub step: u64,
     pub learning_rate: f64,

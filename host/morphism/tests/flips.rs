@@ -148,17 +148,8 @@ fn sparse_flips_encode_compactly() {
     }
     let layer = LayerMorphism::between("w", &before, 1.0, &after, 1.0).unwrap();
     let record = StepRecord {
-        step: 0,
-        learning_rate: 0.0,
-        loss: 0.0,
-        grad_norm: 0.0,
-        batch_hash: ContentHash::default(),
-        batch_position: 0,
-        rng_state: vec![],
-        world_before: ContentHash::default(),
-        world_after: ContentHash::default(),
         layers: vec![layer],
-    };
+        ..StepRecord::default()    };
     let payload = encode_payload(&record);
     assert!(
         payload.len() < 100 * 2 + 50 + 200,
