@@ -26,7 +26,10 @@ const SHAPES: [(&str, usize, usize); 4] = [
 ];
 
 fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A small deterministic generator so every run streams the same data.
@@ -68,13 +71,15 @@ mod f32_baseline {
     pub fn matmul(w: &[f32], rows: usize, cols: usize, x: &[f32], tokens: usize, y: &mut [f32]) {
         let chunk = rows.div_ceil(rayon::current_num_threads() * 4).max(16);
         let mut out = vec![0.0f32; rows * tokens];
-        out.par_chunks_mut(chunk * tokens).enumerate().for_each(|(ci, oc)| {
-            let r0 = ci * chunk;
-            for (i, o) in oc.chunks_mut(tokens).enumerate() {
-                let row = &w[(r0 + i) * cols..(r0 + i + 1) * cols];
-                row_times_tokens(row, x, cols, o);
-            }
-        });
+        out.par_chunks_mut(chunk * tokens)
+            .enumerate()
+            .for_each(|(ci, oc)| {
+                let r0 = ci * chunk;
+                for (i, o) in oc.chunks_mut(tokens).enumerate() {
+                    let row = &w[(r0 + i) * cols..(r0 + i + 1) * cols];
+                    row_times_tokens(row, x, cols, o);
+                }
+            });
         for r in 0..rows {
             for t in 0..tokens {
                 y[t * rows + r] = out[r * tokens + t];
@@ -111,7 +116,9 @@ mod f32_baseline {
             let mut acc = [_mm512_setzero_ps(); 4];
             for c in (0..cols).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>((row.as_ptr().add(c) as *const i8).wrapping_add(8192));
-                _mm_prefetch::<_MM_HINT_T0>((row.as_ptr().add(c + 32) as *const i8).wrapping_add(8192));
+                _mm_prefetch::<_MM_HINT_T0>(
+                    (row.as_ptr().add(c + 32) as *const i8).wrapping_add(8192),
+                );
                 for k in 0..4 {
                     let wv = _mm512_loadu_ps(row.as_ptr().add(c + 16 * k));
                     let xv = _mm512_loadu_ps(x.as_ptr().add(c + 16 * k));
@@ -151,43 +158,77 @@ fn main() {
     }
     let pools: Vec<(usize, ThreadPool)> = [1, 2]
         .into_iter()
-        .map(|n| (n, rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("thread pool")))
+        .map(|n| {
+            (
+                n,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .expect("thread pool"),
+            )
+        })
         .collect();
 
     println!("tritlab-kernels benchmark");
-    println!("backend: {} (supported: {:?})", Backend::active(), Backend::supported().iter().map(|b| b.name()).collect::<Vec<_>>());
-    println!("cpu threads available: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "backend: {} (supported: {:?})",
+        Backend::active(),
+        Backend::supported()
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "cpu threads available: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // Read bandwidth on 512 MB, once up front for the record and again next to every
     // measurement it is compared with: on a shared machine it drifts by tens of percent.
     let bw_buf = tritlab_kernels::probe::bandwidth_buffer(512 << 20);
-    let read_bw = |pool: &ThreadPool| pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget));
+    let read_bw = |pool: &ThreadPool| {
+        pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget))
+    };
     for (n, pool) in &pools {
-        println!("read bandwidth, {n} thread(s): {:.2} GB/s", read_bw(pool) / 1e9);
+        println!(
+            "read bandwidth, {n} thread(s): {:.2} GB/s",
+            read_bw(pool) / 1e9
+        );
     }
     println!();
-    println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>8} {:>8}",
-        "shape", "batch", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32");
+    println!(
+        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>8} {:>8}",
+        "shape", "batch", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32"
+    );
     let mut rng = SplitMix(1069);
     let filter = std::env::var("TRITLAB_BENCH_FILTER").unwrap_or_default();
     for &(name, rows, cols) in SHAPES.iter().filter(|s| s.0.contains(filter.as_str())) {
         // Distinct matrices for the cold case; the first doubles as the hot one.
         let one = (rows * cols / 4).max(1);
         let copies = (cold_bytes / one).max(2);
-        let trits: Vec<i8> = (0..rows * cols).map(|_| (rng.next() % 3) as i8 - 1).collect();
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect();
         let mats: Vec<TernaryMatrix> = (0..copies)
             .map(|k| {
                 // Rotate the pattern so copies differ in content, not only in address.
                 let mut t = trits.clone();
                 let n = t.len();
                 t.rotate_left((k * 7919) % n);
-                TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.01)).expect("valid matrix")
+                TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.01))
+                    .expect("valid matrix")
             })
             .collect();
         let t1 = T1Matrix::from_trits(&trits, rows, cols, 0.01).expect("valid matrix");
         let w32: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
         let f32_copies = (cold_bytes / (rows * cols * 4)).max(2);
-        let w32s: Vec<Vec<f32>> = (0..f32_copies).map(|k| { let mut w = w32.clone(); w.rotate_left(k * 31); w }).collect();
+        let w32s: Vec<Vec<f32>> = (0..f32_copies)
+            .map(|k| {
+                let mut w = w32.clone();
+                w.rotate_left(k * 31);
+                w
+            })
+            .collect();
         drop(w32);
 
         for batch in [1usize, 16] {
@@ -199,34 +240,73 @@ fn main() {
                     let bandwidth = read_bw(pool);
                     let (i2_secs, f32_secs) = pool.install(|| {
                         let mut k = 0;
-                        let i2 = time_per_call(budget, if case == "hot" { 8 } else { mats.len() }, || {
-                            let m = if case == "hot" { &mats[0] } else { k = (k + 1) % mats.len(); &mats[k] };
-                            m.matmul(&q, &mut y).expect("valid shapes");
-                            black_box(&y);
-                        });
+                        let i2 = time_per_call(
+                            budget,
+                            if case == "hot" { 8 } else { mats.len() },
+                            || {
+                                let m = if case == "hot" {
+                                    &mats[0]
+                                } else {
+                                    k = (k + 1) % mats.len();
+                                    &mats[k]
+                                };
+                                m.matmul(&q, &mut y).expect("valid shapes");
+                                black_box(&y);
+                            },
+                        );
                         let mut k = 0;
-                        let f = time_per_call(budget, if case == "hot" { 2 } else { w32s.len() }, || {
-                            let w = if case == "hot" { &w32s[0] } else { k = (k + 1) % w32s.len(); &w32s[k] };
-                            f32_baseline::matmul(w, rows, cols, &x, batch, &mut y);
-                            black_box(&y);
-                        });
+                        let f = time_per_call(
+                            budget,
+                            if case == "hot" { 2 } else { w32s.len() },
+                            || {
+                                let w = if case == "hot" {
+                                    &w32s[0]
+                                } else {
+                                    k = (k + 1) % w32s.len();
+                                    &w32s[k]
+                                };
+                                f32_baseline::matmul(w, rows, cols, &x, batch, &mut y);
+                                black_box(&y);
+                            },
+                        );
                         (i2, f)
                     });
                     let bytes = mats[0].packed_bytes() as f64;
                     let gbs = bytes / i2_secs;
-                    println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}% {:>8.1} {:>7.1}x",
-                        name, batch, threads, case, "I2", i2_secs * 1e6, gbs / 1e9,
-                        100.0 * gbs / bandwidth, f32_secs * 1e6, f32_secs / i2_secs);
+                    println!(
+                        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}% {:>8.1} {:>7.1}x",
+                        name,
+                        batch,
+                        threads,
+                        case,
+                        "I2",
+                        i2_secs * 1e6,
+                        gbs / 1e9,
+                        100.0 * gbs / bandwidth,
+                        f32_secs * 1e6,
+                        f32_secs / i2_secs
+                    );
                 }
                 if batch == 1 {
                     let bandwidth = read_bw(pool);
-                    let secs = pool.install(|| time_per_call(budget, 4, || {
-                        t1.matmul(&q, &mut y).expect("valid shapes");
-                        black_box(&y);
-                    }));
+                    let secs = pool.install(|| {
+                        time_per_call(budget, 4, || {
+                            t1.matmul(&q, &mut y).expect("valid shapes");
+                            black_box(&y);
+                        })
+                    });
                     let gbs = t1.packed_bytes() as f64 / secs;
-                    println!("{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}%",
-                        name, batch, threads, "hot", "T1", secs * 1e6, gbs / 1e9, 100.0 * gbs / bandwidth);
+                    println!(
+                        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}%",
+                        name,
+                        batch,
+                        threads,
+                        "hot",
+                        "T1",
+                        secs * 1e6,
+                        gbs / 1e9,
+                        100.0 * gbs / bandwidth
+                    );
                 }
             }
         }

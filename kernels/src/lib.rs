@@ -27,6 +27,8 @@ pub mod trit;
 pub use backend::Backend;
 pub use error::{KernelError, Result};
 pub use matrix::TernaryMatrix;
-pub use quant::{quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale};
+pub use quant::{
+    quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale,
+};
 pub use t1::T1Matrix;
 pub use trit::{count_trits, TritCounts};

@@ -94,16 +94,36 @@ impl TernaryMatrix {
     }
 
     pub fn from_weights(weights: &TernaryWeights) -> Result<Self> {
-        Self::from_trits(&weights.trits, weights.rows, weights.cols, weights.scale.clone())
+        Self::from_trits(
+            &weights.trits,
+            weights.rows,
+            weights.cols,
+            weights.scale.clone(),
+        )
     }
 
     /// Quantizes f32 weights by absmean and packs them.
-    pub fn quantize(weights: &[f32], rows: usize, cols: usize, granularity: ScaleGranularity) -> Result<Self> {
-        Self::from_weights(&crate::quant::quantize_absmean(weights, rows, cols, granularity)?)
+    pub fn quantize(
+        weights: &[f32],
+        rows: usize,
+        cols: usize,
+        granularity: ScaleGranularity,
+    ) -> Result<Self> {
+        Self::from_weights(&crate::quant::quantize_absmean(
+            weights,
+            rows,
+            cols,
+            granularity,
+        )?)
     }
 
     /// Converts a Hugging Face BitNet packed uint8 tensor (`[ceil(rows/4), cols]`) once, at load.
-    pub fn from_hf_packed(packed: &[u8], rows: usize, cols: usize, scale: WeightScale) -> Result<Self> {
+    pub fn from_hf_packed(
+        packed: &[u8],
+        rows: usize,
+        cols: usize,
+        scale: WeightScale,
+    ) -> Result<Self> {
         let trits = hf_unpack(packed, rows, cols)?;
         Self::from_trits(&trits, rows, cols, scale)
     }
@@ -152,7 +172,8 @@ impl TernaryMatrix {
     pub fn to_trits(&self) -> Vec<i8> {
         let mut out = vec![0i8; self.rows * self.cols];
         for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
-            self.row_trits(r, row).expect("row index and length come from self");
+            self.row_trits(r, row)
+                .expect("row index and length come from self");
         }
         out
     }
@@ -215,7 +236,12 @@ impl TernaryMatrix {
     }
 
     /// [`matmul`](Self::matmul) on a chosen backend (tests compare backends this way).
-    pub fn matmul_with(&self, backend: Backend, x: &QuantizedActivations, y: &mut [f32]) -> Result<()> {
+    pub fn matmul_with(
+        &self,
+        backend: Backend,
+        x: &QuantizedActivations,
+        y: &mut [f32],
+    ) -> Result<()> {
         backend.ensure_supported()?;
         if x.cols() != self.cols {
             return Err(KernelError::Shape {
@@ -241,7 +267,9 @@ impl TernaryMatrix {
             })
             .collect();
         match &self.scale {
-            WeightScale::PerTensor(ws) => self.matmul_per_tensor(backend, &tokens, x.scales(), *ws, y),
+            WeightScale::PerTensor(ws) => {
+                self.matmul_per_tensor(backend, &tokens, x.scales(), *ws, y)
+            }
             WeightScale::PerGroup { group_size, scales } => {
                 self.matmul_per_group(backend, &tokens, x.scales(), *group_size, scales, y)
             }
@@ -253,15 +281,29 @@ impl TernaryMatrix {
     /// that scheduling stays negligible next to streaming the rows.
     fn rows_per_task(&self, tokens: usize) -> usize {
         let threads = rayon::current_num_threads().max(1);
-        let target_tasks = if threads == 1 { 1 } else { threads * TASKS_PER_THREAD };
+        let target_tasks = if threads == 1 {
+            1
+        } else {
+            threads * TASKS_PER_THREAD
+        };
         // A task should stream at least this many weight bytes per token, or waking a thread
         // costs more than it saves (a tiny model decodes faster on one thread otherwise).
         const MIN_TASK_BYTES: usize = 64 << 10;
         let min_rows = (MIN_TASK_BYTES / (self.stride * tokens.max(1))).max(4);
-        self.rows.div_ceil(target_tasks).max(min_rows).next_multiple_of(4)
+        self.rows
+            .div_ceil(target_tasks)
+            .max(min_rows)
+            .next_multiple_of(4)
     }
 
-    fn matmul_per_tensor(&self, backend: Backend, tokens: &[TokenView], xs: &[f32], ws: f32, y: &mut [f32]) {
+    fn matmul_per_tensor(
+        &self,
+        backend: Backend,
+        tokens: &[TokenView],
+        xs: &[f32],
+        ws: f32,
+        y: &mut [f32],
+    ) {
         let ntok = tokens.len();
         let factors: Vec<f32> = xs.iter().map(|s| s * ws).collect();
         let chunk = self.rows_per_task(ntok);
@@ -342,13 +384,26 @@ impl TernaryMatrix {
     }
 
     /// `y[i] = factor · Σ trit[r0 + i]·q` for the rows `r0 .. r0 + y.len()`, one token.
-    fn gemv_rows(&self, backend: Backend, token: &TokenView, factor: f32, r0: usize, y: &mut [f32]) {
+    fn gemv_rows(
+        &self,
+        backend: Backend,
+        token: &TokenView,
+        factor: f32,
+        r0: usize,
+        y: &mut [f32],
+    ) {
         let mut acc = [0i32; 64];
         for (si, ys) in y.chunks_mut(64).enumerate() {
             let start = r0 + si * 64;
             let n = ys.len();
             let bytes = &self.codes[start * self.stride..(start + n) * self.stride];
-            backend::dots(backend, bytes, self.stride, std::slice::from_ref(token), &mut acc[..n]);
+            backend::dots(
+                backend,
+                bytes,
+                self.stride,
+                std::slice::from_ref(token),
+                &mut acc[..n],
+            );
             for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
                 *o = a as f32 * factor;
             }
@@ -359,7 +414,11 @@ impl TernaryMatrix {
     /// `outputs[i] = matrices[i] · x`. For one token with per-tensor scales, all the matrices'
     /// rows go to the threads in one parallel pass, so a thread that finishes early moves on to
     /// the next matrix instead of waiting; otherwise this is [`matmul`](Self::matmul) in turn.
-    pub fn matmul_many(matrices: &[&TernaryMatrix], x: &QuantizedActivations, outputs: &mut [&mut [f32]]) -> Result<()> {
+    pub fn matmul_many(
+        matrices: &[&TernaryMatrix],
+        x: &QuantizedActivations,
+        outputs: &mut [&mut [f32]],
+    ) -> Result<()> {
         let backend = Backend::active();
         if matrices.len() != outputs.len() {
             return Err(KernelError::Length {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 /// A buffer of `bytes` (rounded down to 8) of non-trivial data, for [`read_bandwidth`].
 pub fn bandwidth_buffer(bytes: usize) -> Vec<u64> {
-    (0..(bytes / 8) as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect()
+    (0..(bytes / 8) as u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect()
 }
 
 /// Bytes per second at which the current rayon pool's threads read `buf` together: the median
@@ -56,10 +58,16 @@ unsafe fn fold_avx512(chunk: &[u64]) -> u64 {
             *a = _mm512_xor_si512(*a, _mm512_loadu_si512(base.add(k)));
         }
     }
-    let all = _mm512_xor_si512(_mm512_xor_si512(acc[0], acc[1]), _mm512_xor_si512(acc[2], acc[3]));
+    let all = _mm512_xor_si512(
+        _mm512_xor_si512(acc[0], acc[1]),
+        _mm512_xor_si512(acc[2], acc[3]),
+    );
     let mut lanes = [0u64; 8];
     _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, all);
-    lanes.iter().chain(&chunk[blocks * 32..]).fold(0, |x, &v| x ^ v)
+    lanes
+        .iter()
+        .chain(&chunk[blocks * 32..])
+        .fold(0, |x, &v| x ^ v)
 }
 
 #[cfg(test)]

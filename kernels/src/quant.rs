@@ -27,7 +27,10 @@ pub enum ScaleGranularity {
 pub enum WeightScale {
     PerTensor(f32),
     /// `scales[r * groups_per_row + g]` for group `g` of row `r`.
-    PerGroup { group_size: usize, scales: Vec<f32> },
+    PerGroup {
+        group_size: usize,
+        scales: Vec<f32>,
+    },
 }
 
 impl WeightScale {
@@ -279,7 +282,8 @@ impl QuantizedActivations {
         let mut block_sums = vec![0i32; tokens * blocks];
         let mut pair_order = vec![0i8; tokens * stride];
         for t in 0..tokens {
-            padded[t * stride..t * stride + cols].copy_from_slice(&values[t * cols..(t + 1) * cols]);
+            padded[t * stride..t * stride + cols]
+                .copy_from_slice(&values[t * cols..(t + 1) * cols]);
             let row = &padded[t * stride..(t + 1) * stride];
             for (b, chunk) in row.chunks_exact(ACT_ALIGN).enumerate() {
                 block_sums[t * blocks + b] = chunk.iter().map(|&v| v as i32).sum();
@@ -377,7 +381,14 @@ mod tests {
     fn round_half_even_matches_the_standard_library() {
         let mut v = -300.0f32;
         while v <= 300.0 {
-            for x in [v, v + 0.5, v - 0.5, v + 0.499_999_97, v.next_up(), v.next_down()] {
+            for x in [
+                v,
+                v + 0.5,
+                v - 0.5,
+                v + 0.499_999_97,
+                v.next_up(),
+                v.next_down(),
+            ] {
                 // Equal as numbers (a tie towards zero may give +0 for -0; both quantise to 0).
                 assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
             }

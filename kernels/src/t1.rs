@@ -8,9 +8,9 @@
 //! boundary. On AVX-512 with VBMI the bytes are decoded in registers instead: a byte permute per
 //! digit turns 64 bytes into the codes of 320 weights, which meet activations regrouped by digit.
 
+use crate::backend::Backend;
 use crate::error::{KernelError, Result};
 use crate::pack::{check_matrix, pack_t1, t1_len, unpack_t1};
-use crate::backend::Backend;
 use crate::quant::QuantizedActivations;
 use rayon::prelude::*;
 
@@ -73,7 +73,12 @@ impl T1Matrix {
 
     /// [`matmul`](Self::matmul) on a chosen backend. AVX-512 decodes T1 bytes with byte
     /// permutes (VBMI) where the CPU has them; every other backend uses the look-up table.
-    pub fn matmul_with(&self, backend: Backend, x: &QuantizedActivations, y: &mut [f32]) -> Result<()> {
+    pub fn matmul_with(
+        &self,
+        backend: Backend,
+        x: &QuantizedActivations,
+        y: &mut [f32],
+    ) -> Result<()> {
         backend.ensure_supported()?;
         if x.cols() != self.cols {
             return Err(KernelError::Shape {
@@ -195,7 +200,11 @@ mod vbmi {
         let hi: [(__m512i, __m512i); 5] = std::array::from_fn(|i| (table(i, 1), table_hi(i, 1)));
         let mut acc = _mm512_setzero_si512();
         for (c, chunk) in row.chunks(64).enumerate() {
-            let mask: u64 = if chunk.len() == 64 { u64::MAX } else { (1u64 << chunk.len()) - 1 };
+            let mask: u64 = if chunk.len() == 64 {
+                u64::MAX
+            } else {
+                (1u64 << chunk.len()) - 1
+            };
             let w = _mm512_maskz_loadu_epi8(mask, chunk.as_ptr() as *const i8);
             // Bytes 128..=242 come from the upper tables; the top bit picks them.
             let upper = _mm512_movepi8_mask(w);
@@ -203,7 +212,8 @@ mod vbmi {
                 let from_lo = _mm512_permutex2var_epi8(lo[i].0, w, lo[i].1);
                 let from_hi = _mm512_permutex2var_epi8(hi[i].0, w, hi[i].1);
                 let codes = _mm512_mask_blend_epi8(upper, from_lo, from_hi);
-                let xv = _mm512_loadu_si512(planes.as_ptr().add(c * 320 + i * 64) as *const __m512i);
+                let xv =
+                    _mm512_loadu_si512(planes.as_ptr().add(c * 320 + i * 64) as *const __m512i);
                 acc = _mm512_dpbusd_epi32(acc, codes, xv);
             }
         }

@@ -131,12 +131,17 @@ proptest! {
 #[test]
 fn threads_do_not_change_results() {
     let (rows, cols) = (1031, 2560);
-    let t: Vec<i8> = (0..rows * cols).map(|i| ((i * 7 + i / 13) % 3) as i8 - 1).collect();
+    let t: Vec<i8> = (0..rows * cols)
+        .map(|i| ((i * 7 + i / 13) % 3) as i8 - 1)
+        .collect();
     let x: Vec<i8> = (0..3 * cols).map(|i| (i * 31 % 256) as u8 as i8).collect();
     let m = TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.5)).unwrap();
     let q = QuantizedActivations::from_int8(&x, &[0.1, 0.2, 0.3], 3, cols).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut y = vec![0.0; 3 * rows];
             m.matmul(&q, &mut y).unwrap();
@@ -158,10 +163,15 @@ fn shape_mismatches_are_errors() {
     // Bad trits, bad lengths, bad scales and unsupported group sizes are rejected.
     assert!(TernaryMatrix::from_trits(&[2, 0, 0, 0], 2, 2, WeightScale::PerTensor(1.0)).is_err());
     assert!(TernaryMatrix::from_trits(&[1, 0, 0], 2, 2, WeightScale::PerTensor(1.0)).is_err());
-    assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, WeightScale::PerTensor(f32::NAN)).is_err());
+    assert!(
+        TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, WeightScale::PerTensor(f32::NAN)).is_err()
+    );
     assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, WeightScale::PerTensor(-1.0)).is_err());
     assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 0, 4, WeightScale::PerTensor(1.0)).is_err());
-    let per_group = |group_size, n| WeightScale::PerGroup { group_size, scales: vec![1.0; n] };
+    let per_group = |group_size, n| WeightScale::PerGroup {
+        group_size,
+        scales: vec![1.0; n],
+    };
     assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, per_group(64, 2)).is_err());
     assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, per_group(128, 3)).is_err());
     assert!(TernaryMatrix::from_trits(&[1, 0, 0, 0], 2, 2, per_group(128, 2)).is_ok());
@@ -181,23 +191,35 @@ fn unsupported_backend_is_an_error_not_ub() {
 #[test]
 fn matmul_many_equals_separate_products() {
     let cols = 700;
-    let shapes = [(37usize, WeightScale::PerTensor(0.3)), (300, WeightScale::PerTensor(1.7)), (5, WeightScale::PerTensor(0.01))];
+    let shapes = [
+        (37usize, WeightScale::PerTensor(0.3)),
+        (300, WeightScale::PerTensor(1.7)),
+        (5, WeightScale::PerTensor(0.01)),
+    ];
     let mats: Vec<TernaryMatrix> = shapes
         .iter()
         .enumerate()
         .map(|(k, (rows, scale))| {
-            let t: Vec<i8> = (0..rows * cols).map(|i| ((i * (k + 3) + i / 7) % 3) as i8 - 1).collect();
+            let t: Vec<i8> = (0..rows * cols)
+                .map(|i| ((i * (k + 3) + i / 7) % 3) as i8 - 1)
+                .collect();
             TernaryMatrix::from_trits(&t, *rows, cols, scale.clone()).unwrap()
         })
         .collect();
     for tokens in [1usize, 3] {
-        let x: Vec<f32> = (0..tokens * cols).map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.2).collect();
+        let x: Vec<f32> = (0..tokens * cols)
+            .map(|i| ((i * 31) % 97) as f32 / 40.0 - 1.2)
+            .collect();
         let q = QuantizedActivations::quantize(&x, tokens, cols).unwrap();
-        let mut separate: Vec<Vec<f32>> = mats.iter().map(|m| vec![0.0; tokens * m.rows()]).collect();
+        let mut separate: Vec<Vec<f32>> =
+            mats.iter().map(|m| vec![0.0; tokens * m.rows()]).collect();
         for (m, y) in mats.iter().zip(separate.iter_mut()) {
             m.matmul(&q, y).unwrap();
         }
-        let mut fused: Vec<Vec<f32>> = mats.iter().map(|m| vec![f32::NAN; tokens * m.rows()]).collect();
+        let mut fused: Vec<Vec<f32>> = mats
+            .iter()
+            .map(|m| vec![f32::NAN; tokens * m.rows()])
+            .collect();
         let refs: Vec<&TernaryMatrix> = mats.iter().collect();
         let mut outs: Vec<&mut [f32]> = fused.iter_mut().map(|v| v.as_mut_slice()).collect();
         TernaryMatrix::matmul_many(&refs, &q, &mut outs).unwrap();

@@ -1,7 +1,9 @@
 //! Lossless round trips for every packing, and rejection of malformed buffers.
 
 use proptest::prelude::*;
-use tritlab_kernels::pack::{hf_pack, hf_unpack, i2_len, pack_i2, pack_t1, t1_len, unpack_i2, unpack_t1};
+use tritlab_kernels::pack::{
+    hf_pack, hf_unpack, i2_len, pack_i2, pack_t1, t1_len, unpack_i2, unpack_t1,
+};
 use tritlab_kernels::{T1Matrix, TernaryMatrix, WeightScale};
 
 proptest! {

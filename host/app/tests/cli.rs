@@ -53,15 +53,24 @@ fn no_arguments_runs_the_tour() {
     for section in ["1. Kernels", "2. Model", "3. Verify", "4. Generate"] {
         assert!(s.contains(section), "{s}");
     }
-    assert!(s.contains("avx2") || s.contains("neon") || s.contains("scalar"), "{s}");
+    assert!(
+        s.contains("avx2") || s.contains("neon") || s.contains("scalar"),
+        "{s}"
+    );
     assert!(!s.contains("DIFFERS"), "{s}");
     assert!(s.contains("stores ternary weights"), "{s}");
     assert!(s.contains("24 tokens"), "{s}");
     // With the plugins built (scripts/test.sh builds them first), tokens carry tracer colours
     // and the trace is checked.
-    if Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins/gay-tracer.wasm").is_file() {
+    if Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/plugins/gay-tracer.wasm")
+        .is_file()
+    {
         assert!(s.contains("|#"), "{s}");
-        assert!(s.contains("tracer trits:") && s.contains("triad-checker gf3-trace"), "{s}");
+        assert!(
+            s.contains("tracer trits:") && s.contains("triad-checker gf3-trace"),
+            "{s}"
+        );
     }
 }
 

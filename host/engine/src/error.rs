@@ -10,7 +10,10 @@ use tritlab_kernels::KernelError;
 #[derive(Debug, Error)]
 pub enum EngineError {
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     /// The safetensors header or layout is unreadable (truncated, corrupt, not safetensors).
     #[error("{path}: not a valid safetensors file: {message}")]

@@ -353,7 +353,8 @@ mod tests {
         let layer = LayerMorphism::between("w", &[0, 0, 1, -1], 0.5, &[1, 0, 1, 0], 0.25).unwrap();
         let record = StepRecord {
             layers: vec![layer],
-            ..StepRecord::default()        };
+            ..StepRecord::default()
+        };
         let payload = encode_payload(&record);
         // step, 3×f64, hash, position, rng length, 2 hashes, layer count.
         let header_len = 1 + 24 + 32 + 1 + 1 + 64 + 1;

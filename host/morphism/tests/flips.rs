@@ -149,7 +149,8 @@ fn sparse_flips_encode_compactly() {
     let layer = LayerMorphism::between("w", &before, 1.0, &after, 1.0).unwrap();
     let record = StepRecord {
         layers: vec![layer],
-        ..StepRecord::default()    };
+        ..StepRecord::default()
+    };
     let payload = encode_payload(&record);
     assert!(
         payload.len() < 100 * 2 + 50 + 200,

@@ -47,15 +47,25 @@ unsafe fn xs(ptr: *const i8) -> [__m256i; 4] {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn block(c: &[__m256i; 4], x: &[__m256i; 4]) -> __m256i {
-    let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], x[0]), _mm256_maddubs_epi16(c[1], x[1]));
-    let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c[2], x[2]), _mm256_maddubs_epi16(c[3], x[3]));
+    let p01 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[0], x[0]),
+        _mm256_maddubs_epi16(c[1], x[1]),
+    );
+    let p23 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[2], x[2]),
+        _mm256_maddubs_epi16(c[3], x[3]),
+    );
     _mm256_madd_epi16(_mm256_add_epi16(p01, p23), _mm256_set1_epi16(1))
 }
 
 /// A tile of `R` rows × `T` tokens over `blocks` blocks; returns Σ code·q.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn tile<const R: usize, const T: usize>(w: [*const u8; R], x: [*const i8; T], blocks: usize) -> [[i32; T]; R] {
+unsafe fn tile<const R: usize, const T: usize>(
+    w: [*const u8; R],
+    x: [*const i8; T],
+    blocks: usize,
+) -> [[i32; T]; R] {
     let mut acc = [[_mm256_setzero_si256(); T]; R];
     for blk in 0..blocks {
         if T == 1 {

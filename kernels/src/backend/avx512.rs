@@ -55,9 +55,21 @@ unsafe fn block256(codes: *const u8, x: *const i8) -> __m256i {
     let xp = x as *const __m256i;
     let mut acc = _mm256_setzero_si256();
     acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(w, mask), _mm256_loadu_si256(xp));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<2>(w), mask), _mm256_loadu_si256(xp.add(1)));
-    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask), _mm256_loadu_si256(xp.add(2)));
-    _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16::<6>(w), mask), _mm256_loadu_si256(xp.add(3)))
+    acc = _mm256_dpbusd_epi32(
+        acc,
+        _mm256_and_si256(_mm256_srli_epi16::<2>(w), mask),
+        _mm256_loadu_si256(xp.add(1)),
+    );
+    acc = _mm256_dpbusd_epi32(
+        acc,
+        _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask),
+        _mm256_loadu_si256(xp.add(2)),
+    );
+    _mm256_dpbusd_epi32(
+        acc,
+        _mm256_and_si256(_mm256_srli_epi16::<6>(w), mask),
+        _mm256_loadu_si256(xp.add(3)),
+    )
 }
 
 #[inline]
@@ -72,7 +84,11 @@ fn hsum256(v: __m256i) -> i32 {
 /// A tile of `R` rows × `T` tokens; `x` pointers are in pair order. Returns Σ code·q.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const R: usize, const T: usize>(w: [*const u8; R], x: [*const i8; T], blocks: usize) -> [[i32; T]; R] {
+unsafe fn tile<const R: usize, const T: usize>(
+    w: [*const u8; R],
+    x: [*const i8; T],
+    blocks: usize,
+) -> [[i32; T]; R] {
     let mut acc = [[_mm512_setzero_si512(); T]; R];
     let pairs = blocks / 2;
     for p in 0..pairs {
@@ -81,7 +97,9 @@ unsafe fn tile<const R: usize, const T: usize>(w: [*const u8; R], x: [*const i8;
             for r in 0..R {
                 // Decoding streams each row once from memory: ask for the bytes a few
                 // iterations ahead so the loads find them in cache.
-                _mm_prefetch::<_MM_HINT_T0>(w[r].add(p * 2 * BLOCK_BYTES + PREFETCH_BYTES) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w[r].add(p * 2 * BLOCK_BYTES + PREFETCH_BYTES) as *const i8
+                );
                 let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
                 acc[r][0] = dp512(acc[r][0], &c, &xv);
             }
@@ -171,7 +189,10 @@ pub(crate) unsafe fn block_dots(rows: &[u8], stride: usize, token: &TokenView, o
     let blocks = stride / BLOCK_BYTES;
     for (r, row) in rows.chunks_exact(stride).enumerate() {
         for b in 0..blocks {
-            let acc = block256(row.as_ptr().add(b * BLOCK_BYTES), token.natural.as_ptr().add(b * 128));
+            let acc = block256(
+                row.as_ptr().add(b * BLOCK_BYTES),
+                token.natural.as_ptr().add(b * 128),
+            );
             out[r * blocks + b] = hsum256(acc) - token.block_sums[b];
         }
     }

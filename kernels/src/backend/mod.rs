@@ -7,13 +7,13 @@
 use crate::error::{KernelError, Result};
 use std::sync::OnceLock;
 
-pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
+pub(crate) mod scalar;
 
 /// Environment variable that picks a backend by name (`scalar`, `avx2`, `avx512`, `neon`, `auto`).
 /// `TRITLAB_KERNEL=scalar` forces the portable reference path, for debugging.
@@ -111,7 +111,12 @@ impl Backend {
     /// [`requested`](Self::requested) at start-up to report a bad value to the user.
     pub fn active() -> Backend {
         static ACTIVE: OnceLock<Backend> = OnceLock::new();
-        *ACTIVE.get_or_init(|| Backend::requested().ok().flatten().unwrap_or_else(Backend::best))
+        *ACTIVE.get_or_init(|| {
+            Backend::requested()
+                .ok()
+                .flatten()
+                .unwrap_or_else(Backend::best)
+        })
     }
 
     pub(crate) fn ensure_supported(self) -> Result<()> {
@@ -148,7 +153,13 @@ pub(crate) struct TokenView<'a> {
 ///
 /// # Safety contract (checked by callers in `matrix`)
 /// `rows` holds whole rows of `stride` bytes; every token row is `stride * 4` values long.
-pub(crate) fn dots(backend: Backend, rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
+pub(crate) fn dots(
+    backend: Backend,
+    rows: &[u8],
+    stride: usize,
+    tokens: &[TokenView],
+    out: &mut [i32],
+) {
     debug_assert!(backend.is_supported());
     debug_assert_eq!(out.len(), rows.len() / stride * tokens.len());
     match backend {
@@ -166,7 +177,13 @@ pub(crate) fn dots(backend: Backend, rows: &[u8], stride: usize, tokens: &[Token
 }
 
 /// Σ trit·q per row and per block, for one token: `out[r * blocks + b]`.
-pub(crate) fn block_dots(backend: Backend, rows: &[u8], stride: usize, token: &TokenView, out: &mut [i32]) {
+pub(crate) fn block_dots(
+    backend: Backend,
+    rows: &[u8],
+    stride: usize,
+    token: &TokenView,
+    out: &mut [i32],
+) {
     debug_assert!(backend.is_supported());
     match backend {
         #[cfg(target_arch = "x86_64")]

@@ -59,7 +59,10 @@ pub(crate) unsafe fn block_dots(rows: &[u8], stride: usize, token: &TokenView, o
     let blocks = stride / BLOCK_BYTES;
     for (r, row) in rows.chunks_exact(stride).enumerate() {
         for b in 0..blocks {
-            let acc = block(row.as_ptr().add(b * BLOCK_BYTES), token.natural.as_ptr().add(b * 128));
+            let acc = block(
+                row.as_ptr().add(b * BLOCK_BYTES),
+                token.natural.as_ptr().add(b * 128),
+            );
             out[r * blocks + b] = vaddvq_s32(acc);
         }
     }

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tritlab_engine::{generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat};
+use tritlab_engine::{
+    generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat,
+};
 use tritlab_kernels::{Backend, QuantizedActivations, TernaryMatrix, WeightScale};
 use tritlab_plugin_host::{
     AnnotatedStep, CheckSubject, GenerationStep, HostConfig, LogitsSummary, PluginHost, TokenLogit,
@@ -75,10 +77,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         t.elapsed().as_secs_f64() * 1e3
     );
-    println!("{:<8} {:>10} {:>10} {:>10} {:>6}", "layer", "-1", "0", "+1", "GF(3)");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>6}",
+        "layer", "-1", "0", "+1", "GF(3)"
+    );
     for layer in model.layer_stats() {
         let s = &layer.total;
-        println!("{:<8} {:>10} {:>10} {:>10} {:>6}", layer.layer, s.neg, s.zero, s.pos, s.gf3_sum);
+        println!(
+            "{:<8} {:>10} {:>10} {:>10} {:>6}",
+            layer.layer, s.neg, s.zero, s.pos, s.gf3_sum
+        );
     }
 
     heading(3, "Verify");
@@ -105,10 +113,18 @@ fn kernels() -> Result<()> {
     Backend::requested().context("reading TRITLAB_KERNEL")?;
     let supported = Backend::supported();
     let names: Vec<_> = supported.iter().map(|b| b.name()).collect();
-    println!("active backend: {} (this CPU supports: {})", Backend::active(), names.join(", "));
+    println!(
+        "active backend: {} (this CPU supports: {})",
+        Backend::active(),
+        names.join(", ")
+    );
     let (rows, cols) = (333, 1000);
-    let trits: Vec<i8> = (0..rows * cols).map(|i| ((i * 7 + i / 11) % 3) as i8 - 1).collect();
-    let x: Vec<f32> = (0..cols).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+    let trits: Vec<i8> = (0..rows * cols)
+        .map(|i| ((i * 7 + i / 11) % 3) as i8 - 1)
+        .collect();
+    let x: Vec<f32> = (0..cols)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
     let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.05))?;
     let q = QuantizedActivations::quantize(&x, 1, cols)?;
     let mut reference = vec![0.0f32; rows];
@@ -116,16 +132,32 @@ fn kernels() -> Result<()> {
     for &b in &supported {
         let mut y = vec![0.0f32; rows];
         m.matmul_with(b, &q, &mut y)?;
-        let same = y.iter().zip(&reference).all(|(a, r)| a.to_bits() == r.to_bits());
-        println!("  {:<12} {}", b.name(), if same { "equals the scalar reference bit for bit" } else { "DIFFERS from the scalar reference" });
-        anyhow::ensure!(same, "kernel backend {b} disagrees with the scalar reference");
+        let same = y
+            .iter()
+            .zip(&reference)
+            .all(|(a, r)| a.to_bits() == r.to_bits());
+        println!(
+            "  {:<12} {}",
+            b.name(),
+            if same {
+                "equals the scalar reference bit for bit"
+            } else {
+                "DIFFERS from the scalar reference"
+            }
+        );
+        anyhow::ensure!(
+            same,
+            "kernel backend {b} disagrees with the scalar reference"
+        );
     }
     Ok(())
 }
 
 /// Loads the bundled plugins; the tour goes on uncoloured when they are not built.
 fn load_plugins(dir: Option<&Path>) -> Option<PluginHost> {
-    let dir = dir.map(Path::to_path_buf).unwrap_or_else(super::bundled_plugin_dir);
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(super::bundled_plugin_dir);
     if !dir.join("gay-tracer.wasm").is_file() {
         println!(
             "(no plugins in {}: run scripts/build-plugins.sh to colour the tokens)",
@@ -150,7 +182,12 @@ fn load_plugins(dir: Option<&Path>) -> Option<PluginHost> {
     Some(host)
 }
 
-fn generate_traced(model: &Model, tokenizer: &Tokenizer, args: &Args, mut host: Option<&mut PluginHost>) -> Result<()> {
+fn generate_traced(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    args: &Args,
+    mut host: Option<&mut PluginHost>,
+) -> Result<()> {
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
         stop_at_eos: false,
@@ -162,12 +199,18 @@ fn generate_traced(model: &Model, tokenizer: &Tokenizer, args: &Args, mut host: 
     let mut trace = Vec::new();
     let mut trace_errors = Vec::new();
     let generation = generate(model, tokenizer, &args.prompt, &options, |step| {
-        let annotation = host.as_deref_mut().map(|h| h.trace_generation("gay-tracer", &to_plugin_step(step)));
+        let annotation = host
+            .as_deref_mut()
+            .map(|h| h.trace_generation("gay-tracer", &to_plugin_step(step)));
         match annotation {
             Some(Ok(a)) => {
                 let c = a.colour;
                 // A token whose bytes do not finish a character yet still gets its coloured cell.
-                let text = if step.text.is_empty() { "·" } else { step.text.as_str() };
+                let text = if step.text.is_empty() {
+                    "·"
+                } else {
+                    step.text.as_str()
+                };
                 if colour {
                     // Background in the tracer's colour, text black or white for contrast.
                     let luma = 0.299 * c.r as f32 + 0.587 * c.g as f32 + 0.114 * c.b as f32;
@@ -176,7 +219,10 @@ fn generate_traced(model: &Model, tokenizer: &Tokenizer, args: &Args, mut host: 
                 } else {
                     print!("[{text}|{}]", c.hex());
                 }
-                trace.push(AnnotatedStep { step: step.index as u64, annotation: a });
+                trace.push(AnnotatedStep {
+                    step: step.index as u64,
+                    annotation: a,
+                });
             }
             Some(Err(e)) => {
                 trace_errors.push(e.to_string());
@@ -199,12 +245,19 @@ fn generate_traced(model: &Model, tokenizer: &Tokenizer, args: &Args, mut host: 
         println!("tracer error: {e}");
     }
     if let Some(host) = host {
-        let trits: Vec<String> = trace.iter().map(|s| format!("{:+}", s.annotation.trit.value())).collect();
+        let trits: Vec<String> = trace
+            .iter()
+            .map(|s| format!("{:+}", s.annotation.trit.value()))
+            .collect();
         println!("tracer trits: {}", trits.join(" "));
         match host.check("triad-checker", &CheckSubject::Trace(trace)) {
             Ok(verdicts) => {
                 for v in verdicts {
-                    let mark = if v.status == VerdictStatus::Ok { "ok" } else { "violated" };
+                    let mark = if v.status == VerdictStatus::Ok {
+                        "ok"
+                    } else {
+                        "violated"
+                    };
                     println!("triad-checker {}: {mark} — {}", v.check, v.message);
                 }
             }
@@ -223,11 +276,23 @@ pub fn to_plugin_step(step: &tritlab_engine::GenerationStep) -> GenerationStep {
         token_id: step.token_id,
         token_text: step.text.clone(),
         logits: LogitsSummary {
-            top: step.logit_stats.top.iter().map(|t| TokenLogit { token_id: t.id, logit: t.logit }).collect(),
+            top: step
+                .logit_stats
+                .top
+                .iter()
+                .map(|t| TokenLogit {
+                    token_id: t.id,
+                    logit: t.logit,
+                })
+                .collect(),
             max_logit: step.logit_stats.max,
             mean_logit: step.logit_stats.mean,
             entropy: step.logit_stats.entropy,
         },
-        trits: TritCounts { negative: t.neg, zero: t.zero, positive: t.pos },
+        trits: TritCounts {
+            negative: t.neg,
+            zero: t.zero,
+            positive: t.pos,
+        },
     }
 }
