@@ -33,13 +33,56 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Show a model's configuration and per-layer trit statistics.
     Info(cmd::info::Args),
+    /// Train a ternary model with quantisation-aware training and a morphism log.
+    Train(cmd::train::Args),
+    /// Verify a training run by recomputing it, or export the model at any step.
+    Replay(cmd::replay::Args),
+    /// List the steps of a morphism log, or show one in full.
+    Log(cmd::replay::LogArgs),
     /// A walk through kernels, model, verify and plugin-traced generation (the default).
     Tour(cmd::tour::Args),
 }
 
+/// The thread count a command runs with. Training and replay results depend on it, so a run's
+/// recorded count wins and is checked against `--threads`.
+fn thread_count(command: &Command, requested: Option<usize>) -> anyhow::Result<Option<usize>> {
+    Ok(match command {
+        Command::Train(a) => Some(cmd::train::threads(a, requested)?),
+        Command::Replay(a) => Some(cmd::train::recorded_threads(&a.run, requested)?),
+        _ => requested,
+    })
+}
+
 fn main() -> ExitCode {
+    // Exit quietly when the reader of our output goes away (`tritlab log RUN | head`), as Unix
+    // tools do, instead of failing on the next print.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
+    // No subcommand: the tour of the default model.
+    let command = cli.command.unwrap_or(Command::Tour(cmd::tour::Args {
+        model: "default".into(),
+        prompt: "To be, or not to be".into(),
+        max_tokens: 24,
+        plugins: None,
+    }));
+    let threads = match thread_count(&command, cli.threads) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(n) = threads {
+        // candle sizes its matrix-product split from this variable; rayon's pool is set to match.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        // candle's element-wise ops otherwise keep their own spinning pool, which on few cores
+        // competes with the matrix products for the same CPUs (about 10% of a training step).
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
@@ -48,19 +91,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // No subcommand: the tour of the default model.
-    let command = cli.command.unwrap_or(Command::Tour(cmd::tour::Args {
-        model: "default".into(),
-        prompt: "To be, or not to be".into(),
-        max_tokens: 24,
-        plugins: None,
-    }));
     let result = match command {
         Command::Logits(a) => cmd::logits::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Train(a) => cmd::train::run(a, threads.unwrap_or(1)),
+        Command::Replay(a) => cmd::replay::run(a),
+        Command::Log(a) => cmd::replay::run_log(a),
         Command::Tour(a) => cmd::tour::run(a),
     };
     match result {

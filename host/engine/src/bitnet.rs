@@ -9,7 +9,7 @@
 //!   a = softmax(q kᵀ / √head_dim + causal) v         (grouped-query: head h reads KV h / group)
 //!   h = h + o_proj(rms_norm(a, attn_sub_norm))
 //!   y = rms_norm(h, post_attention_layernorm)
-//!   h = h + down_proj(rms_norm(relu(gate(y))² · up(y), ffn_sub_norm))
+//!   h = h + down_proj(rms_norm(act(gate(y)) · up(y), ffn_sub_norm))   (act: relu², or silu)
 //! logits = rms_norm(h, norm) · lm_headᵀ             (float, never quantised; tied to embed or not)
 //! ```
 //!
@@ -19,7 +19,7 @@
 //! latent weights, computed at load. Weights are converted once, at load, into
 //! [`TernaryMatrix`]'s blocked layout; the embedding and `lm_head` stay in their stored dtype.
 
-use crate::config::{BitNetConfig, LinearClass, QuantizationMode};
+use crate::config::{Activation, BitNetConfig, LinearClass, QuantizationMode};
 use crate::error::{EngineError, Result};
 use crate::ops::{self, AttentionShape, Rope};
 use crate::stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
@@ -82,7 +82,11 @@ impl BitLinear {
     }
 
     /// Several layers applied to the same activations in one parallel pass (q/k/v, gate/up).
-    fn forward_many(layers: &[&BitLinear], x: &QuantizedActivations, ys: &mut [&mut [f32]]) -> Result<()> {
+    fn forward_many(
+        layers: &[&BitLinear],
+        x: &QuantizedActivations,
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
         let matrices: Vec<&TernaryMatrix> = layers.iter().map(|l| &l.matrix).collect();
         TernaryMatrix::matmul_many(&matrices, x, ys).map_err(|e| {
             let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
@@ -206,6 +210,7 @@ pub struct Model {
     layers: Vec<DecoderLayer>,
     norm: Vec<f32>,
     rope: Rope,
+    activation: Activation,
     eos_token_ids: Vec<u32>,
 }
 
@@ -251,6 +256,8 @@ struct Loader<'a> {
     weights: &'a WeightSet,
     mode: QuantizationMode,
     linear_class: LinearClass,
+    /// Per-group absmean scales for online weights (tritlab's `weight_group_size`).
+    weight_group_size: Option<usize>,
 }
 
 impl Loader<'_> {
@@ -298,7 +305,11 @@ impl Loader<'_> {
                 }
                 t.expect_shape(&[out_f, in_f])?;
                 let w = t.to_f32()?;
-                let q = quantize_absmean(&w, out_f, in_f, ScaleGranularity::PerTensor)
+                let granularity = match self.weight_group_size {
+                    Some(group_size) => ScaleGranularity::PerGroup { group_size },
+                    None => ScaleGranularity::PerTensor,
+                };
+                let q = quantize_absmean(&w, out_f, in_f, granularity)
                     .map_err(|e| kernel_err(&t, e))?;
                 drop(w);
                 let counts = count_trits(&q.trits).map_err(|e| kernel_err(&t, e))?;
@@ -428,6 +439,7 @@ impl Model {
             weights,
             mode,
             linear_class,
+            weight_group_size: c.weight_group_size(config_path)?,
         };
         let embed_t = weights.get("model.embed_tokens.weight")?;
         if embed_t.shape.len() == 2 && embed_t.shape[1] != c.hidden_size {
@@ -466,6 +478,7 @@ impl Model {
         };
         Ok(Self {
             rope: Rope::new(c.head_dim(), c.rope_theta()),
+            activation: c.activation(config_path)?,
             config,
             path: path.to_path_buf(),
             format,
@@ -693,7 +706,10 @@ impl Model {
                     &qa,
                     &mut [&mut gate, &mut up],
                 )?;
-                ops::relu2_mul(&mut gate, &up);
+                match self.activation {
+                    Activation::Relu2 => ops::relu2_mul(&mut gate, &up),
+                    Activation::Silu => ops::silu_mul(&mut gate, &up),
+                }
                 ops::rms_norm(&mut gate, &layer.ffn_sub_norm, eps);
                 quantize(&mut qa, &gate, inter, li, "down_proj")?;
                 layer.down_proj.forward(&qa, &mut proj)?;

@@ -52,6 +52,21 @@ pub struct QuantizationConfig {
     /// no published BitNet checkpoint uses it and tritlab does not implement it.
     #[serde(default)]
     pub use_rms_norm: Option<bool>,
+    /// tritlab's extension for models trained with per-group absmean scales: online master
+    /// weights are ternarised with one scale per `weight_group_size` consecutive weights of a row
+    /// instead of one per tensor. transformers ignores the key (and would use one scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_group_size: Option<usize>,
+}
+
+/// The feed-forward gate's activation (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `relu(x)²`: BitNet b1.58's squared ReLU.
+    Relu2,
+    /// `x · sigmoid(x)`: with the gate/up product, SwiGLU.
+    Silu,
 }
 
 /// The linear layer flavour, resolved from `quantization_config`.
@@ -202,12 +217,7 @@ impl BitNetConfig {
                 self.num_kv_heads()
             ));
         }
-        if self.hidden_act != "relu2" {
-            return err(format!(
-                "hidden_act {:?} is not supported (BitNet uses \"relu2\")",
-                self.hidden_act
-            ));
-        }
+        self.activation(path)?;
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             return err(format!("rms_norm_eps {} is invalid", self.rms_norm_eps));
         }
@@ -248,11 +258,42 @@ impl BitNetConfig {
             }
             self.linear_class(path)?;
             self.quantization_mode(path)?;
+            self.weight_group_size(path)?;
             if q.use_rms_norm == Some(true) {
                 return err("quantization_config.use_rms_norm = true is not supported".into());
             }
         }
         Ok(())
+    }
+
+    /// The gate activation named by `hidden_act`.
+    pub fn activation(&self, path: &Path) -> Result<Activation> {
+        match self.hidden_act.as_str() {
+            "relu2" => Ok(Activation::Relu2),
+            "silu" | "swish" => Ok(Activation::Silu),
+            other => Err(EngineError::config(
+                path,
+                format!("hidden_act {other:?} is not supported (\"relu2\" or \"silu\")"),
+            )),
+        }
+    }
+
+    /// The per-group weight scale size of online checkpoints, if the config asks for one.
+    pub fn weight_group_size(&self, path: &Path) -> Result<Option<usize>> {
+        let Some(g) = self
+            .quantization_config
+            .as_ref()
+            .and_then(|q| q.weight_group_size)
+        else {
+            return Ok(None);
+        };
+        if g == 0 {
+            return Err(EngineError::config(
+                path,
+                "quantization_config.weight_group_size must be positive",
+            ));
+        }
+        Ok(Some(g))
     }
 
     pub fn num_kv_heads(&self) -> usize {
@@ -345,6 +386,7 @@ impl BitNetConfig {
                 linear_class: Some("autobitlinear".into()),
                 quantization_mode: Some("offline".into()),
                 use_rms_norm: None,
+                weight_group_size: None,
             }),
         }
     }

@@ -23,7 +23,7 @@ pub mod verify;
 pub mod weights;
 
 pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
-pub use config::{BitNetConfig, LinearClass, QuantizationMode};
+pub use config::{Activation, BitNetConfig, LinearClass, QuantizationConfig, QuantizationMode};
 pub use error::{EngineError, Result};
 pub use generate::{
     generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl,

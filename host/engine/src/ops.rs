@@ -95,6 +95,13 @@ pub fn relu2_mul(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `silu(gate) · up` (SwiGLU), into `gate`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    }
+}
+
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionShape {

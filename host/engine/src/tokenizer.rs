@@ -13,11 +13,20 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
-        let inner =
+        let mut inner =
             tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| EngineError::Tokenizer {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        // Some published tokenizer.json files carry a truncation or padding setting (GPT-2's
+        // public copy truncates to 50 tokens); a prompt or a corpus must never be cut or padded.
+        inner
+            .with_truncation(None)
+            .map_err(|e| EngineError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+            .with_padding(None);
         Ok(Self {
             inner,
             path: path.to_path_buf(),

@@ -3,8 +3,10 @@
 pub mod generate;
 pub mod info;
 pub mod logits;
+pub mod replay;
 pub mod synth;
 pub mod tour;
+pub mod train;
 pub mod verify;
 
 use anyhow::{bail, Result};

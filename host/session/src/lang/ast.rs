@@ -1,0 +1,341 @@
+//! The typed commands the parser produces.
+//!
+//! Every default is already filled in, so the code that runs a command never looks a default up:
+//! a field is `Option` only where leaving it out means something other than a fixed value
+//! (no `--top-k`: no top-k cut). `Display` (in `render.rs`) writes the canonical text of a
+//! command, which parses back to the same value.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::spec::CommandId;
+
+/// Declares a closed set of keywords: the enum, its words, and the conversions both ways, so the
+/// command table's choices and the parser's mapping come from one list.
+macro_rules! keywords {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $( $(#[$vmeta])* $variant ),+ }
+
+        impl $name {
+            /// Every value, in the order help lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The words for [`Self::ALL`], as typed.
+            pub const NAMES: &'static [&'static str] = &[$($word),+];
+
+            /// The word for this value, as typed.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+
+            /// The value a word stands for.
+            pub fn from_name(word: &str) -> Option<Self> {
+                match word { $($word => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+keywords! {
+    /// Model size for `train --preset`.
+    pub enum Preset {
+        Tiny = "tiny",
+        Small = "small",
+    }
+}
+
+keywords! {
+    /// How many absmean scales ternary weights get during training (`train --quant`).
+    pub enum ScaleGranularity {
+        /// One scale per weight tensor, as BitNet b1.58 does.
+        Tensor = "tensor",
+        /// One scale per group of consecutive weights in a row.
+        Group = "group",
+    }
+}
+
+keywords! {
+    /// A series over a run's steps for `log plot`.
+    pub enum PlotSeries {
+        /// Training loss (and validation loss where it was measured).
+        Loss = "loss",
+        /// Trits changed per step.
+        Flips = "flips",
+        /// Counts of −1, 0 and +1 weights per step.
+        Trits = "trits",
+    }
+}
+
+keywords! {
+    /// What `check --on` hands a checker plugin.
+    pub enum CheckTarget {
+        /// The annotated trace of the last generation.
+        Trace = "trace",
+        /// The loaded model's ternary weights.
+        Weights = "weights",
+        /// The current step of the open run.
+        Step = "step",
+    }
+}
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Help(Help),
+    Load(Load),
+    Info,
+    Layers,
+    Verify(Verify),
+    Show(Show),
+    Export(Export),
+    Generate(Generate),
+    Logits(Logits),
+    Train(Train),
+    Log(Log),
+    Replay(Replay),
+    Seek(Seek),
+    Step(Step),
+    Back(Back),
+    Plugins,
+    Plugin(Plugin),
+    Check(Check),
+    Clear,
+    Quit,
+    /// A Rust snippet, verbatim: the text after `:rust` on one line (trimmed), or the lines
+    /// between a `:rust` line and an `:end` line joined with `\n`.
+    Rust(String),
+}
+
+impl Command {
+    /// Which entry of the command table this command came from.
+    pub fn id(&self) -> CommandId {
+        match self {
+            Command::Help(_) => CommandId::Help,
+            Command::Load(_) => CommandId::Load,
+            Command::Info => CommandId::Info,
+            Command::Layers => CommandId::Layers,
+            Command::Verify(_) => CommandId::Verify,
+            Command::Show(_) => CommandId::Show,
+            Command::Export(_) => CommandId::Export,
+            Command::Generate(_) => CommandId::Generate,
+            Command::Logits(_) => CommandId::Logits,
+            Command::Train(_) => CommandId::Train,
+            Command::Log(Log::Steps { .. }) => CommandId::Log,
+            Command::Log(Log::Show { .. }) => CommandId::LogShow,
+            Command::Log(Log::Plot { .. }) => CommandId::LogPlot,
+            Command::Replay(Replay::Open { .. }) => CommandId::ReplayOpen,
+            Command::Replay(Replay::Verify { .. }) => CommandId::ReplayVerify,
+            Command::Replay(Replay::Export { .. }) => CommandId::ReplayExport,
+            Command::Seek(_) => CommandId::Seek,
+            Command::Step(_) => CommandId::Step,
+            Command::Back(_) => CommandId::Back,
+            Command::Plugins => CommandId::Plugins,
+            Command::Plugin(Plugin::Load { .. }) => CommandId::PluginLoad,
+            Command::Plugin(Plugin::Enable { .. }) => CommandId::PluginEnable,
+            Command::Plugin(Plugin::Disable { .. }) => CommandId::PluginDisable,
+            Command::Plugin(Plugin::Set { .. }) => CommandId::PluginSet,
+            Command::Check(_) => CommandId::Check,
+            Command::Clear => CommandId::Clear,
+            Command::Quit => CommandId::Quit,
+            Command::Rust(_) => CommandId::Rust,
+        }
+    }
+}
+
+/// `help [COMMAND]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Help {
+    /// The command's canonical name (an alias such as `exit` is resolved to `quit`); `None` for
+    /// the index.
+    pub command: Option<String>,
+}
+
+/// Which model `load` loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    /// The model shipped in `assets/default-model`.
+    Default,
+    /// A model directory or file, as typed (a leading `~` is not yet expanded).
+    Path(PathBuf),
+}
+
+/// `load default|PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    pub model: ModelRef,
+}
+
+/// `verify [PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verify {
+    /// The checkpoint to check; `None` for the loaded model.
+    pub path: Option<PathBuf>,
+}
+
+/// `show TENSOR [--with PLUGIN] [--step N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Show {
+    pub tensor: String,
+    /// The visualiser; `None` for the first enabled one.
+    pub with: Option<String>,
+    /// The open run's step to show the tensor at; `None` for the current state.
+    pub step: Option<u64>,
+}
+
+/// `export DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub dir: PathBuf,
+}
+
+/// `generate PROMPT [options]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generate {
+    pub prompt: String,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f32>,
+    pub seed: u64,
+    pub tracer: Option<String>,
+    pub stop: Option<String>,
+    /// Always take the likeliest token; sampling options are then not allowed.
+    pub greedy: bool,
+}
+
+/// What `logits` runs the model on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogitsInput {
+    Prompt(String),
+    /// Token ids, never empty.
+    Ids(Vec<u32>),
+}
+
+/// `logits PROMPT | --ids N,N,... [--top N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logits {
+    pub input: LogitsInput,
+    /// How many of the highest logits to list.
+    pub top: u32,
+}
+
+/// Where `train` gets its tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// The default model's tokenizer.
+    Default,
+    /// A `tokenizer.json` file.
+    File(PathBuf),
+    /// One trained on the training data with this many entries.
+    Train { vocab: u32 },
+}
+
+/// `train --data PATH … --out DIR`: a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainStart {
+    pub data: PathBuf,
+    pub val: Option<PathBuf>,
+    pub preset: Preset,
+    pub tokenizer: TokenizerSource,
+    pub steps: u64,
+    pub seq: u32,
+    pub batch: u32,
+    pub lr: f32,
+    pub seed: u64,
+    pub twin: bool,
+    pub quant: ScaleGranularity,
+    pub checkpoint_every: u64,
+    pub out: PathBuf,
+}
+
+/// `train --resume DIR [--steps N]`: an interrupted or finished run, continued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainResume {
+    pub run: PathBuf,
+    /// The step count the run should reach; `None` for the total it was started with.
+    pub steps: Option<u64>,
+}
+
+/// `train`, in either form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Train {
+    Start(TrainStart),
+    Resume(TrainResume),
+}
+
+/// `log …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Log {
+    /// `log [RUN_DIR]`: the run's steps; `None` for the open run.
+    Steps { run: Option<PathBuf> },
+    /// `log show STEP`.
+    Show { step: u64 },
+    /// `log plot SERIES`.
+    Plot { series: PlotSeries },
+}
+
+/// `replay …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// `replay open RUN_DIR`.
+    Open { run: PathBuf },
+    /// `replay verify [--from A] [--to B]`; `None` ends mean the run's first or last step.
+    Verify { from: Option<u64>, to: Option<u64> },
+    /// `replay export STEP DIR`.
+    Export { step: u64, dir: PathBuf },
+}
+
+/// `seek STEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seek {
+    pub step: u64,
+}
+
+/// `step [N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub count: u64,
+}
+
+/// `back [N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Back {
+    pub count: u64,
+}
+
+/// `plugin …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plugin {
+    Load {
+        path: PathBuf,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Set {
+        name: String,
+        key: String,
+        value: String,
+    },
+}
+
+/// `check PLUGIN [--on TARGET]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub plugin: String,
+    /// `None`: every subject there is (the last trace, the weights, the current step).
+    pub on: Option<CheckTarget>,
+}

@@ -1,0 +1,178 @@
+//! Moving checked values into typed commands. The only place that knows which field an option
+//! fills.
+
+use super::ast::{
+    Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
+    PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train,
+    TrainResume, TrainStart, Verify,
+};
+use super::collect::Matched;
+use super::error::{ParseError, ParseErrorKind};
+use super::spec::CommandId;
+use super::value::Value;
+
+/// Moves checked values into the typed command.
+pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
+    Ok(match m.spec.id {
+        CommandId::Help => Command::Help(Help {
+            command: m.text("COMMAND"),
+        }),
+        CommandId::Load => Command::Load(Load {
+            model: m.need(
+                match m.value("default|PATH") {
+                    Some(Value::Model(model)) => Some(model),
+                    _ => None,
+                },
+                "default|PATH",
+            )?,
+        }),
+        CommandId::Info => Command::Info,
+        CommandId::Layers => Command::Layers,
+        CommandId::Verify => Command::Verify(Verify {
+            path: m.path("PATH"),
+        }),
+        CommandId::Show => Command::Show(Show {
+            tensor: m.need(m.text("TENSOR"), "TENSOR")?,
+            with: m.text("with"),
+            step: m.int("step"),
+        }),
+        CommandId::Export => Command::Export(Export {
+            dir: m.need(m.path("DIR"), "DIR")?,
+        }),
+        CommandId::Generate => Command::Generate(Generate {
+            prompt: m.need(m.text("PROMPT"), "PROMPT")?,
+            max_tokens: m.need(m.u32("max-tokens"), "--max-tokens")?,
+            temperature: m.need(m.float("temperature"), "--temperature")?,
+            top_k: m.u32("top-k"),
+            top_p: m.float("top-p"),
+            seed: m.need(m.int("seed"), "--seed")?,
+            tracer: m.text("tracer"),
+            stop: m.text("stop"),
+            greedy: m.flag("greedy"),
+        }),
+        CommandId::Logits => {
+            let input = match (m.text("PROMPT"), m.value("ids")) {
+                (Some(_), Some(_)) => {
+                    return Err(m.error(
+                        ParseErrorKind::ConflictingOptions,
+                        "ids",
+                        "give either a PROMPT or `--ids`, not both".into(),
+                    ))
+                }
+                (Some(prompt), None) => LogitsInput::Prompt(prompt),
+                (None, Some(Value::Ids(ids))) => LogitsInput::Ids(ids),
+                _ => {
+                    return Err(m.error(
+                        ParseErrorKind::MissingArgument,
+                        "",
+                        "`logits` needs a PROMPT or `--ids N,N,...`".into(),
+                    ))
+                }
+            };
+            Command::Logits(Logits {
+                input,
+                top: m.need(m.u32("top"), "--top")?,
+            })
+        }
+        CommandId::Train => build_train(m)?,
+        CommandId::Log => Command::Log(Log::Steps {
+            run: m.path("RUN_DIR"),
+        }),
+        CommandId::LogShow => Command::Log(Log::Show {
+            step: m.need(m.int("STEP"), "STEP")?,
+        }),
+        CommandId::LogPlot => Command::Log(Log::Plot {
+            series: m.need(m.choice("SERIES", PlotSeries::from_name), "SERIES")?,
+        }),
+        CommandId::ReplayOpen => Command::Replay(Replay::Open {
+            run: m.need(m.path("RUN_DIR"), "RUN_DIR")?,
+        }),
+        CommandId::ReplayVerify => {
+            let (from, to) = (m.int("from"), m.int("to"));
+            if let (Some(a), Some(b)) = (from, to) {
+                if a > b {
+                    return Err(m.error(
+                        ParseErrorKind::OutOfRange,
+                        "to",
+                        format!("`--to` ({b}) comes before `--from` ({a})"),
+                    ));
+                }
+            }
+            Command::Replay(Replay::Verify { from, to })
+        }
+        CommandId::ReplayExport => Command::Replay(Replay::Export {
+            step: m.need(m.int("STEP"), "STEP")?,
+            dir: m.need(m.path("DIR"), "DIR")?,
+        }),
+        CommandId::Seek => Command::Seek(Seek {
+            step: m.need(m.int("STEP"), "STEP")?,
+        }),
+        CommandId::Step => Command::Step(Step {
+            count: m.need(m.int("N"), "N")?,
+        }),
+        CommandId::Back => Command::Back(Back {
+            count: m.need(m.int("N"), "N")?,
+        }),
+        CommandId::Plugins => Command::Plugins,
+        CommandId::PluginLoad => Command::Plugin(Plugin::Load {
+            path: m.need(m.path("PATH"), "PATH")?,
+        }),
+        CommandId::PluginEnable => Command::Plugin(Plugin::Enable {
+            name: m.need(m.text("NAME"), "NAME")?,
+        }),
+        CommandId::PluginDisable => Command::Plugin(Plugin::Disable {
+            name: m.need(m.text("NAME"), "NAME")?,
+        }),
+        CommandId::PluginSet => Command::Plugin(Plugin::Set {
+            name: m.need(m.text("NAME"), "NAME")?,
+            key: m.need(m.text("KEY"), "KEY")?,
+            value: m.need(m.text("VALUE"), "VALUE")?,
+        }),
+        CommandId::Check => Command::Check(Check {
+            plugin: m.need(m.text("PLUGIN"), "PLUGIN")?,
+            on: m.choice("on", CheckTarget::from_name),
+        }),
+        CommandId::Clear => Command::Clear,
+        CommandId::Quit => Command::Quit,
+        // `:rust` lines never reach the token parser; typed as a word, it is a command without
+        // its code.
+        CommandId::Rust => Command::Rust(m.text("CODE").unwrap_or_default()),
+        CommandId::Replay | CommandId::Plugin => {
+            return Err(ParseError::new(
+                m.src,
+                ParseErrorKind::MissingSubcommand,
+                m.end..m.end,
+                format!("`{}` needs a subcommand", m.title),
+            ))
+        }
+    })
+}
+
+fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
+    if let Some(run) = m.path("resume") {
+        return Ok(Command::Train(Train::Resume(TrainResume {
+            run,
+            steps: m.given("steps").and_then(|_| m.int("steps")),
+        })));
+    }
+    let tokenizer = match (m.path("tokenizer"), m.u32("train-tokenizer")) {
+        (Some(path), _) => TokenizerSource::File(path),
+        (None, Some(vocab)) => TokenizerSource::Train { vocab },
+        (None, None) => TokenizerSource::Default,
+    };
+    Ok(Command::Train(Train::Start(TrainStart {
+        data: m.need(m.path("data"), "--data")?,
+        val: m.path("val"),
+        preset: m.need(m.choice("preset", Preset::from_name), "--preset")?,
+        tokenizer,
+        steps: m.need(m.int("steps"), "--steps")?,
+        seq: m.need(m.u32("seq"), "--seq")?,
+        batch: m.need(m.u32("batch"), "--batch")?,
+        lr: m.need(m.float("lr"), "--lr")?,
+        seed: m.need(m.int("seed"), "--seed")?,
+        twin: m.flag("twin"),
+        quant: m.need(m.choice("quant", ScaleGranularity::from_name), "--quant")?,
+        checkpoint_every: m.need(m.int("checkpoint-every"), "--checkpoint-every")?,
+        out: m.need(m.path("out"), "--out")?,
+    })))
+}

@@ -1,0 +1,319 @@
+//! The canonical text of a command: what `Display` writes.
+//!
+//! Canonical means: arguments first, options in table order, an option written only when it
+//! differs from the table's default, text quoted only where a bare word would read differently.
+//! Parsing the canonical text gives the same command back (a property test checks it), so a
+//! session can record what it ran and replay it.
+
+use std::fmt;
+use std::path::Path;
+
+use super::ast::{
+    Command, Generate, Log, LogitsInput, ModelRef, Plugin, Replay, TokenizerSource, Train,
+};
+use super::lexer::{is_plain_word, quote, word_or_quoted, RUST_END, RUST_KEYWORD};
+use super::spec::CommandId;
+use super::table::spec_of;
+use super::value::{check, Value};
+
+/// Builds one command line.
+struct Line {
+    id: CommandId,
+    out: String,
+}
+
+impl Line {
+    fn new(words: &str, id: CommandId) -> Self {
+        Line {
+            id,
+            out: words.to_string(),
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        self.out.push(' ');
+        self.out.push_str(text);
+    }
+
+    /// Free text: always quoted, so prompts read as prompts.
+    fn text(&mut self, text: &str) {
+        self.push(&quote(text));
+    }
+
+    /// A name or value that may stand bare.
+    fn word(&mut self, text: &str) {
+        self.push(&word_or_quoted(text));
+    }
+
+    fn path(&mut self, path: &Path) {
+        self.word(&path.to_string_lossy());
+    }
+
+    /// `--name VALUE`, unless `value` is the table's default for the option.
+    fn option(&mut self, name: &str, written: String, value: Value) {
+        let default = spec_of(self.id)
+            .and_then(|spec| spec.option(name))
+            .and_then(|o| check(&o.kind, o.default?, false).ok());
+        if default.as_ref() != Some(&value) {
+            self.push(&format!("--{name}"));
+            self.push(&written);
+        }
+    }
+
+    fn int(&mut self, name: &str, value: u64) {
+        self.option(name, value.to_string(), Value::Int(value));
+    }
+
+    fn float(&mut self, name: &str, value: f32) {
+        self.option(name, value.to_string(), Value::Float(value));
+    }
+
+    fn optional_word(&mut self, name: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            self.push(&format!("--{name}"));
+            self.word(value);
+        }
+    }
+
+    fn flag(&mut self, name: &str, on: bool) {
+        if on {
+            self.push(&format!("--{name}"));
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.id();
+        let line = match self {
+            Command::Help(help) => {
+                let mut line = Line::new("help", id);
+                if let Some(command) = &help.command {
+                    line.word(command);
+                }
+                line
+            }
+            Command::Load(load) => {
+                let mut line = Line::new("load", id);
+                match &load.model {
+                    ModelRef::Default => line.push("default"),
+                    // A bare `default` would be the keyword.
+                    ModelRef::Path(path) if path.as_os_str() == "default" => line.text("default"),
+                    ModelRef::Path(path) => line.path(path),
+                }
+                line
+            }
+            Command::Info => Line::new("info", id),
+            Command::Layers => Line::new("layers", id),
+            Command::Verify(verify) => {
+                let mut line = Line::new("verify", id);
+                if let Some(path) = &verify.path {
+                    line.path(path);
+                }
+                line
+            }
+            Command::Show(show) => {
+                let mut line = Line::new("show", id);
+                line.word(&show.tensor);
+                line.optional_word("with", &show.with);
+                if let Some(step) = show.step {
+                    line.int("step", step);
+                }
+                line
+            }
+            Command::Export(export) => {
+                let mut line = Line::new("export", id);
+                line.path(&export.dir);
+                line
+            }
+            Command::Generate(generate) => generate_line(generate),
+            Command::Logits(logits) => {
+                let mut line = Line::new("logits", id);
+                match &logits.input {
+                    LogitsInput::Prompt(prompt) => line.text(prompt),
+                    LogitsInput::Ids(ids) => {
+                        let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+                        line.push("--ids");
+                        line.push(&list.join(","));
+                    }
+                }
+                line.int("top", u64::from(logits.top));
+                line
+            }
+            Command::Train(train) => train_line(train),
+            Command::Log(Log::Steps { run }) => {
+                let mut line = Line::new("log", id);
+                if let Some(run) = run {
+                    // A bare word without a slash could be read as a (misspelt) subcommand.
+                    let text = run.to_string_lossy();
+                    if text.contains('/') && is_plain_word(&text) {
+                        line.push(&text);
+                    } else {
+                        line.text(&text);
+                    }
+                }
+                line
+            }
+            Command::Log(Log::Show { step }) => {
+                let mut line = Line::new("log show", id);
+                line.push(&step.to_string());
+                line
+            }
+            Command::Log(Log::Plot { series }) => {
+                let mut line = Line::new("log plot", id);
+                line.push(series.name());
+                line
+            }
+            Command::Replay(Replay::Open { run }) => {
+                let mut line = Line::new("replay open", id);
+                line.path(run);
+                line
+            }
+            Command::Replay(Replay::Verify { from, to }) => {
+                let mut line = Line::new("replay verify", id);
+                if let Some(from) = from {
+                    line.int("from", *from);
+                }
+                if let Some(to) = to {
+                    line.int("to", *to);
+                }
+                line
+            }
+            Command::Replay(Replay::Export { step, dir }) => {
+                let mut line = Line::new("replay export", id);
+                line.push(&step.to_string());
+                line.path(dir);
+                line
+            }
+            Command::Seek(seek) => {
+                let mut line = Line::new("seek", id);
+                line.push(&seek.step.to_string());
+                line
+            }
+            Command::Step(step) => counted("step", id, step.count),
+            Command::Back(back) => counted("back", id, back.count),
+            Command::Plugins => Line::new("plugins", id),
+            Command::Plugin(Plugin::Load { path }) => {
+                let mut line = Line::new("plugin load", id);
+                line.path(path);
+                line
+            }
+            Command::Plugin(Plugin::Enable { name }) => words("plugin enable", id, &[name]),
+            Command::Plugin(Plugin::Disable { name }) => words("plugin disable", id, &[name]),
+            Command::Plugin(Plugin::Set { name, key, value }) => {
+                words("plugin set", id, &[name, key, value])
+            }
+            Command::Check(check) => {
+                let mut line = Line::new("check", id);
+                line.word(&check.plugin);
+                if let Some(on) = check.on {
+                    line.push("--on");
+                    line.push(on.name());
+                }
+                line
+            }
+            Command::Clear => Line::new("clear", id),
+            Command::Quit => Line::new("quit", id),
+            Command::Rust(code) => return f.write_str(&rust_text(code)),
+        };
+        f.write_str(&line.out)
+    }
+}
+
+/// A command followed by names or values that may stand bare.
+fn words(command: &str, id: CommandId, args: &[&str]) -> Line {
+    let mut line = Line::new(command, id);
+    for arg in args {
+        line.word(arg);
+    }
+    line
+}
+
+fn counted(word: &str, id: CommandId, count: u64) -> Line {
+    let mut line = Line::new(word, id);
+    if count != 1 {
+        line.push(&count.to_string());
+    }
+    line
+}
+
+fn generate_line(g: &Generate) -> Line {
+    let mut line = Line::new("generate", CommandId::Generate);
+    line.text(&g.prompt);
+    line.int("max-tokens", u64::from(g.max_tokens));
+    line.float("temperature", g.temperature);
+    if let Some(k) = g.top_k {
+        line.int("top-k", u64::from(k));
+    }
+    if let Some(p) = g.top_p {
+        line.float("top-p", p);
+    }
+    line.int("seed", g.seed);
+    line.optional_word("tracer", &g.tracer);
+    if let Some(stop) = &g.stop {
+        line.push("--stop");
+        line.text(stop);
+    }
+    line.flag("greedy", g.greedy);
+    line
+}
+
+fn train_line(train: &Train) -> Line {
+    let mut line = Line::new("train", CommandId::Train);
+    match train {
+        Train::Resume(resume) => {
+            line.push("--resume");
+            line.path(&resume.run);
+            if let Some(steps) = resume.steps {
+                // With `--resume` there is no default to leave out.
+                line.push("--steps");
+                line.push(&steps.to_string());
+            }
+        }
+        Train::Start(t) => {
+            line.push("--data");
+            line.path(&t.data);
+            if let Some(val) = &t.val {
+                line.push("--val");
+                line.path(val);
+            }
+            line.option(
+                "preset",
+                t.preset.name().into(),
+                Value::Choice(t.preset.name()),
+            );
+            match &t.tokenizer {
+                TokenizerSource::Default => {}
+                TokenizerSource::File(path) => {
+                    line.push("--tokenizer");
+                    line.path(path);
+                }
+                TokenizerSource::Train { vocab } => line.int("train-tokenizer", u64::from(*vocab)),
+            }
+            line.int("steps", t.steps);
+            line.int("seq", u64::from(t.seq));
+            line.int("batch", u64::from(t.batch));
+            line.float("lr", t.lr);
+            line.int("seed", t.seed);
+            line.flag("twin", t.twin);
+            line.option(
+                "quant",
+                t.quant.name().into(),
+                Value::Choice(t.quant.name()),
+            );
+            line.int("checkpoint-every", t.checkpoint_every);
+            line.push("--out");
+            line.path(&t.out);
+        }
+    }
+    line
+}
+
+/// One line when the code fits on one and survives trimming; a block otherwise.
+fn rust_text(code: &str) -> String {
+    if !code.is_empty() && !code.contains('\n') && code.trim() == code {
+        format!("{RUST_KEYWORD} {code}")
+    } else {
+        format!("{RUST_KEYWORD}\n{code}\n{RUST_END}")
+    }
+}

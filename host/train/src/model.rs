@@ -1,0 +1,473 @@
+//! The trainable BitNet b1.58 decoder: its parameters as plain vectors (the *world*), and its
+//! forward pass as a candle graph.
+//!
+//! The graph is transformers' `BitNetForCausalLM` with online quantisation, the same computation
+//! the engine runs (see `tritlab_engine::bitnet`):
+//!
+//! ```text
+//! h = embed[ids]
+//! per layer:  x = rms(h, input_layernorm);  q,k,v = BitLinear(x);  rope(q), rope(k)
+//!             h += o_proj(rms(causal_gqa_attention(q, k, v), attn_sub_norm))
+//!             y = rms(h, post_attention_layernorm)
+//!             h += down_proj(rms(act(gate_proj(y)) · up_proj(y), ffn_sub_norm))
+//! logits = rms(h, norm) · embedᵀ
+//! BitLinear(x) = int8(x) · ternary(W)ᵀ       (both straight-through in the backward pass)
+//! ```
+//!
+//! The full-precision twin runs the same graph with both quantisers left out.
+
+use crate::ops::{CrossEntropy, Int8Activations, TernaryWeights};
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use std::sync::Arc;
+use tritlab_engine::ops::Rope;
+use tritlab_engine::{Activation, BitNetConfig};
+use tritlab_kernels::ScaleGranularity;
+
+/// What a parameter is, which decides its initialisation, weight decay and quantisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A BitLinear's latent weights `[out, in]`: ternarised in the forward pass.
+    Ternary,
+    /// The token embedding, tied to the output projection.
+    Embedding,
+    /// An RMSNorm gain.
+    Norm,
+}
+
+/// One parameter's name (in the Hugging Face layout), shape and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: ParamKind,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Rows and columns of a matrix parameter.
+    pub fn matrix(&self) -> (usize, usize) {
+        match self.shape.as_slice() {
+            [r, c] => (*r, *c),
+            [n] => (1, *n),
+            _ => (1, self.numel()),
+        }
+    }
+
+    pub fn decays(&self) -> bool {
+        self.kind == ParamKind::Ternary
+    }
+}
+
+/// The parameter list of a config, in a fixed order (the order of the world hash).
+pub fn param_specs(c: &BitNetConfig) -> Vec<ParamSpec> {
+    let (h, inter) = (c.hidden_size, c.intermediate_size);
+    let (q_dim, kv_dim) = (
+        c.num_attention_heads * c.head_dim(),
+        c.num_kv_heads() * c.head_dim(),
+    );
+    let spec = |name: String, shape: Vec<usize>, kind| ParamSpec { name, shape, kind };
+    let mut out = vec![spec(
+        "model.embed_tokens.weight".into(),
+        vec![c.vocab_size, h],
+        ParamKind::Embedding,
+    )];
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        for (name, n) in [
+            ("input_layernorm", h),
+            ("post_attention_layernorm", h),
+            ("self_attn.attn_sub_norm", q_dim),
+            ("mlp.ffn_sub_norm", inter),
+        ] {
+            out.push(spec(format!("{p}.{name}.weight"), vec![n], ParamKind::Norm));
+        }
+        for (name, o, i_) in [
+            ("self_attn.q_proj", q_dim, h),
+            ("self_attn.k_proj", kv_dim, h),
+            ("self_attn.v_proj", kv_dim, h),
+            ("self_attn.o_proj", h, q_dim),
+            ("mlp.gate_proj", inter, h),
+            ("mlp.up_proj", inter, h),
+            ("mlp.down_proj", h, inter),
+        ] {
+            out.push(spec(
+                format!("{p}.{name}.weight"),
+                vec![o, i_],
+                ParamKind::Ternary,
+            ));
+        }
+    }
+    out.push(spec("model.norm.weight".into(), vec![h], ParamKind::Norm));
+    out
+}
+
+/// A parameter's value and its AdamW moments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub spec: ParamSpec,
+    pub value: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+/// Everything training changes: the step count, latent parameters and optimiser state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct World {
+    pub step: u64,
+    pub params: Vec<Param>,
+}
+
+/// A standard normal value (Box–Muller with `libm`, the same bits everywhere).
+fn normal(rng: &mut ChaCha20Rng) -> f64 {
+    let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * std::f64::consts::PI * u2)
+}
+
+fn rng_for(seed: u64, name: &str) -> ChaCha20Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    let digest = blake3::hash(name.as_bytes());
+    key[8..24].copy_from_slice(&digest.as_bytes()[..16]);
+    key[24..32].copy_from_slice(b"init\0\0\0\0");
+    ChaCha20Rng::from_seed(key)
+}
+
+/// Standard deviation of the initial weights (GPT-2's).
+pub const INIT_STD: f64 = 0.02;
+
+impl World {
+    /// Step 0: weights drawn from N(0, 0.02²) per parameter from the seed, norms at 1, zero moments.
+    pub fn init(specs: &[ParamSpec], seed: u64) -> World {
+        let params = specs
+            .iter()
+            .map(|spec| {
+                let n = spec.numel();
+                let value = match spec.kind {
+                    ParamKind::Norm => vec![1.0; n],
+                    _ => {
+                        let mut rng = rng_for(seed, &spec.name);
+                        (0..n)
+                            .map(|_| (normal(&mut rng) * INIT_STD) as f32)
+                            .collect()
+                    }
+                };
+                Param {
+                    spec: spec.clone(),
+                    value,
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                }
+            })
+            .collect();
+        World { step: 0, params }
+    }
+
+    /// blake3 over the step, every parameter's name, shape and value, and the AdamW moments.
+    pub fn hash(&self) -> tritlab_morphism::ContentHash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"tritlab-world-v1");
+        h.update(&self.step.to_le_bytes());
+        for p in &self.params {
+            h.update(&(p.spec.name.len() as u64).to_le_bytes());
+            h.update(p.spec.name.as_bytes());
+            h.update(&(p.spec.shape.len() as u64).to_le_bytes());
+            for &d in &p.spec.shape {
+                h.update(&(d as u64).to_le_bytes());
+            }
+            for values in [&p.value, &p.m, &p.v] {
+                h.update_rayon(bytemuck::cast_slice(values));
+            }
+        }
+        tritlab_morphism::ContentHash(*h.finalize().as_bytes())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.spec.name == name)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.params.iter().map(|p| p.spec.numel()).sum()
+    }
+}
+
+/// How the forward pass treats the linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Absmean-ternary weights and int8 activations (straight-through).
+    Ternary(ScaleGranularity),
+    /// Plain f32 linear layers: the full-precision twin.
+    Full,
+}
+
+/// The forward graph for one config.
+pub struct Network {
+    pub config: BitNetConfig,
+    pub specs: Vec<ParamSpec>,
+    activation: Activation,
+    rope: Rope,
+    device: Device,
+}
+
+fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
+    crate::TrainError::compute(what, e)
+}
+
+impl Network {
+    pub fn new(config: BitNetConfig) -> crate::Result<Self> {
+        let activation = config.activation(std::path::Path::new("config.json"))?;
+        Ok(Network {
+            rope: Rope::new(config.head_dim(), config.rope_theta()),
+            specs: param_specs(&config),
+            activation,
+            config,
+            device: Device::Cpu,
+        })
+    }
+
+    /// The world's values as autograd variables, in spec order.
+    pub fn vars(&self, world: &World) -> crate::Result<Vec<Var>> {
+        world
+            .params
+            .iter()
+            .map(|p| {
+                Var::from_slice(&p.value, p.spec.shape.as_slice(), &self.device)
+                    .map_err(|e| ce(&format!("loading `{}`", p.spec.name), e))
+            })
+            .collect()
+    }
+
+    /// `[batch·seq, vocab]` logits for `batch` rows of `seq` input ids.
+    pub fn logits(
+        &self,
+        params: &[Tensor],
+        inputs: &[u32],
+        batch: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> crate::Result<Tensor> {
+        self.logits_inner(params, inputs, batch, seq, precision)
+            .map_err(|e| ce("the forward pass", e))
+    }
+
+    /// Mean next-token loss of a batch, as a scalar graph node.
+    pub fn loss(
+        &self,
+        params: &[Tensor],
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> crate::Result<Tensor> {
+        let logits = self.logits(params, inputs, batch, seq, precision)?;
+        logits
+            .apply_op1(CrossEntropy {
+                targets: Arc::new(targets.to_vec()),
+            })
+            .map_err(|e| ce("the loss", e))
+    }
+
+    fn rope_tables(&self, seq: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        let hd = self.config.head_dim();
+        let mut cos = Vec::with_capacity(seq * hd);
+        let mut sin = Vec::with_capacity(seq * hd);
+        for p in 0..seq {
+            let (c, s) = self.rope.cos_sin(p);
+            cos.extend_from_slice(&c);
+            cos.extend_from_slice(&c);
+            sin.extend_from_slice(&s);
+            sin.extend_from_slice(&s);
+        }
+        Ok((
+            Tensor::from_vec(cos, (seq, hd), &self.device)?,
+            Tensor::from_vec(sin, (seq, hd), &self.device)?,
+        ))
+    }
+
+    fn logits_inner(
+        &self,
+        params: &[Tensor],
+        inputs: &[u32],
+        batch: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        if inputs.len() != batch * seq {
+            candle_core::bail!("{} input ids for a batch of {batch} × {seq}", inputs.len());
+        }
+        if params.len() != self.specs.len() {
+            candle_core::bail!(
+                "{} parameters for a model of {}",
+                params.len(),
+                self.specs.len()
+            );
+        }
+        let eps = c.rms_norm_eps;
+        let (heads, kv_heads, hd) = (c.num_attention_heads, c.num_kv_heads(), c.head_dim());
+        let group = heads / kv_heads;
+        let n = batch * seq;
+        let (cos, sin) = self.rope_tables(seq)?;
+        let mask = {
+            let mut m = vec![0.0f32; group * seq * seq];
+            for g in 0..group {
+                for t in 0..seq {
+                    for s in t + 1..seq {
+                        m[(g * seq + t) * seq + s] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            Tensor::from_vec(m, (group * seq, seq), &self.device)?
+        };
+        let rms = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
+            let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            x.broadcast_mul(&inv)?.broadcast_mul(w)
+        };
+        let linear = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
+            match precision {
+                Precision::Ternary(granularity) => {
+                    let xq = x.contiguous()?.apply_op1(Int8Activations)?;
+                    let wq = w.apply_op1(TernaryWeights { granularity })?;
+                    xq.matmul(&wq.t()?)
+                }
+                Precision::Full => x.matmul(&w.t()?),
+            }
+        };
+        let rope = |x: &Tensor| -> candle_core::Result<Tensor> {
+            let half = hd / 2;
+            let x1 = x.narrow(D::Minus1, 0, half)?;
+            let x2 = x.narrow(D::Minus1, half, half)?;
+            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+        };
+
+        let ids = Tensor::from_slice(inputs, n, &self.device)?;
+        let embed = &params[0];
+        let mut h = embed.embedding(&ids)?;
+        let per_layer = 11;
+        for layer in 0..c.num_hidden_layers {
+            let p = &params[1 + layer * per_layer..1 + (layer + 1) * per_layer];
+            let (in_norm, post_norm, attn_norm, ffn_norm) = (&p[0], &p[1], &p[2], &p[3]);
+            let (wq, wk, wv, wo, wg, wu, wd) = (&p[4], &p[5], &p[6], &p[7], &p[8], &p[9], &p[10]);
+
+            let x = rms(&h, in_norm)?;
+            let q = linear(&x, wq)?
+                .reshape((batch, seq, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = linear(&x, wk)?
+                .reshape((batch, seq, kv_heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = linear(&x, wv)?
+                .reshape((batch, seq, kv_heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let q = (rope(&q)? * (1.0 / (hd as f64).sqrt()))?;
+            let k = rope(&k)?;
+            // Query heads h·group … h·group+group-1 share KV head h: fold them into the rows.
+            let q = q.reshape((batch, kv_heads, group * seq, hd))?;
+            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
+            let max = scores.max_keepdim(D::Minus1)?.detach();
+            let e = scores.broadcast_sub(&max)?.exp()?;
+            let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            let attn = probs
+                .matmul(&v)?
+                .reshape((batch, heads, seq, hd))?
+                .transpose(1, 2)?
+                .reshape((n, heads * hd))?;
+            let attn = rms(&attn, attn_norm)?;
+            h = (h + linear(&attn, wo)?)?;
+
+            let y = rms(&h, post_norm)?;
+            let gate = linear(&y, wg)?;
+            let gate = match self.activation {
+                Activation::Relu2 => gate.relu()?.sqr()?,
+                Activation::Silu => gate.silu()?,
+            };
+            let ff = rms(&(gate * linear(&y, wu)?)?, ffn_norm)?;
+            h = (h + linear(&ff, wd)?)?;
+        }
+        let norm = &params[params.len() - 1];
+        let h = rms(&h, norm)?;
+        h.matmul(&embed.t()?)
+    }
+
+    /// Mean loss of each validation window, without building a backward graph.
+    pub fn evaluate(
+        &self,
+        world: &World,
+        windows: &[(&[u32], &[u32])],
+        batch: usize,
+        precision: Precision,
+    ) -> crate::Result<f64> {
+        if windows.is_empty() {
+            return Err(crate::TrainError::Data(
+                "the validation set is shorter than one sequence".into(),
+            ));
+        }
+        let params: Vec<Tensor> = self
+            .vars(world)?
+            .into_iter()
+            .map(|v| v.as_tensor().detach())
+            .collect();
+        let seq = windows[0].0.len();
+        let vocab = self.config.vocab_size;
+        let mut total = 0.0f64;
+        let mut count = 0usize;
+        for chunk in windows.chunks(batch.max(1)) {
+            let inputs: Vec<u32> = chunk.iter().flat_map(|w| w.0.iter().copied()).collect();
+            let targets: Vec<u32> = chunk.iter().flat_map(|w| w.1.iter().copied()).collect();
+            let logits = self.logits(&params, &inputs, chunk.len(), seq, precision)?;
+            let values = logits
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| ce("validation logits", e))?;
+            let losses = CrossEntropy {
+                targets: Arc::new(targets),
+            }
+            .row_losses(&values, vocab);
+            total += losses.iter().sum::<f64>();
+            count += losses.len();
+        }
+        Ok(total / count as f64)
+    }
+
+    /// Gradients of the batch loss with respect to every parameter, and the loss.
+    pub fn gradients(
+        &self,
+        world: &World,
+        inputs: &[u32],
+        targets: &[u32],
+        batch: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> crate::Result<(f32, Vec<Vec<f32>>)> {
+        let vars = self.vars(world)?;
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let loss = self.loss(&tensors, inputs, targets, batch, seq, precision)?;
+        let value = loss
+            .to_dtype(DType::F32)
+            .and_then(|l| l.to_scalar::<f32>())
+            .map_err(|e| ce("the loss", e))?;
+        let grads = loss.backward().map_err(|e| ce("gradients", e))?;
+        let out = vars
+            .iter()
+            .zip(&self.specs)
+            .map(|(var, spec)| match grads.get(var.as_tensor()) {
+                Some(g) => g
+                    .flatten_all()
+                    .and_then(|g| g.to_vec1::<f32>())
+                    .map_err(|e| ce(&format!("the gradient of `{}`", spec.name), e)),
+                None => Ok(vec![0.0; spec.numel()]),
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok((value, out))
+    }
+}

@@ -1,0 +1,379 @@
+//! A run directory and the computation of one step, shared by training, resuming and replay.
+//!
+//! ```text
+//! RUN_DIR/
+//!   run.json                      how the run was started (config, options, data hashes, threads)
+//!   tokenizer.json                the tokenizer the data was encoded with
+//!   morphisms.tml                 the morphism log: one record per optimiser step
+//!   metrics.jsonl                 loss, learning rate, validation and twin figures per step
+//!   checkpoints/step-N.safetensors  latent worlds (+ twin) every K steps, and at step 0
+//!   model/                        the final model in the Hugging Face BitNet layout
+//! ```
+
+use crate::checkpoint;
+use crate::config::{DataRecord, RunConfig, TrainOptions, RUN_FORMAT_VERSION};
+use crate::data::{self, Batch, BatchStream};
+use crate::error::{Result, TrainError};
+use crate::export::TernaryLayer;
+use crate::model::{Network, Precision, World};
+use crate::optim;
+use std::path::{Path, PathBuf};
+use tritlab_morphism::{ContentHash, LayerMorphism, MorphismLogReader, StepRecord, TailStatus};
+
+pub const LOG_FILE: &str = "morphisms.tml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const MODEL_DIR: &str = "model";
+
+/// Where the tokenizer comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSource {
+    /// An existing `tokenizer.json`.
+    File(PathBuf),
+    /// Train a byte-level BPE with this many ids on the training text.
+    Train(usize),
+}
+
+/// Everything needed to start a run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub out: PathBuf,
+    pub data: PathBuf,
+    /// A separate validation text; otherwise `val_fraction` of the data is held out.
+    pub val: Option<PathBuf>,
+    pub val_fraction: f64,
+    pub tokenizer: TokenizerSource,
+    pub options: TrainOptions,
+    /// Changes to the preset's architecture.
+    pub shape: ShapeOverrides,
+    pub threads: usize,
+}
+
+/// Architecture changes on top of a preset (`--layers`, `--hidden`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShapeOverrides {
+    pub layers: Option<usize>,
+    pub hidden: Option<usize>,
+    pub intermediate: Option<usize>,
+    pub heads: Option<usize>,
+    pub kv_heads: Option<usize>,
+}
+
+impl ShapeOverrides {
+    pub fn apply(&self, c: &mut tritlab_engine::BitNetConfig) {
+        if let Some(v) = self.layers {
+            c.num_hidden_layers = v;
+        }
+        if let Some(v) = self.hidden {
+            c.hidden_size = v;
+        }
+        if let Some(v) = self.intermediate {
+            c.intermediate_size = v;
+        }
+        if let Some(v) = self.heads {
+            c.num_attention_heads = v;
+        }
+        if let Some(v) = self.kv_heads {
+            c.num_key_value_heads = Some(v);
+        }
+    }
+}
+
+/// An opened run: its config, data and network.
+pub struct Run {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub network: Network,
+    pub train_tokens: Vec<u32>,
+    pub val_tokens: Vec<u32>,
+    pub stream: BatchStream,
+}
+
+/// What one step computed.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    pub step: u64,
+    pub learning_rate: f64,
+    pub loss: f32,
+    pub grad_norm: f64,
+    pub batch: Batch,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Run {
+    /// Creates `new.out`: tokenizer, tokenised data and `run.json`. Fails if a run is there.
+    pub fn create(new: &NewRun) -> Result<Run> {
+        new.options.validate()?;
+        let dir = &new.out;
+        if dir.join(RunConfig::FILE).exists() {
+            return Err(TrainError::Options(format!(
+                "{} already holds a run; continue it with --resume {0}, or choose another --out",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        let train_files = data::text_files(&new.data)?;
+        let mut docs = data::read_documents(&train_files)?;
+        let (val_files, val_docs) = match &new.val {
+            Some(v) => {
+                let files = data::text_files(v)?;
+                let docs = data::read_documents(&files)?;
+                (files, docs)
+            }
+            None => {
+                let (train, val) = data::hold_out(docs, new.val_fraction)?;
+                docs = train;
+                (Vec::new(), val)
+            }
+        };
+        let tokenizer = match &new.tokenizer {
+            TokenizerSource::File(p) => data::load_tokenizer(p)?,
+            TokenizerSource::Train(vocab) => data::train_tokenizer(&docs, *vocab)?,
+        };
+        data::save_tokenizer(&tokenizer, &dir.join(TOKENIZER_FILE))?;
+        let train_tokens = data::encode_documents(&tokenizer, &docs)?;
+        let val_tokens = data::encode_documents(&tokenizer, &val_docs)?;
+        let o = &new.options;
+        if train_tokens.len() <= o.seq_len {
+            return Err(TrainError::Data(format!(
+                "the training text is {} tokens, not enough for one sequence of {}",
+                train_tokens.len(),
+                o.seq_len
+            )));
+        }
+        let vocab = tokenizer.get_vocab_size(true);
+        let mut model = o.preset.config(vocab, o.seq_len);
+        new.shape.apply(&mut model);
+        model
+            .validate(&dir.join(RunConfig::FILE))
+            .map_err(|e| TrainError::Options(format!("the model shape: {e}")))?;
+        let sep = data::separator_id(&tokenizer).map(tritlab_engine::config::TokenIds::One);
+        model.bos_token_id = sep.clone();
+        model.eos_token_id = sep;
+        let config = RunConfig {
+            format: RunConfig::FORMAT.into(),
+            version: RUN_FORMAT_VERSION,
+            tritlab_version: env!("CARGO_PKG_VERSION").into(),
+            model,
+            options: o.clone(),
+            data: DataRecord {
+                train_files: train_files.iter().map(|p| absolute(p)).collect(),
+                val_files: val_files.iter().map(|p| absolute(p)).collect(),
+                val_fraction: new.val_fraction,
+                train_tokens_hash: data::tokens_hash(&train_tokens),
+                val_tokens_hash: data::tokens_hash(&val_tokens),
+                train_tokens: train_tokens.len(),
+                val_tokens: val_tokens.len(),
+            },
+            threads: new.threads,
+        };
+        config.write(dir)?;
+        Self::assemble(dir, config, train_tokens, val_tokens)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: RunConfig,
+        train_tokens: Vec<u32>,
+        val_tokens: Vec<u32>,
+    ) -> Result<Run> {
+        let o = &config.options;
+        let stream = BatchStream::new(o.seed, o.batch_size, o.seq_len);
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            network: Network::new(config.model.clone())?,
+            stream,
+            config,
+            train_tokens,
+            val_tokens,
+        })
+    }
+
+    /// Opens an existing run: reads its config and tokenizer and re-encodes its data, checking
+    /// that the tokens are the ones the run trained on.
+    pub fn open(dir: &Path) -> Result<Run> {
+        let config = RunConfig::read(dir)?;
+        let tokenizer = data::load_tokenizer(&dir.join(TOKENIZER_FILE))?;
+        let d = &config.data;
+        let mut docs = data::read_documents(&d.train_files)?;
+        let val_docs = if d.val_files.is_empty() {
+            let (train, val) = data::hold_out(docs, d.val_fraction)?;
+            docs = train;
+            val
+        } else {
+            data::read_documents(&d.val_files)?
+        };
+        let train_tokens = data::encode_documents(&tokenizer, &docs)?;
+        let val_tokens = data::encode_documents(&tokenizer, &val_docs)?;
+        for (what, tokens, hash) in [
+            ("training", &train_tokens, &d.train_tokens_hash),
+            ("validation", &val_tokens, &d.val_tokens_hash),
+        ] {
+            if &data::tokens_hash(tokens) != hash {
+                return Err(TrainError::Data(format!(
+                    "the {what} data no longer reads as it did when the run started (its token hash changed); files: {}",
+                    d.train_files
+                        .iter()
+                        .chain(&d.val_files)
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Self::assemble(dir, config, train_tokens, val_tokens)
+    }
+
+    pub fn options(&self) -> &TrainOptions {
+        &self.config.options
+    }
+
+    pub fn precision(&self) -> Precision {
+        Precision::Ternary(self.options().weight_quant.granularity())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
+    }
+
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.dir.join(TOKENIZER_FILE)
+    }
+
+    /// Step 0 of this run (and of its twin: the same initial weights).
+    pub fn initial_world(&self) -> World {
+        World::init(&self.network.specs, self.options().seed)
+    }
+
+    /// Applies step `world.step + 1` to `world` in place.
+    pub fn apply_step(&self, world: &mut World, precision: Precision) -> Result<StepOutput> {
+        let o = self.options();
+        let step = world.step + 1;
+        let batch = self.stream.batch(&self.train_tokens, step)?;
+        let lr = o.learning_rate_at(step);
+        let (loss, grads) = self.network.gradients(
+            world,
+            &batch.inputs,
+            &batch.targets,
+            o.batch_size,
+            o.seq_len,
+            precision,
+        )?;
+        if !loss.is_finite() {
+            return Err(TrainError::Compute {
+                what: format!("step {step}"),
+                message: format!("the loss is {loss}; lower --lr or raise --warmup"),
+            });
+        }
+        let norm = optim::grad_norm(&grads);
+        optim::adamw_step(world, &grads, lr, optim::clip_factor(norm, o.grad_clip), o);
+        if o.projection && matches!(precision, Precision::Ternary(_)) {
+            optim::project(world, o.weight_quant.granularity())?;
+        }
+        Ok(StepOutput {
+            step,
+            learning_rate: lr,
+            loss,
+            grad_norm: norm,
+            batch,
+        })
+    }
+
+    /// The morphism record of a computed step.
+    pub fn record(
+        &self,
+        out: &StepOutput,
+        world_before: ContentHash,
+        world_after: ContentHash,
+        before: &[TernaryLayer],
+        after: &[TernaryLayer],
+    ) -> Result<StepRecord> {
+        let layers = before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| {
+                LayerMorphism::between(
+                    b.name.clone(),
+                    &b.weights.trits,
+                    b.scale(),
+                    &a.weights.trits,
+                    a.scale(),
+                )
+                .map_err(|e| TrainError::compute(format!("flips of `{}`", b.name), e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StepRecord {
+            step: out.step,
+            learning_rate: out.learning_rate,
+            loss: out.loss as f64,
+            grad_norm: out.grad_norm,
+            batch_hash: out.batch.content_hash(),
+            batch_position: self.stream.position(out.step),
+            rng_state: self.stream.rng_state(out.step),
+            world_before,
+            world_after,
+            layers,
+        })
+    }
+
+    /// The logged records, checked to be steps 1, 2, 3, … in order.
+    pub fn read_log(&self) -> Result<(Vec<StepRecord>, TailStatus)> {
+        read_log(&self.log_path())
+    }
+
+    /// The nearest checkpoint at or before `step`, loaded and verified. Step 0 needs no file:
+    /// the initial world is a function of the seed, so a run killed before its first checkpoint
+    /// was written still resumes and replays.
+    pub fn load_checkpoint(&self, step: u64, with_twin: bool) -> Result<checkpoint::Checkpoint> {
+        let found = checkpoint::checkpoint_steps(&self.dir)?
+            .into_iter()
+            .rev()
+            .find(|&s| s <= step);
+        match found {
+            Some(s) => checkpoint::load(
+                &checkpoint::checkpoint_path(&self.dir, s),
+                &self.network.specs,
+                with_twin,
+            ),
+            None => {
+                let world = self.initial_world();
+                let twin = with_twin.then(|| world.clone());
+                Ok(checkpoint::Checkpoint { world, twin })
+            }
+        }
+    }
+}
+
+/// Reads a morphism log and checks its records are consecutive steps from 1.
+pub fn read_log(path: &Path) -> Result<(Vec<StepRecord>, TailStatus)> {
+    if !path.exists() {
+        return Ok((Vec::new(), TailStatus::Clean));
+    }
+    let (records, tail) = MorphismLogReader::open(path)?.read_all()?;
+    check_consecutive(path, &records)?;
+    Ok((records, tail))
+}
+
+/// Records must follow each other: step numbers increase by one and each starts from the world
+/// the previous one ended in.
+pub fn check_consecutive(path: &Path, records: &[StepRecord]) -> Result<()> {
+    for (i, pair) in records.windows(2).enumerate() {
+        let (a, b) = (&pair[0], &pair[1]);
+        if b.step != a.step + 1 || b.world_before != a.world_after {
+            return Err(TrainError::format(
+                path,
+                format!(
+                    "record {} (step {}) does not follow record {} (step {}): the log mixes runs or lost records",
+                    i + 1,
+                    b.step,
+                    i,
+                    a.step
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The training loop's state: the world, its ternary view and hash, the log being written.
+//!
+//! Resuming loads the newest checkpoint and recomputes the steps the log already holds past it,
+//! checking each recomputed world hash against the logged one before appending anything new. A
+//! run killed at any moment (even mid-record) therefore continues to the same final world as an
+//! uninterrupted one, and proves it did.
+
+use crate::checkpoint;
+use crate::error::{Result, TrainError};
+use crate::export::{self, Provenance, TernaryLayer};
+use crate::model::{Precision, World};
+use crate::run::{NewRun, Run, StepOutput, METRICS_FILE, MODEL_DIR};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tritlab_morphism::{ContentHash, MorphismLogWriter, StepRecord};
+
+/// Validation loss and perplexity (and the twin's, if trained).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub step: u64,
+    pub sequences: usize,
+    pub loss: f64,
+    pub perplexity: f64,
+    pub twin_loss: Option<f64>,
+    pub twin_perplexity: Option<f64>,
+}
+
+/// What one call to [`Trainer::step`] did.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub record: StepRecord,
+    pub twin_loss: Option<f32>,
+    /// The step was already in the log (a resumed run re-computing it) and matched.
+    pub verified: bool,
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// How a resumed run picked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeInfo {
+    pub checkpoint_step: u64,
+    pub logged_steps: u64,
+    /// Bytes of a torn last record that were dropped.
+    pub dropped_tail_bytes: u64,
+}
+
+pub struct Trainer {
+    run: Run,
+    world: World,
+    twin: Option<World>,
+    layers: Vec<TernaryLayer>,
+    hash: ContentHash,
+    log: MorphismLogWriter,
+    /// Logged steps past the checkpoint, still to be re-computed and checked.
+    pending: VecDeque<StepRecord>,
+    metrics: std::fs::File,
+}
+
+fn open_metrics(path: &Path, keep_through: Option<u64>) -> Result<std::fs::File> {
+    // Keep lines of steps the world has reached; later ones will be written again.
+    if let Some(limit) = keep_through {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|s| s <= limit)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            crate::error::write_atomic(path, kept.as_bytes())?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))
+}
+
+impl Trainer {
+    /// Starts a run in `new.out`: writes its description, step-0 checkpoint and an empty log.
+    pub fn create(new: &NewRun) -> Result<Trainer> {
+        let run = Run::create(new)?;
+        let world = run.initial_world();
+        let twin = run.options().twin.then(|| world.clone());
+        checkpoint::save(
+            &checkpoint::checkpoint_path(&run.dir, 0),
+            &world,
+            twin.as_ref(),
+        )?;
+        let log = MorphismLogWriter::create(run.log_path())?;
+        let metrics = open_metrics(&run.dir.join(METRICS_FILE), Some(0))?;
+        Self::assemble(run, world, twin, log, VecDeque::new(), metrics)
+    }
+
+    /// Continues the run in `dir` from its newest checkpoint.
+    pub fn resume(dir: &Path) -> Result<(Trainer, ResumeInfo)> {
+        let run = Run::open(dir)?;
+        let (records, _) = run.read_log()?;
+        let logged = records.last().map_or(0, |r| r.step);
+        let loaded = run.load_checkpoint(logged, run.options().twin)?;
+        let ck = loaded.world.step;
+        let log = MorphismLogWriter::open_append(run.log_path())?;
+        let dropped = log.dropped_tail_bytes();
+        let pending: VecDeque<StepRecord> = records.into_iter().filter(|r| r.step > ck).collect();
+        if let Some(first) = pending.front() {
+            if first.world_before != loaded.world.hash() {
+                return Err(TrainError::Record {
+                    step: first.step,
+                    message: format!(
+                        "starts from world {}, but the checkpoint of step {ck} is world {}",
+                        first.world_before,
+                        loaded.world.hash()
+                    ),
+                });
+            }
+        }
+        let metrics = open_metrics(&run.dir.join(METRICS_FILE), Some(ck))?;
+        let info = ResumeInfo {
+            checkpoint_step: ck,
+            logged_steps: logged,
+            dropped_tail_bytes: dropped,
+        };
+        let trainer = Self::assemble(run, loaded.world, loaded.twin, log, pending, metrics)?;
+        Ok((trainer, info))
+    }
+
+    fn assemble(
+        run: Run,
+        world: World,
+        twin: Option<World>,
+        log: MorphismLogWriter,
+        pending: VecDeque<StepRecord>,
+        metrics: std::fs::File,
+    ) -> Result<Trainer> {
+        let layers = export::ternary_layers(&world, run.options().weight_quant)?;
+        let hash = world.hash();
+        Ok(Trainer {
+            run,
+            world,
+            twin,
+            layers,
+            hash,
+            log,
+            pending,
+            metrics,
+        })
+    }
+
+    pub fn run(&self) -> &Run {
+        &self.run
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    pub fn twin(&self) -> Option<&World> {
+        self.twin.as_ref()
+    }
+
+    pub fn world_hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    pub fn ternary_layers(&self) -> &[TernaryLayer] {
+        &self.layers
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.world.step
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.run.options().steps
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.world.step >= self.total_steps()
+    }
+
+    /// Steps still to be re-computed from the log before new ones are trained.
+    pub fn pending_verification(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One optimiser step (and the twin's), logged, with a checkpoint when one is due.
+    pub fn step(&mut self) -> Result<StepReport> {
+        if self.is_done() {
+            return Err(TrainError::Options(format!(
+                "the run has finished its {} steps",
+                self.total_steps()
+            )));
+        }
+        let precision = self.run.precision();
+        let out: StepOutput = self.run.apply_step(&mut self.world, precision)?;
+        let layers = export::ternary_layers(&self.world, self.run.options().weight_quant)?;
+        let hash = self.world.hash();
+        let record = self
+            .run
+            .record(&out, self.hash, hash, &self.layers, &layers)?;
+        let twin_loss = match self.twin.as_mut() {
+            Some(t) => Some(self.run.apply_step(t, Precision::Full)?.loss),
+            None => None,
+        };
+        let verified = match self.pending.pop_front() {
+            Some(logged) => {
+                if logged.step != record.step || logged.world_after != record.world_after {
+                    return Err(TrainError::Divergence {
+                        step: record.step,
+                        logged: logged.world_after.to_string(),
+                        recomputed: record.world_after.to_string(),
+                        hint: format!(
+                            " (the run used {} threads; this process uses {})",
+                            self.run.config.threads,
+                            rayon::current_num_threads()
+                        ),
+                    });
+                }
+                true
+            }
+            None => {
+                self.log.append(&record)?;
+                self.log.sync()?;
+                false
+            }
+        };
+        self.layers = layers;
+        self.hash = hash;
+        let line = serde_json::json!({
+            "step": record.step,
+            "loss": out.loss,
+            "learning_rate": out.learning_rate,
+            "grad_norm": out.grad_norm,
+            "flipped_trits": record.flipped_trits(),
+            "twin_loss": twin_loss,
+        });
+        self.write_metrics(&line)?;
+        let due = record.step % self.run.options().checkpoint_every == 0 || self.is_done();
+        let checkpoint = if due && self.pending.is_empty() {
+            Some(self.checkpoint()?)
+        } else {
+            None
+        };
+        Ok(StepReport {
+            record,
+            twin_loss,
+            verified,
+            checkpoint,
+        })
+    }
+
+    fn write_metrics(&mut self, line: &serde_json::Value) -> Result<()> {
+        let path = self.run.dir.join(METRICS_FILE);
+        writeln!(self.metrics, "{line}").map_err(|e| TrainError::io(path, e))
+    }
+
+    /// Writes a checkpoint of the current step now (and prunes old ones as configured).
+    pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        let path = checkpoint::checkpoint_path(&self.run.dir, self.world.step);
+        checkpoint::save(&path, &self.world, self.twin.as_ref())?;
+        let keep = self.run.options().keep_checkpoints;
+        if keep > 0 {
+            let steps = checkpoint::checkpoint_steps(&self.run.dir)?;
+            let removable: Vec<u64> = steps.into_iter().filter(|&s| s != 0).collect();
+            if removable.len() > keep {
+                for s in &removable[..removable.len() - keep] {
+                    let p = checkpoint::checkpoint_path(&self.run.dir, *s);
+                    std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Validation loss over the first `limit` held-out sequences (all if `None`).
+    pub fn evaluate(&mut self, limit: Option<usize>) -> Result<Evaluation> {
+        let o = self.run.options();
+        let windows = crate::data::validation_windows(&self.run.val_tokens, o.seq_len, limit);
+        let net = &self.run.network;
+        let loss = net.evaluate(&self.world, &windows, o.batch_size, self.run.precision())?;
+        let twin_loss = match &self.twin {
+            Some(t) => Some(net.evaluate(t, &windows, o.batch_size, Precision::Full)?),
+            None => None,
+        };
+        let e = Evaluation {
+            step: self.world.step,
+            sequences: windows.len(),
+            loss,
+            perplexity: loss.exp(),
+            twin_loss,
+            twin_perplexity: twin_loss.map(f64::exp),
+        };
+        let line = serde_json::json!({
+            "step": e.step,
+            "val_loss": e.loss,
+            "val_perplexity": e.perplexity,
+            "val_sequences": e.sequences,
+            "twin_val_loss": e.twin_loss,
+            "twin_val_perplexity": e.twin_perplexity,
+        });
+        self.write_metrics(&line)?;
+        Ok(e)
+    }
+
+    /// Writes the current ternary model in the Hugging Face layout (default: `RUN_DIR/model`).
+    pub fn export(&self, out: Option<&Path>) -> Result<PathBuf> {
+        let out = out
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.run.dir.join(MODEL_DIR));
+        export::export_model(
+            &self.world,
+            &self.run.config.model,
+            self.run.options().weight_quant,
+            &self.run.tokenizer_path(),
+            &Provenance {
+                run: Some(self.run.dir.display().to_string()),
+                step: self.world.step,
+                world_hash: self.hash.to_string(),
+                weight_quant: self.run.options().weight_quant,
+            },
+            &out,
+        )?;
+        Ok(out)
+    }
+}
