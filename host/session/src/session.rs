@@ -1,0 +1,945 @@
+//! A session: the engine state one person works with (a model, plugins, an open training run)
+//! and the execution of commands against it, producing typed outputs.
+//!
+//! The terminal REPL, headless workbooks and the desktop workbench all run commands through
+//! [`Session::execute`]; none of them holds engine logic. Long commands report progress and
+//! stream tokens through [`Context`], and stop at the next step when its cancel flag is set.
+
+use crate::convert;
+use crate::lang::{self, Command, ModelRef};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tritlab_engine::{generate, GenerateOptions, Model, SamplingOptions, StepControl, Tokenizer};
+use tritlab_plugin_host::{self as ph, HostConfig, PluginHost, PluginKind};
+use tritlab_train::Timeline;
+use tritlab_workbook::{Output, Table, Trace, TraceToken};
+
+/// Where a session finds its default model and plugins.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    /// What `load default` loads; also loaded when the session starts, if present.
+    pub default_model: Option<PathBuf>,
+    /// Folders whose `*.wasm` plugins are loaded at start.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Cache of compiled plugins.
+    pub plugin_cache: Option<PathBuf>,
+    /// Load the default model when the session starts.
+    pub load_default_model: bool,
+}
+
+impl SessionConfig {
+    /// The model and plugins tritlab ships, from the source tree this was built in, overridable
+    /// with `TRITLAB_DEFAULT_MODEL` and `TRITLAB_PLUGIN_DIR`; plus the user's plugin folder.
+    pub fn standard() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let default_model = std::env::var_os("TRITLAB_DEFAULT_MODEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("assets/default-model"));
+        let bundled = std::env::var_os("TRITLAB_PLUGIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/plugins"));
+        let mut plugin_dirs = vec![bundled];
+        if let Some(user) = tritlab_plugin_host::user_plugin_dir() {
+            plugin_dirs.push(user);
+        }
+        SessionConfig {
+            default_model: Some(default_model),
+            plugin_dirs,
+            plugin_cache: tritlab_plugin_host::default_cache_dir(),
+            load_default_model: true,
+        }
+    }
+
+    /// The directory a model argument names (`default` → the default model).
+    pub fn resolve_model(&self, model: &ModelRef) -> Result<PathBuf, String> {
+        match model {
+            ModelRef::Path(p) => Ok(p.clone()),
+            ModelRef::Default => self
+                .default_model
+                .clone()
+                .ok_or_else(|| "no default model is configured".to_string()),
+        }
+    }
+}
+
+/// Evaluates Rust cells (`:rust` lines and `rust` workbook cells).
+pub trait RustEvaluator: Send {
+    /// Runs a snippet and returns what it printed (and its value, if it has one).
+    fn eval(&mut self, code: &str, cancel: &AtomicBool) -> Result<String, String>;
+}
+
+/// Something a running command reports before it finishes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    Progress {
+        label: String,
+        done: u64,
+        total: Option<u64>,
+    },
+    /// A generated token, as soon as it exists.
+    Token(TraceToken),
+    /// A line of text (e.g. a training step).
+    Line(String),
+}
+
+/// What a command runs with: its cancel flag and where live events go.
+pub struct Context<'a> {
+    pub cancel: &'a AtomicBool,
+    pub events: &'a mut dyn FnMut(LiveEvent),
+}
+
+impl Context<'_> {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    pub fn progress(&mut self, label: &str, done: u64, total: Option<u64>) {
+        (self.events)(LiveEvent::Progress {
+            label: label.to_string(),
+            done,
+            total,
+        });
+    }
+}
+
+/// The result of executing a cell or line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Execution {
+    pub outputs: Vec<Output>,
+    /// The first error, which stopped the cell (it is also the last output).
+    pub error: Option<String>,
+    /// `quit` was run.
+    pub quit: bool,
+    /// `clear` was run: faces clear their transcript.
+    pub clear: bool,
+}
+
+/// A loaded model and its tokenizer.
+pub struct LoadedModel {
+    pub path: PathBuf,
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+}
+
+/// A training run opened for replay and inspection.
+pub struct OpenRun {
+    pub dir: PathBuf,
+    pub timeline: Timeline,
+    /// The tracer's colour for each logged step (from the first tracer), if plugins are loaded.
+    pub colours: Vec<Option<[u8; 3]>>,
+}
+
+pub(crate) type CmdResult = Result<Vec<Output>, String>;
+
+pub struct Session {
+    pub(crate) config: SessionConfig,
+    pub(crate) model: Option<LoadedModel>,
+    pub(crate) plugins: Option<PluginHost>,
+    pub(crate) plugin_problem: Option<String>,
+    pub(crate) run: Option<OpenRun>,
+    /// The last generation's tracer annotations, for `check PLUGIN --on trace`.
+    pub(crate) last_trace: Vec<ph::AnnotatedStep>,
+    pub(crate) rust: Option<Box<dyn RustEvaluator>>,
+    /// Notes from starting up (a model or plugin that did not load), shown by `info`.
+    pub(crate) startup_notes: Vec<String>,
+}
+
+impl Session {
+    /// A session with the configured plugins loaded (and the default model, if asked).
+    pub fn new(config: SessionConfig) -> Session {
+        let mut s = Session {
+            config,
+            model: None,
+            plugins: None,
+            plugin_problem: None,
+            run: None,
+            last_trace: Vec::new(),
+            rust: None,
+            startup_notes: Vec::new(),
+        };
+        s.start_plugins();
+        if s.config.load_default_model {
+            if let Some(path) = s.config.default_model.clone() {
+                if let Err(e) = s.load_model(&path) {
+                    s.startup_notes
+                        .push(format!("default model not loaded: {e}"));
+                }
+            }
+        }
+        s
+    }
+
+    pub fn set_rust_evaluator(&mut self, eval: Box<dyn RustEvaluator>) {
+        self.rust = Some(eval);
+    }
+
+    fn start_plugins(&mut self) {
+        let config = HostConfig {
+            cache_dir: self.config.plugin_cache.clone(),
+            ..HostConfig::default()
+        };
+        match PluginHost::new(config) {
+            Ok(mut host) => {
+                for dir in self.config.plugin_dirs.clone() {
+                    if !dir.is_dir() {
+                        continue;
+                    }
+                    for result in host.load_dir(&dir) {
+                        if let Err(e) = result {
+                            self.startup_notes.push(format!("plugin not loaded: {e}"));
+                        }
+                    }
+                }
+                self.plugins = Some(host);
+            }
+            Err(e) => self.plugin_problem = Some(format!("the plugin host did not start: {e}")),
+        }
+    }
+
+    pub fn model(&self) -> Option<&LoadedModel> {
+        self.model.as_ref()
+    }
+
+    pub fn run(&self) -> Option<&OpenRun> {
+        self.run.as_ref()
+    }
+
+    pub fn plugins(&self) -> Option<&PluginHost> {
+        self.plugins.as_ref()
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub(crate) fn load_model(&mut self, path: &Path) -> Result<&LoadedModel, String> {
+        let model = Model::load(path).map_err(|e| e.to_string())?;
+        let tokenizer = Tokenizer::for_model(path).map_err(|e| e.to_string())?;
+        self.model = Some(LoadedModel {
+            path: path.to_path_buf(),
+            model,
+            tokenizer,
+        });
+        Ok(self.model.as_ref().expect("just set"))
+    }
+
+    pub(crate) fn require_model(&self) -> Result<&LoadedModel, String> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| "no model is loaded: `load default` or `load PATH`".to_string())
+    }
+
+    pub(crate) fn host(&mut self) -> Result<&mut PluginHost, String> {
+        let problem = self.plugin_problem.clone();
+        self.plugins
+            .as_mut()
+            .ok_or_else(|| problem.unwrap_or_else(|| "plugins are not available".into()))
+    }
+
+    /// The first enabled plugin of `kind`, preferring `preferred`.
+    pub(crate) fn pick_plugin(&self, kind: PluginKind, preferred: &str) -> Option<String> {
+        let host = self.plugins.as_ref()?;
+        let candidates: Vec<_> = host
+            .plugins()
+            .into_iter()
+            .filter(|p| p.enabled && p.info.kind == kind)
+            .map(|p| p.info.name)
+            .collect();
+        candidates
+            .iter()
+            .find(|n| n.as_str() == preferred)
+            .or(candidates.first())
+            .cloned()
+    }
+
+    /// Runs every command of `source` in order; stops at the first error.
+    pub fn execute(&mut self, source: &str, ctx: &mut Context<'_>) -> Execution {
+        let mut exec = Execution::default();
+        let statements = match lang::parse_script(source) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.render(source);
+                exec.outputs.push(Output::Error(message.clone()));
+                exec.error = Some(message);
+                return exec;
+            }
+        };
+        for statement in statements {
+            if ctx.cancelled() {
+                let message = "cancelled".to_string();
+                exec.outputs.push(Output::Error(message.clone()));
+                exec.error = Some(message);
+                break;
+            }
+            match &statement.command {
+                Command::Quit => {
+                    exec.quit = true;
+                    break;
+                }
+                Command::Clear => {
+                    exec.clear = true;
+                    continue;
+                }
+                _ => {}
+            }
+            match self.run_command(&statement.command, ctx) {
+                Ok(outputs) => exec.outputs.extend(outputs),
+                Err(message) => {
+                    let message = if statement.line > 1 {
+                        format!("line {}: {message}", statement.line)
+                    } else {
+                        message
+                    };
+                    exec.outputs.push(Output::Error(message.clone()));
+                    exec.error = Some(message);
+                    break;
+                }
+            }
+        }
+        exec
+    }
+
+    /// Runs one command.
+    pub fn run_command(&mut self, command: &Command, ctx: &mut Context<'_>) -> CmdResult {
+        match command {
+            Command::Help(h) => Ok(vec![Output::Text(match &h.command {
+                None => lang::help_index(),
+                Some(name) => lang::help_command(name)
+                    .ok_or_else(|| format!("no command `{name}`; `help` lists them"))?,
+            })]),
+            Command::Load(l) => {
+                let path = self.config.resolve_model(&l.model)?;
+                let loaded = self.load_model(&path)?;
+                Ok(vec![Output::Text(model_line(loaded))])
+            }
+            Command::Info => self.info(),
+            Command::Layers => self.layers(),
+            Command::Verify(v) => self.verify(v.path.as_deref()),
+            Command::Show(s) => self.show(&s.tensor, s.with.as_deref(), s.step),
+            Command::Export(e) => self.export(&e.dir, ctx),
+            Command::Generate(g) => self.generate(g, ctx),
+            Command::Logits(l) => self.logits(l),
+            Command::Train(t) => self.train(t, ctx),
+            Command::Log(l) => self.log(l),
+            Command::Replay(r) => self.replay(r, ctx),
+            Command::Seek(s) => self.move_timeline(Move::Seek(s.step)),
+            Command::Step(s) => self.move_timeline(Move::Forward(s.count)),
+            Command::Back(b) => self.move_timeline(Move::Backward(b.count)),
+            Command::Plugins => self.plugin_table(),
+            Command::Plugin(p) => self.plugin(p),
+            Command::Check(c) => self.check(&c.plugin, c.on),
+            Command::Rust(code) => self.rust(code, ctx),
+            Command::Clear | Command::Quit => Ok(Vec::new()),
+        }
+    }
+
+    fn info(&self) -> CmdResult {
+        let mut rows = Vec::new();
+        let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
+        match &self.model {
+            Some(m) => {
+                let c = m.model.config();
+                let t = m.model.total_trits();
+                row("model", m.path.display().to_string());
+                row(
+                    "architecture",
+                    format!(
+                        "{} layers, d_model {}, {} query / {} KV heads, ffn {} ({})",
+                        c.num_hidden_layers,
+                        c.hidden_size,
+                        c.num_attention_heads,
+                        c.num_kv_heads(),
+                        c.intermediate_size,
+                        c.hidden_act
+                    ),
+                );
+                row("vocabulary", format!("{} tokens", c.vocab_size));
+                row("weights", format!("{:?}", m.model.weight_format()));
+                row(
+                    "ternary weights",
+                    format!(
+                        "{} (−1 {}, 0 {}, +1 {}), Σ mod 3 = {}",
+                        t.neg + t.zero + t.pos,
+                        t.neg,
+                        t.zero,
+                        t.pos,
+                        t.gf3_sum
+                    ),
+                );
+                row(
+                    "memory",
+                    format!(
+                        "{:.2} MB ternary + {:.2} MB float",
+                        m.model.ternary_bytes() as f64 / 1e6,
+                        m.model.float_bytes() as f64 / 1e6
+                    ),
+                );
+            }
+            None => row("model", "none loaded".into()),
+        }
+        if let Some(h) = &self.plugins {
+            let names: Vec<String> = h.plugins().into_iter().map(|p| p.info.name).collect();
+            row("plugins", names.join(", "));
+        } else if let Some(p) = &self.plugin_problem {
+            row("plugins", p.clone());
+        }
+        if let Some(r) = &self.run {
+            row(
+                "training run",
+                format!(
+                    "{} at step {} of {}..={}",
+                    r.dir.display(),
+                    r.timeline.position(),
+                    r.timeline.first_step(),
+                    r.timeline.last_step()
+                ),
+            );
+        }
+        for n in &self.startup_notes {
+            row("note", n.clone());
+        }
+        Ok(vec![Output::Table(Table {
+            title: Some("session".into()),
+            columns: vec!["".into(), "".into()],
+            rows,
+        })])
+    }
+
+    fn layers(&self) -> CmdResult {
+        let m = self.require_model()?;
+        let mut rows = Vec::new();
+        for layer in m.model.layer_stats() {
+            for t in layer.tensors {
+                rows.push(vec![
+                    t.name.trim_start_matches("model.").to_string(),
+                    format!("{}×{}", t.rows, t.cols),
+                    t.trits.neg.to_string(),
+                    t.trits.zero.to_string(),
+                    t.trits.pos.to_string(),
+                    t.trits.gf3_sum.to_string(),
+                    format!("{:.4e}", t.scale),
+                ]);
+            }
+        }
+        Ok(vec![Output::Table(Table {
+            title: Some(format!("ternary layers of {}", m.path.display())),
+            columns: ["tensor", "shape", "−1", "0", "+1", "Σ mod 3", "scale"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        })])
+    }
+
+    fn verify(&self, path: Option<&Path>) -> CmdResult {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => self.require_model()?.path.clone(),
+        };
+        let report = tritlab_engine::verify(&path).map_err(|e| e.to_string())?;
+        let rows = report
+            .linear
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.trim_start_matches("model.").to_string(),
+                    t.dtype.clone(),
+                    format!(
+                        "{:.2}%",
+                        100.0 * t.ternary_values as f64 / t.values.max(1) as f64
+                    ),
+                    t.trits.neg.to_string(),
+                    t.trits.zero.to_string(),
+                    t.trits.pos.to_string(),
+                    t.trits.gf3_sum.to_string(),
+                ]
+            })
+            .collect();
+        let mut out = vec![Output::Table(Table {
+            title: Some(format!("verify {}", path.display())),
+            columns: ["tensor", "dtype", "ternary", "−1", "0", "+1", "Σ mod 3"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        })];
+        out.push(Output::Text(format!("verdict: {}", report.summary)));
+        if !report.ok {
+            return Err(format!("not ternary: {}", report.summary));
+        }
+        Ok(out)
+    }
+
+    /// The trits of a tensor: the open run's at its current step (or `step`), else the model's.
+    pub(crate) fn tensor_trits(
+        &mut self,
+        name: &str,
+        step: Option<u64>,
+    ) -> Result<(String, usize, usize, Vec<i8>, String), String> {
+        let full = if name.starts_with("model.") {
+            name.to_string()
+        } else {
+            format!("model.{name}")
+        };
+        let full = if full.ends_with(".weight") {
+            full
+        } else {
+            format!("{full}.weight")
+        };
+        if let Some(run) = self.run.as_mut() {
+            if let Some(s) = step {
+                run.timeline.seek(s).map_err(|e| e.to_string())?;
+            }
+            if let Some(l) = run.timeline.layer(&full) {
+                let at = format!("step {}", run.timeline.position());
+                return Ok((full, l.rows, l.cols, l.trits.clone(), at));
+            }
+        }
+        if step.is_some() {
+            return Err("--step needs an open training run (`replay open RUN_DIR`)".into());
+        }
+        let m = self.require_model()?;
+        for layer in m.model.layers() {
+            for lin in layer.linears() {
+                if lin.name() == full {
+                    let trits = lin.matrix().to_trits();
+                    return Ok((
+                        full,
+                        lin.out_features(),
+                        lin.in_features(),
+                        trits,
+                        "the loaded model".into(),
+                    ));
+                }
+            }
+        }
+        Err(format!(
+            "no ternary tensor `{name}`; `layers` lists them (e.g. layers.0.mlp.up_proj)"
+        ))
+    }
+
+    fn show(&mut self, tensor: &str, with: Option<&str>, step: Option<u64>) -> CmdResult {
+        let (name, rows, cols, trits, at) = self.tensor_trits(tensor, step)?;
+        let plugin = match with {
+            Some(p) => p.to_string(),
+            None => self
+                .pick_plugin(PluginKind::Visualiser, "trit-visualiser")
+                .ok_or("no visualiser plugin is loaded (`plugins` lists them)")?,
+        };
+        let tensor = ph::TritTensor {
+            name: name.clone(),
+            shape: vec![rows as u32, cols as u32],
+            trits: trits
+                .iter()
+                .map(|&t| ph::Trit::from_i8(t).unwrap_or(ph::Trit::Zero))
+                .collect(),
+        };
+        let visuals = self
+            .host()?
+            .render(&plugin, &ph::VisualInput::Tensor(tensor))
+            .map_err(|e| e.to_string())?;
+        let mut out = vec![Output::Text(format!(
+            "{name} ({rows}×{cols}) at {at}, drawn by {plugin}"
+        ))];
+        out.extend(visuals.into_iter().map(convert::visual));
+        Ok(out)
+    }
+
+    fn export(&mut self, dir: &Path, ctx: &mut Context<'_>) -> CmdResult {
+        if let Some(run) = &self.run {
+            let step = run.timeline.position();
+            let run_dir = run.dir.clone();
+            let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
+            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)
+                .map_err(|e| e.to_string())?;
+            return Ok(vec![Output::Text(format!(
+                "the model at step {step} of {} written to {}",
+                run_dir.display(),
+                dir.display()
+            ))]);
+        }
+        let m = self.require_model()?;
+        let src = if m.path.is_dir() {
+            m.path.clone()
+        } else {
+            m.path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut copied = Vec::new();
+        for entry in std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = name.ends_with(".json") || name.ends_with(".safetensors");
+            if keep && entry.path().is_file() {
+                let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+                tritlab_workbook::write_atomic(&dir.join(&name), &bytes)
+                    .map_err(|e| e.to_string())?;
+                copied.push(name);
+            }
+        }
+        Ok(vec![Output::Text(format!(
+            "copied {} to {}",
+            copied.join(", "),
+            dir.display()
+        ))])
+    }
+
+    fn generate(&mut self, g: &lang::Generate, ctx: &mut Context<'_>) -> CmdResult {
+        let tracer = match &g.tracer {
+            Some(t) => Some(t.clone()),
+            None => self.pick_plugin(PluginKind::Tracer, "gay-tracer"),
+        };
+        let mut stop_tokens = Vec::new();
+        let m = self.require_model()?;
+        if let Some(stop) = &g.stop {
+            stop_tokens = m.tokenizer.encode(stop, false).map_err(|e| e.to_string())?;
+            if stop_tokens.len() != 1 {
+                return Err(format!(
+                    "--stop {stop:?} is {} tokens; it must be exactly one",
+                    stop_tokens.len()
+                ));
+            }
+        }
+        let options = GenerateOptions {
+            max_tokens: g.max_tokens as usize,
+            sampling: SamplingOptions {
+                temperature: if g.greedy { 0.0 } else { g.temperature },
+                top_k: g.top_k.map(|k| k as usize),
+                top_p: g.top_p,
+                seed: g.seed,
+            },
+            stop_tokens,
+            ..GenerateOptions::default()
+        };
+        let model = self.model.take().ok_or("no model is loaded")?;
+        let mut host = self.plugins.take();
+        let mut tokens = Vec::new();
+        let mut annotated = Vec::new();
+        let mut tracer_error = None;
+        let cancel = ctx.cancel;
+        let total = g.max_tokens as u64;
+        let result = generate(
+            &model.model,
+            &model.tokenizer,
+            &g.prompt,
+            &options,
+            |step| {
+                let annotation = match (host.as_mut(), &tracer) {
+                    (Some(h), Some(name)) => {
+                        match h.trace_generation(name, &convert::generation_step(step)) {
+                            Ok(a) => Some(a),
+                            Err(e) => {
+                                tracer_error.get_or_insert(e.to_string());
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let note = format!(
+                    "token {} · id {} · entropy {:.2}",
+                    step.index, step.token_id, step.logit_stats.entropy
+                );
+                let text = if step.text.is_empty() {
+                    "·"
+                } else {
+                    &step.text
+                };
+                let token = convert::trace_token(text, annotation.as_ref(), note);
+                (ctx.events)(LiveEvent::Token(token.clone()));
+                ctx.progress("generating", step.index as u64 + 1, Some(total));
+                tokens.push(token);
+                if let Some(a) = annotation {
+                    annotated.push(ph::AnnotatedStep {
+                        step: step.index as u64,
+                        annotation: a,
+                    });
+                }
+                if cancel.load(Ordering::Relaxed) {
+                    StepControl::Stop
+                } else {
+                    StepControl::Continue
+                }
+            },
+        );
+        self.model = Some(model);
+        self.plugins = host;
+        let generation = result.map_err(|e| e.to_string())?;
+        self.last_trace = annotated;
+        let n = generation.tokens.len();
+        let mut out = vec![
+            Output::Text(g.prompt.clone()),
+            Output::Trace(Trace {
+                title: Some(match &tracer {
+                    Some(t) => format!("coloured by {t}"),
+                    None => "no tracer loaded".into(),
+                }),
+                tokens,
+            }),
+            Output::Text(format!(
+                "{n} tokens; prefill {:.1} ms, {:.1} tokens/s; stopped: {:?}{}",
+                generation.prefill_seconds * 1e3,
+                n as f64 / generation.decode_seconds.max(1e-9),
+                generation.stop_reason,
+                tracer_error
+                    .map(|e| format!("; tracer error: {e}"))
+                    .unwrap_or_default()
+            )),
+        ];
+        if cancel.load(Ordering::Relaxed) {
+            out.push(Output::Text("cancelled".into()));
+        }
+        Ok(out)
+    }
+
+    fn logits(&self, l: &lang::Logits) -> CmdResult {
+        let m = self.require_model()?;
+        let ids = match &l.input {
+            lang::LogitsInput::Ids(ids) => ids.clone(),
+            lang::LogitsInput::Prompt(p) => {
+                m.tokenizer.encode(p, true).map_err(|e| e.to_string())?
+            }
+        };
+        if ids.is_empty() {
+            return Err("the input encodes to no tokens".into());
+        }
+        let logits = m
+            .model
+            .forward_last(&ids, &mut m.model.new_cache())
+            .map_err(|e| e.to_string())?;
+        let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let z: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let rows = order
+            .iter()
+            .take(l.top as usize)
+            .enumerate()
+            .map(|(rank, &id)| {
+                let text = m.tokenizer.decode(&[id as u32], false).unwrap_or_default();
+                vec![
+                    (rank + 1).to_string(),
+                    id.to_string(),
+                    format!("{text:?}"),
+                    format!("{:.4}", logits[id]),
+                    format!("{:.4}", ((logits[id] - max) as f64).exp() / z),
+                ]
+            })
+            .collect();
+        Ok(vec![Output::Table(Table {
+            title: Some(format!(
+                "next-token logits after {} tokens {:?}",
+                ids.len(),
+                &ids[..ids.len().min(16)]
+            )),
+            columns: ["rank", "id", "token", "logit", "probability"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        })])
+    }
+
+    fn plugin_table(&self) -> CmdResult {
+        let Some(host) = &self.plugins else {
+            return Err(self
+                .plugin_problem
+                .clone()
+                .unwrap_or_else(|| "plugins are not available".into()));
+        };
+        let rows = host
+            .plugins()
+            .into_iter()
+            .map(|p| {
+                vec![
+                    p.info.name,
+                    format!("{:?}", p.info.kind).to_lowercase(),
+                    p.info.version,
+                    if p.enabled { "enabled" } else { "disabled" }.into(),
+                    p.total_failures.to_string(),
+                    p.last_error.unwrap_or_default(),
+                ]
+            })
+            .collect();
+        Ok(vec![Output::Table(Table {
+            title: Some("plugins".into()),
+            columns: ["name", "kind", "version", "state", "failures", "last error"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        })])
+    }
+
+    fn plugin(&mut self, p: &lang::Plugin) -> CmdResult {
+        let host = self.host()?;
+        let text = match p {
+            lang::Plugin::Load { path } => {
+                let info = host.load_file(path).map_err(|e| e.to_string())?;
+                format!("loaded {} {} ({:?})", info.name, info.version, info.kind)
+            }
+            lang::Plugin::Enable { name } => {
+                host.set_enabled(name, true).map_err(|e| e.to_string())?;
+                format!("{name} enabled")
+            }
+            lang::Plugin::Disable { name } => {
+                host.set_enabled(name, false).map_err(|e| e.to_string())?;
+                format!("{name} disabled")
+            }
+            lang::Plugin::Set { name, key, value } => {
+                host.configure(name, &[(key.as_str(), value.as_str())])
+                    .map_err(|e| e.to_string())?;
+                format!("{name}: {key} = {value}")
+            }
+        };
+        Ok(vec![Output::Text(text)])
+    }
+
+    fn check(&mut self, plugin: &str, on: Option<lang::CheckTarget>) -> CmdResult {
+        use lang::CheckTarget;
+        let mut subjects: Vec<(String, ph::CheckSubject)> = Vec::new();
+        let all = on.is_none();
+        if all || on == Some(CheckTarget::Trace) {
+            if !self.last_trace.is_empty() {
+                subjects.push((
+                    format!("the last trace ({} tokens)", self.last_trace.len()),
+                    ph::CheckSubject::Trace(self.last_trace.clone()),
+                ));
+            } else if !all {
+                return Err("no traced generation yet: run `generate` first".into());
+            }
+        }
+        if all || on == Some(CheckTarget::Weights) {
+            let layers: Vec<ph::LayerCounts> = if let Some(run) = &self.run {
+                run.timeline
+                    .layers()
+                    .iter()
+                    .map(|l| {
+                        let c = tritlab_kernels::count_trits(&l.trits).unwrap_or_default();
+                        ph::LayerCounts {
+                            layer: l.name.clone(),
+                            counts: ph::TritCounts {
+                                negative: c.neg,
+                                zero: c.zero,
+                                positive: c.pos,
+                            },
+                        }
+                    })
+                    .collect()
+            } else if let Some(m) = &self.model {
+                m.model
+                    .layers()
+                    .iter()
+                    .flat_map(|l| l.linears())
+                    .map(|lin| {
+                        let c = lin.trits().counts();
+                        ph::LayerCounts {
+                            layer: lin.name().to_string(),
+                            counts: ph::TritCounts {
+                                negative: c.neg,
+                                zero: c.zero,
+                                positive: c.pos,
+                            },
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if layers.is_empty() && !all {
+                return Err("no weights to check: load a model or open a run".into());
+            }
+            for l in layers {
+                subjects.push((l.layer.clone(), ph::CheckSubject::Layer(l)));
+            }
+        }
+        if all || on == Some(CheckTarget::Step) {
+            if let Some(r) = self.run.as_ref().and_then(|r| r.timeline.current_record()) {
+                let step = convert::training_step(r);
+                for l in step.layers {
+                    subjects.push((
+                        format!("step {} {}", r.step, l.layer),
+                        ph::CheckSubject::Layer(ph::LayerCounts {
+                            layer: l.layer,
+                            counts: l.counts,
+                        }),
+                    ));
+                }
+            } else if !all {
+                return Err("no training step selected: `replay open RUN_DIR`, then `step`".into());
+            }
+        }
+        if subjects.is_empty() {
+            return Err("nothing to check yet: generate, load a model or open a run".into());
+        }
+        let host = self.host()?;
+        let mut rows = Vec::new();
+        let mut violated = 0;
+        for (what, subject) in &subjects {
+            let verdicts = host.check(plugin, subject).map_err(|e| e.to_string())?;
+            for v in verdicts {
+                if v.status == ph::VerdictStatus::Violated {
+                    violated += 1;
+                }
+                rows.push(vec![
+                    what.trim_start_matches("model.").to_string(),
+                    v.check,
+                    if v.status == ph::VerdictStatus::Ok {
+                        "ok"
+                    } else {
+                        "violated"
+                    }
+                    .into(),
+                    v.message,
+                ]);
+            }
+        }
+        Ok(vec![
+            Output::Table(Table {
+                title: Some(format!("{plugin}: {} subjects", subjects.len())),
+                columns: ["subject", "check", "status", "message"]
+                    .map(String::from)
+                    .to_vec(),
+                rows,
+            }),
+            Output::Text(format!(
+                "{violated} of the checks violated (GF(3) balance is Σ trits ≡ 0 mod 3)"
+            )),
+        ])
+    }
+
+    fn rust(&mut self, code: &str, ctx: &mut Context<'_>) -> CmdResult {
+        let eval = self.rust.as_mut().ok_or(
+            "Rust cells are not available in this session (they need the evcxr evaluator and a Rust toolchain)",
+        )?;
+        let started = Instant::now();
+        let text = eval.eval(code, ctx.cancel)?;
+        let mut out = Vec::new();
+        if !text.is_empty() {
+            out.push(Output::Text(text));
+        }
+        (ctx.events)(LiveEvent::Line(format!(
+            "rust cell: {:.2} s",
+            started.elapsed().as_secs_f64()
+        )));
+        Ok(out)
+    }
+}
+
+pub(crate) fn model_line(m: &LoadedModel) -> String {
+    let c = m.model.config();
+    let t = m.model.total_trits();
+    format!(
+        "loaded {}: {} layers, d_model {}, vocab {}, {} ternary weights (Σ mod 3 = {})",
+        m.path.display(),
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.vocab_size,
+        t.neg + t.zero + t.pos,
+        t.gf3_sum
+    )
+}
+
+/// A timeline move.
+pub(crate) enum Move {
+    Seek(u64),
+    Forward(u64),
+    Backward(u64),
+}
