@@ -104,7 +104,12 @@ impl Trainer {
         let logged = records.last().map_or(0, |r| r.step);
         let loaded = run.load_checkpoint(logged, run.options().twin)?;
         let ck = loaded.world.step;
-        let log = MorphismLogWriter::open_append(run.log_path())?;
+        // A run killed between writing run.json and creating its log has logged nothing yet.
+        let log = if run.log_path().exists() {
+            MorphismLogWriter::open_append(run.log_path())?
+        } else {
+            MorphismLogWriter::create(run.log_path())?
+        };
         let dropped = log.dropped_tail_bytes();
         let pending: VecDeque<StepRecord> = records.into_iter().filter(|r| r.step > ck).collect();
         if let Some(first) = pending.front() {
