@@ -50,7 +50,13 @@ fn no_arguments_runs_the_tour() {
         .expect("run tritlab");
     let s = text(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", text(&out.stderr));
-    for section in ["1. Kernels", "2. Model", "3. Verify", "4. Generate"] {
+    for section in [
+        "1. Kernels",
+        "2. Model",
+        "3. Verify",
+        "4. Generate",
+        "5. Training steps",
+    ] {
         assert!(s.contains(section), "{s}");
     }
     assert!(
@@ -58,6 +64,7 @@ fn no_arguments_runs_the_tour() {
         "{s}"
     );
     assert!(!s.contains("DIFFERS"), "{s}");
+    assert!(s.contains("matches the shipped weights"), "{s}");
     assert!(s.contains("stores ternary weights"), "{s}");
     assert!(s.contains("24 tokens"), "{s}");
     // With the plugins built (scripts/test.sh builds them first), tokens carry tracer colours

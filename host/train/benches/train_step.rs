@@ -2,7 +2,8 @@
 //! of the same shape as the baseline in the same run.
 //!
 //! `cargo bench -p tritlab-train --bench train_step` (env: TRITLAB_BENCH_PRESET=tiny|small,
-//! TRITLAB_BENCH_VOCAB, TRITLAB_BENCH_SEQ, TRITLAB_BENCH_BATCH, TRITLAB_BENCH_STEPS).
+//! TRITLAB_BENCH_VOCAB, TRITLAB_BENCH_SEQ, TRITLAB_BENCH_BATCH, TRITLAB_BENCH_STEPS, and
+//! TRITLAB_BENCH_LAYERS / _HIDDEN / _INTERMEDIATE / _HEADS / _KV_HEADS to change the preset).
 
 use std::time::Instant;
 use tritlab_train::export::ternary_layers;
@@ -22,7 +23,25 @@ fn main() {
     let seq: usize = env("TRITLAB_BENCH_SEQ", 128);
     let batch: usize = env("TRITLAB_BENCH_BATCH", 16);
     let steps: usize = env("TRITLAB_BENCH_STEPS", 3);
-    let config = preset.config(vocab, seq);
+    let mut config = preset.config(vocab, seq);
+    tritlab_train::ShapeOverrides {
+        layers: std::env::var("TRITLAB_BENCH_LAYERS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        hidden: std::env::var("TRITLAB_BENCH_HIDDEN")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        intermediate: std::env::var("TRITLAB_BENCH_INTERMEDIATE")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        heads: std::env::var("TRITLAB_BENCH_HEADS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        kv_heads: std::env::var("TRITLAB_BENCH_KV_HEADS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    }
+    .apply(&mut config);
     let net = Network::new(config.clone()).expect("network");
     let mut world = World::init(&param_specs(&config), 1);
     let opts = TrainOptions::new(preset);
@@ -30,9 +49,13 @@ fn main() {
         .map(|i| ((i * 7919) % vocab) as u32)
         .collect();
     let (inputs, targets) = (&tokens[..batch * seq], &tokens[1..]);
+    // One untimed step first: the allocator and the thread pool warm up.
+    let _ = net.gradients(&world, inputs, targets, batch, seq, Precision::Full);
     println!(
-        "{} preset, vocab {vocab}, batch {batch} × seq {seq} = {} tokens/step, {:.1} M parameters, {} threads",
+        "{} preset ({} layers, d_model {}), vocab {vocab}, batch {batch} × seq {seq} = {} tokens/step, {:.1} M parameters, {} threads",
         preset.name(),
+        config.num_hidden_layers,
+        config.hidden_size,
         batch * seq,
         world.numel() as f64 / 1e6,
         rayon::current_num_threads()

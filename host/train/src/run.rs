@@ -377,3 +377,28 @@ pub fn check_consecutive(path: &Path, records: &[StepRecord]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes records `from..=to` of the log at `src` as a new log at `dst` (an excerpt to ship
+/// beside an exported model: the model is the world after `to`, and the timeline rewinds from it).
+pub fn write_excerpt(src: &Path, dst: &Path, from: u64, to: u64) -> Result<usize> {
+    let (records, _) = read_log(src)?;
+    let picked: Vec<&StepRecord> = records
+        .iter()
+        .filter(|r| r.step >= from && r.step <= to)
+        .collect();
+    if picked.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{} holds no steps in {from}..={to}",
+            src.display()
+        )));
+    }
+    let tmp = dst.with_extension("tml.tmp");
+    let mut w = tritlab_morphism::MorphismLogWriter::create(&tmp)?;
+    for r in &picked {
+        w.append(r)?;
+    }
+    w.sync()?;
+    drop(w);
+    std::fs::rename(&tmp, dst).map_err(|e| TrainError::io(dst, e))?;
+    Ok(picked.len())
+}

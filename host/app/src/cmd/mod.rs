@@ -45,3 +45,40 @@ pub fn bundled_plugin_dir() -> PathBuf {
         None => source_root().join("target/plugins"),
     }
 }
+
+/// A logged training step in the plugin contract's terms (for tracers).
+pub fn tour_training_step(r: &tritlab_morphism::StepRecord) -> tritlab_plugin_host::TrainingStep {
+    let mut counts = tritlab_plugin_host::TritCounts::default();
+    let layers = r
+        .layers
+        .iter()
+        .map(|l| {
+            let c = l.counts_after();
+            let lc = tritlab_plugin_host::TritCounts {
+                negative: c.neg,
+                zero: c.zero,
+                positive: c.pos,
+            };
+            counts.negative += c.neg;
+            counts.zero += c.zero;
+            counts.positive += c.pos;
+            tritlab_plugin_host::LayerTransition {
+                layer: l.name.clone(),
+                transitions: l.flips.transitions().counts,
+                counts: lc,
+                gf3_sum: l.gf3_after(),
+            }
+        })
+        .collect();
+    tritlab_plugin_host::TrainingStep {
+        step: r.step,
+        loss: r.loss as f32,
+        learning_rate: r.learning_rate as f32,
+        grad_norm: r.grad_norm as f32,
+        world_hash_before: r.world_before.to_string(),
+        world_hash_after: r.world_after.to_string(),
+        layers,
+        gf3_sum: counts.gf3_sum(),
+        counts,
+    }
+}

@@ -88,6 +88,15 @@ pub struct LogArgs {
     /// Print records as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// First step to list (or to write with --write).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last step to list (or to write with --write).
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Write the steps --from..=--to as a new log file (an excerpt to ship beside a model).
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 /// The log file a path names.
@@ -139,8 +148,19 @@ pub fn world_gf3(r: &StepRecord) -> u8 {
 
 pub fn run_log(args: LogArgs) -> Result<ExitCode> {
     let file = log_file(&args.path);
-    let (records, tail) = tritlab_train::run::read_log(&file)
+    if let Some(dst) = &args.write {
+        let n = tritlab_train::run::write_excerpt(
+            &file,
+            dst,
+            args.from.unwrap_or(1),
+            args.to.unwrap_or(u64::MAX),
+        )?;
+        println!("wrote {n} records to {}", dst.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (mut records, tail) = tritlab_train::run::read_log(&file)
         .with_context(|| format!("reading {}", file.display()))?;
+    records.retain(|r| r.step >= args.from.unwrap_or(0) && r.step <= args.to.unwrap_or(u64::MAX));
     if let tritlab_morphism::TailStatus::Torn { dropped_bytes, .. } = tail {
         eprintln!("note: the log ends in a torn record ({dropped_bytes} bytes), ignored");
     }

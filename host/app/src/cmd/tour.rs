@@ -2,7 +2,8 @@
 //!
 //! Kernels on this CPU (with a live check that every SIMD path equals the scalar reference),
 //! the default model's layers and their trits, what `verify` says of it, and a generation whose
-//! every token is coloured by the gay-tracer plugin and checked by the triad-checker.
+//! every token is coloured by the gay-tracer plugin and checked by the triad-checker; then the
+//! last training steps that made the model, undone and replayed through their trit flips.
 
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -104,8 +105,53 @@ pub fn run(args: Args) -> Result<ExitCode> {
     heading(4, "Generate, traced by plugins");
     let mut host = load_plugins(args.plugins.as_deref());
     generate_traced(&model, &tokenizer, &args, host.as_mut())?;
+
+    heading(5, "Training steps, rewound and replayed");
+    training_steps(&dir, host.as_mut())?;
     println!();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Walks the last logged training steps of the model backwards and forwards again through their
+/// trit flips (the model ships an excerpt of the morphism log that made it).
+fn training_steps(dir: &Path, mut host: Option<&mut PluginHost>) -> Result<()> {
+    let log = dir.join(tritlab_train::run::LOG_FILE);
+    if !log.is_file() {
+        println!("({} has no morphism log to replay)", dir.display());
+        return Ok(());
+    }
+    let mut timeline = tritlab_train::Timeline::open_model(dir, &log)?;
+    let last = timeline.last_step();
+    let back = 3.min(last - timeline.first_step());
+    println!(
+        "the model is the world after step {last}; its log holds steps {}..={last}",
+        timeline.first_step() + 1
+    );
+    let probe = "model.layers.0.mlp.up_proj.weight";
+    let at_end = timeline.layer(probe).map(|l| l.trits.clone());
+    for _ in 0..back {
+        if let Some(r) = timeline.back()? {
+            let colour = host.as_deref_mut().and_then(|h| {
+                h.trace_training("gay-tracer", &crate::cmd::tour_training_step(r))
+                    .ok()
+            });
+            let c = colour.map(|a| a.colour.hex()).unwrap_or_default();
+            println!(
+                "undo step {:>5}: loss {:.4}, {:>6} trits flipped back, world {}… {c}",
+                r.step,
+                r.loss,
+                r.flipped_trits(),
+                &r.world_before.to_string()[..12]
+            );
+        }
+    }
+    timeline.seek(last)?;
+    let same = timeline.layer(probe).map(|l| l.trits.clone()) == at_end;
+    println!(
+        "replayed forward to step {last}: {probe} {} the shipped weights",
+        if same { "matches" } else { "DIFFERS from" }
+    );
+    Ok(())
 }
 
 /// Reports the backends and checks, on a product with awkward sizes, that they agree bit for bit.
@@ -236,8 +282,7 @@ fn generate_traced(
     println!();
     let n = generation.tokens.len();
     println!(
-        "{n} tokens, prefill {:.1} ms, decode {:.1} tok/s (the default model is tiny and its weights random: \
-         the text means nothing, the arithmetic is that of a real BitNet b1.58)",
+        "{n} tokens, prefill {:.1} ms, decode {:.1} tok/s",
         generation.prefill_seconds * 1e3,
         n as f64 / generation.decode_seconds.max(1e-9)
     );
