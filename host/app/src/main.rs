@@ -1,8 +1,12 @@
 //! The `tritlab` command line.
 //!
-//! One subcommand per module in `cmd/`; `tritlab` without arguments runs the tour.
+//! One subcommand per module in `cmd/`; `tritlab` without arguments opens the workbench on a
+//! desktop, and runs the terminal tour where there is no display.
 
 mod cmd;
+mod console;
+mod interrupt;
+mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +45,12 @@ enum Command {
     Log(cmd::replay::LogArgs),
     /// A walk through kernels, model, verify and plugin-traced generation (the default).
     Tour(cmd::tour::Args),
+    /// The command language at a prompt (or read from stdin when it is not a terminal).
+    Repl(cmd::repl::Args),
+    /// Run a workbook headless: every cell in order, outputs saved into it, exports written.
+    Run(cmd::run::Args),
+    /// The desktop workbench: workbook cells, REPL, inspector, training timeline (the default).
+    Workbench(cmd::workbench::Args),
 }
 
 /// The thread count a command runs with. Training and replay results depend on it, so a run's
@@ -54,6 +64,11 @@ fn thread_count(command: &Command, requested: Option<usize>) -> anyhow::Result<O
 }
 
 fn main() -> ExitCode {
+    // Rust cells run in a copy of this process that evcxr starts; in that copy (and when evcxr
+    // uses this binary to wrap rustc) this call does that job and never returns. It must come
+    // before anything else.
+    #[cfg(feature = "rust-cells")]
+    tritlab_rust_cells::runtime_hook();
     // Exit quietly when the reader of our output goes away (`tritlab log RUN | head`), as Unix
     // tools do, instead of failing on the next print.
     #[cfg(unix)]
@@ -61,13 +76,22 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    // No subcommand: the tour of the default model.
-    let command = cli.command.unwrap_or(Command::Tour(cmd::tour::Args {
-        model: "default".into(),
-        prompt: "To be, or not to be".into(),
-        max_tokens: 24,
-        plugins: None,
-    }));
+    // No subcommand: the workbench on a desktop, else the terminal tour of the default model.
+    let command = cli.command.unwrap_or_else(|| {
+        if cmd::workbench::display_available() {
+            Command::Workbench(cmd::workbench::Args::default())
+        } else {
+            eprintln!(
+                "(no display: the terminal tour; `tritlab workbench` opens the desktop workbench)"
+            );
+            Command::Tour(cmd::tour::Args {
+                model: "default".into(),
+                prompt: "To be, or not to be".into(),
+                max_tokens: 24,
+                plugins: None,
+            })
+        }
+    });
     let threads = match thread_count(&command, cli.threads) {
         Ok(t) => t,
         Err(e) => {
@@ -101,6 +125,9 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Log(a) => cmd::replay::run_log(a),
         Command::Tour(a) => cmd::tour::run(a),
+        Command::Workbench(a) => cmd::workbench::run(a),
+        Command::Repl(a) => cmd::repl::run(a),
+        Command::Run(a) => cmd::run::run(a),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,7 @@ impl SessionConfig {
     /// with `TRITLAB_DEFAULT_MODEL` and `TRITLAB_PLUGIN_DIR`; plus the user's plugin folder.
     pub fn standard() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = root.canonicalize().unwrap_or(root);
         let default_model = std::env::var_os("TRITLAB_DEFAULT_MODEL")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("assets/default-model"));

@@ -157,12 +157,17 @@ impl Session {
     /// Opens a run's timeline (or a model directory with its excerpt log) and asks the first
     /// tracer for every step's colour.
     pub(crate) fn open_run(&mut self, dir: &Path) -> Result<(), String> {
-        let timeline = if dir.join(tritlab_train::RunConfig::FILE).is_file() {
+        let mut timeline = if dir.join(tritlab_train::RunConfig::FILE).is_file() {
             Timeline::open_run(dir)
         } else {
             Timeline::open_model(dir, &dir.join(tritlab_train::run::LOG_FILE))
         }
         .map_err(|e| e.to_string())?;
+        // A run's timeline starts at its first checkpoint; `replay open` (and `train`) leave it
+        // at the last step, as the command reference says.
+        timeline
+            .seek(timeline.last_step())
+            .map_err(|e| e.to_string())?;
         let tracer = self.pick_plugin(PluginKind::Tracer, "gay-tracer");
         let colours = match (self.plugins.as_mut(), tracer) {
             (Some(host), Some(name)) => timeline

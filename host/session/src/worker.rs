@@ -106,6 +106,12 @@ impl SessionWorker {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the session thread is still there. `false` after a panic in a command: no more
+    /// events will come, and a face waiting for one should stop waiting.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     pub fn try_recv(&self) -> Option<WorkerEvent> {
         self.events.try_recv().ok()
     }

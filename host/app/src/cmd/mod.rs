@@ -3,11 +3,14 @@
 pub mod generate;
 pub mod info;
 pub mod logits;
+pub mod repl;
 pub mod replay;
+pub mod run;
 pub mod synth;
 pub mod tour;
 pub mod train;
 pub mod verify;
+pub mod workbench;
 
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
