@@ -7,7 +7,7 @@
 //!   with progress and cancellation; [`Snapshot`] is the engine state as plain data for
 //!   inspectors and timelines.
 
-mod convert;
+pub mod convert;
 pub mod lang;
 mod session;
 pub mod snapshot;

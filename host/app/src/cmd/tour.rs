@@ -14,10 +14,7 @@ use tritlab_engine::{
     generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat,
 };
 use tritlab_kernels::{Backend, QuantizedActivations, TernaryMatrix, WeightScale};
-use tritlab_plugin_host::{
-    AnnotatedStep, CheckSubject, GenerationStep, HostConfig, LogitsSummary, PluginHost, TokenLogit,
-    TritCounts, VerdictStatus,
-};
+use tritlab_plugin_host::{AnnotatedStep, CheckSubject, HostConfig, PluginHost, VerdictStatus};
 
 use super::model_path;
 
@@ -132,7 +129,7 @@ fn training_steps(dir: &Path, mut host: Option<&mut PluginHost>) -> Result<()> {
     for _ in 0..back {
         if let Some(r) = timeline.back()? {
             let colour = host.as_deref_mut().and_then(|h| {
-                h.trace_training("gay-tracer", &crate::cmd::tour_training_step(r))
+                h.trace_training("gay-tracer", &tritlab_session::convert::training_step(r))
                     .ok()
             });
             let c = colour.map(|a| a.colour.hex()).unwrap_or_default();
@@ -245,9 +242,12 @@ fn generate_traced(
     let mut trace = Vec::new();
     let mut trace_errors = Vec::new();
     let generation = generate(model, tokenizer, &args.prompt, &options, |step| {
-        let annotation = host
-            .as_deref_mut()
-            .map(|h| h.trace_generation("gay-tracer", &to_plugin_step(step)));
+        let annotation = host.as_deref_mut().map(|h| {
+            h.trace_generation(
+                "gay-tracer",
+                &tritlab_session::convert::generation_step(step),
+            )
+        });
         match annotation {
             Some(Ok(a)) => {
                 let c = a.colour;
@@ -310,34 +310,4 @@ fn generate_traced(
         }
     }
     Ok(())
-}
-
-/// The engine's step, in the plugin contract's terms.
-pub fn to_plugin_step(step: &tritlab_engine::GenerationStep) -> GenerationStep {
-    let t = &step.trit_stats.total;
-    GenerationStep {
-        step: step.index as u64,
-        position: step.position as u32,
-        token_id: step.token_id,
-        token_text: step.text.clone(),
-        logits: LogitsSummary {
-            top: step
-                .logit_stats
-                .top
-                .iter()
-                .map(|t| TokenLogit {
-                    token_id: t.id,
-                    logit: t.logit,
-                })
-                .collect(),
-            max_logit: step.logit_stats.max,
-            mean_logit: step.logit_stats.mean,
-            entropy: step.logit_stats.entropy,
-        },
-        trits: TritCounts {
-            negative: t.neg,
-            zero: t.zero,
-            positive: t.pos,
-        },
-    }
 }
