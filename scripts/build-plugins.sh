@@ -27,7 +27,7 @@ for manifest in "$plugins"/*/Cargo.toml; do
     [[ "$name" == hostile ]] || bundled+=("$name")
 done
 # features of the `hostile` crate, one misbehaviour each
-hostile_features=(infinite-loop memory-bomb trap oversized-output nonsense-output snoop)
+hostile_features=(infinite-loop memory-bomb trap oversized-output nonsense-output snoop sleeper poller)
 
 log() { printf '[build-plugins] %s\n' "$*" >&2; }
 

@@ -7,6 +7,7 @@
 #   SMOKE_DELAY=8        seconds before the screenshot (it also waits for running cells)
 #   SMOKE_PROFILE=dev    cargo profile to build with: dev (quick), test (optimised, shares the
 #                        build of `cargo test`) or release
+#   SMOKE_BINARY=path    an already built `workbench` example to run instead of building one
 #   CARGO_TARGET_DIR     honoured
 #
 # Installs what it lacks with apt-get (as root, or through sudo): Xvfb, Mesa's software Vulkan
@@ -38,12 +39,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-profile="${SMOKE_PROFILE:-dev}"
-cargo build -p tritlab-workbench --example workbench --profile "$profile"
-case "$profile" in
-  dev | test) binary="$target_dir/debug/examples/workbench" ;;
-  *) binary="$target_dir/$profile/examples/workbench" ;;
-esac
+binary="${SMOKE_BINARY:-}"
+if [[ -z "$binary" ]]; then
+  profile="${SMOKE_PROFILE:-dev}"
+  cargo build -p tritlab-workbench --example workbench --profile "$profile"
+  case "$profile" in
+    dev | test) binary="$target_dir/debug/examples/workbench" ;;
+    *) binary="$target_dir/$profile/examples/workbench" ;;
+  esac
+fi
+[[ -x "$binary" ]] || { echo "gui-smoke: no workbench binary at $binary"; exit 1; }
 
 book="${SMOKE_BOOK:-}"
 if [[ -z "$book" ]]; then

@@ -4,7 +4,7 @@
 #   scripts/run-workbooks.sh            # exports into target/workbook-exports
 #   OUT=/tmp/books scripts/run-workbooks.sh
 #
-# Builds tritlab (release), then runs each workbook (each workbooks/*.md whose first line is the
+# Builds tritlab (release) unless TRITLAB_BIN names a binary, then runs each workbook (each workbooks/*.md whose first line is the
 # workbook version line) with `tritlab run BOOK --no-save`, exporting OUT/NAME.html, OUT/NAME.ipynb
 # and OUT/NAME.md, and validates every notebook against the nbformat schema with
 # scripts/validate-ipynb.py (installing Debian's python3-nbformat when no Python has nbformat).
@@ -22,8 +22,14 @@ if [[ ! -f "${TRITLAB_PLUGIN_DIR:-target/plugins}/gay-tracer.wasm" ]]; then
     scripts/build-plugins.sh
 fi
 
-cargo build --release --locked -p tritlab
-tritlab="${CARGO_TARGET_DIR:-$repo/target}/release/tritlab"
+# TRITLAB_BIN names an already built binary (the test script passes the one its workspace build
+# made); otherwise build it.
+tritlab="${TRITLAB_BIN:-}"
+if [[ -z "$tritlab" ]]; then
+    cargo build --release --locked -p tritlab
+    tritlab="${CARGO_TARGET_DIR:-$repo/target}/release/tritlab"
+fi
+[[ -x "$tritlab" ]] || { echo "no tritlab binary at $tritlab" >&2; exit 1; }
 
 # A Python that has nbformat: the one on PATH, Debian's, or Debian's after installing it.
 python=""

@@ -31,10 +31,17 @@ if [[ -x scripts/build-plugins.sh ]]; then
   scripts/build-plugins.sh
 fi
 
+# One build of every target (libraries, binaries, tests, benches, examples) with one feature
+# resolution: the workbook runner and the GUI smoke test below use the binaries it makes instead of
+# building the stack again with the smaller feature sets a `-p` build would resolve.
+cargo build --workspace --release --locked --all-targets
 cargo test --workspace --release --locked
+target_dir="${CARGO_TARGET_DIR:-target}"
 
 # Every shipped workbook, run headless and exported to HTML, ipynb (validated) and Markdown.
-scripts/run-workbooks.sh
+TRITLAB_BIN="$target_dir/release/tritlab" scripts/run-workbooks.sh
+# The Jupyter kernel under jupyter_client and nbclient (from PyPI), on the notebooks just exported.
+TRITLAB_BIN="$target_dir/release/tritlab" scripts/test-jupyter.sh
 
 # The NEON kernels, checked against the scalar reference under qemu-user, and the workbench in a
 # real window under Xvfb. On by default in CI; elsewhere set TRITLAB_TEST_AARCH64=1 and
@@ -44,7 +51,14 @@ if [[ "${TRITLAB_TEST_AARCH64:-$ci}" == "1" || "${TRITLAB_TEST_AARCH64:-$ci}" ==
   scripts/test-aarch64.sh
 fi
 if [[ "${TRITLAB_TEST_GUI:-$ci}" == "1" || "${TRITLAB_TEST_GUI:-$ci}" == "true" ]]; then
-  SMOKE_PROFILE=release scripts/gui-smoke.sh
+  SMOKE_BINARY="$target_dir/release/examples/workbench" scripts/gui-smoke.sh
 fi
-# Benchmarks are not run here, but they must keep compiling.
-cargo build --workspace --release --locked --benches
+# Every fuzz target (fuzz/, docs/FUZZING.md) for a short while, so a new panic in a reader fails
+# the run. On by default in CI, 20 s per target; elsewhere set TRITLAB_FUZZ_SECONDS=N (0: off).
+fuzz_seconds="${TRITLAB_FUZZ_SECONDS:-}"
+if [[ -z "$fuzz_seconds" && ( "$ci" == "1" || "$ci" == "true" ) ]]; then
+  fuzz_seconds=20
+fi
+if [[ -n "$fuzz_seconds" && "$fuzz_seconds" != "0" ]]; then
+  scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -33,6 +33,8 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Check whether a checkpoint's weights are really ternary.
     Verify(cmd::verify::Args),
+    /// Convert a model: to GGUF (TQ2_0, TQ1_0, I2_S) or to a transformers checkpoint.
+    Convert(cmd::convert::Args),
     /// Write a random checkpoint with real shapes.
     Synth(cmd::synth::Args),
     /// Show a model's configuration and per-layer trit statistics.
@@ -51,6 +53,8 @@ enum Command {
     Run(cmd::run::Args),
     /// The desktop workbench: workbook cells, REPL, inspector, training timeline (the default).
     Workbench(cmd::workbench::Args),
+    /// A Jupyter kernel for the command language; `install` / `uninstall` its kernelspec.
+    Kernel(cmd::kernel::Args),
 }
 
 /// The thread count a command runs with. Training and replay results depend on it, so a run's
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => cmd::generate::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Synth(a) => cmd::synth::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Train(a) => cmd::train::run(a, threads.unwrap_or(1)),
         Command::Replay(a) => cmd::replay::run(a),
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
         Command::Workbench(a) => cmd::workbench::run(a),
         Command::Repl(a) => cmd::repl::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Kernel(a) => cmd::kernel::run(a),
     };
     match result {
         Ok(code) => code,

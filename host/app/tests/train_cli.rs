@@ -237,3 +237,67 @@ fn replay_export_and_log_commands() {
         text(&out.stderr)
     );
 }
+
+/// Polls `done` every 10 ms for up to a minute.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_second_resume_of_a_run_being_written_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(dir.path());
+    let run_dir = dir.path().join("shared");
+    let mut args = train_args(&data, &run_dir);
+    let steps = args.iter().position(|a| a == "--steps").unwrap() + 1;
+    args[steps] = "1000000".into();
+    // Start the run and kill it once it has logged a step, so there is a run to resume.
+    let mut first = tritlab()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = run_dir.join("morphisms.tml");
+    wait_until("the first step", || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let resume = || {
+        let mut c = tritlab();
+        c.args(["train", "--resume", run_dir.to_str().unwrap()]);
+        c
+    };
+    let mut writer = resume()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = writer.id().to_string();
+    // The writer records its process id in the lock file once it holds the lock.
+    wait_until("the resumed writer to take the lock", || {
+        std::fs::read_to_string(run_dir.join(".lock")).is_ok_and(|s| s.trim() == pid)
+    });
+    let second = resume().output().unwrap();
+    let still_running = writer.try_wait().unwrap().is_none();
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let err = text(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(still_running, "the first writer stopped early");
+    assert!(
+        err.contains(run_dir.to_str().unwrap())
+            && err.contains("another tritlab process")
+            && err.contains(&format!("process {pid}")),
+        "{err}"
+    );
+}

@@ -273,19 +273,9 @@ impl Loader<'_> {
         let kernel_err = |t: &TensorRef, e: tritlab_kernels::KernelError| {
             EngineError::tensor_value(t.path(), &t.name, e.to_string())
         };
+        self.check_linear(&t, out_f, in_f)?;
         let (matrix, counts) = match self.mode {
             QuantizationMode::Offline => {
-                if t.dtype != Dtype::U8 {
-                    return Err(EngineError::ConfigMismatch {
-                        path: t.path().to_path_buf(),
-                        tensor: wname,
-                        message: format!(
-                            "quantization_mode \"offline\" needs packed U8 weights, the tensor is {:?}",
-                            t.dtype
-                        ),
-                    });
-                }
-                t.expect_shape(&[out_f.div_ceil(4), in_f])?;
                 let scale = self.weight_scale(name)?;
                 let trits =
                     pack::hf_unpack(t.bytes(), out_f, in_f).map_err(|e| kernel_err(&t, e))?;
@@ -296,14 +286,6 @@ impl Loader<'_> {
                 (m, counts)
             }
             QuantizationMode::Online => {
-                if t.dtype == Dtype::U8 {
-                    return Err(EngineError::ConfigMismatch {
-                        path: t.path().to_path_buf(),
-                        tensor: wname,
-                        message: "packed U8 weights, but quantization_mode is \"online\" (float master weights)".into(),
-                    });
-                }
-                t.expect_shape(&[out_f, in_f])?;
                 let w = t.to_f32()?;
                 let granularity = match self.weight_group_size {
                     Some(group_size) => ScaleGranularity::PerGroup { group_size },
@@ -326,6 +308,87 @@ impl Loader<'_> {
             matrix,
             trits: counts.into(),
         })
+    }
+
+    /// The stored form of a linear layer's weight must match the quantisation mode (packed U8
+    /// trits offline, float master weights online) and the shape the config implies.
+    fn check_linear(&self, t: &TensorRef, out_f: usize, in_f: usize) -> Result<()> {
+        match self.mode {
+            QuantizationMode::Offline => {
+                if t.dtype != Dtype::U8 {
+                    return Err(EngineError::ConfigMismatch {
+                        path: t.path().to_path_buf(),
+                        tensor: t.name.clone(),
+                        message: format!(
+                            "quantization_mode \"offline\" needs packed U8 weights, the tensor is {:?}",
+                            t.dtype
+                        ),
+                    });
+                }
+                t.expect_shape(&[out_f.div_ceil(4), in_f])
+            }
+            QuantizationMode::Online => {
+                if t.dtype == Dtype::U8 {
+                    return Err(EngineError::ConfigMismatch {
+                        path: t.path().to_path_buf(),
+                        tensor: t.name.clone(),
+                        message: "packed U8 weights, but quantization_mode is \"online\" (float master weights)".into(),
+                    });
+                }
+                t.expect_shape(&[out_f, in_f])
+            }
+        }
+    }
+
+    /// Checks that every tensor the config implies exists with the shape it implies, before
+    /// anything is converted or allocated: a checkpoint that contradicts its config fails in
+    /// milliseconds, naming the tensor, rather than after converting the layers before it.
+    fn check_shapes(&self, c: &BitNetConfig) -> Result<()> {
+        let shape = |name: &str, expected: &[usize]| -> Result<()> {
+            self.weights.get(name)?.expect_shape(expected)
+        };
+        shape("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?;
+        if !c.tie_word_embeddings {
+            shape("lm_head.weight", &[c.vocab_size, c.hidden_size])?;
+        }
+        shape("model.norm.weight", &[c.hidden_size])?;
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let (h, inter) = (c.hidden_size, c.intermediate_size);
+            // validate() bounded both products.
+            let (q_dim, kv_dim) = (
+                c.num_attention_heads * c.head_dim(),
+                c.num_kv_heads() * c.head_dim(),
+            );
+            shape(&format!("{p}.input_layernorm.weight"), &[h])?;
+            shape(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
+            shape(&format!("{p}.self_attn.attn_sub_norm.weight"), &[q_dim])?;
+            shape(&format!("{p}.mlp.ffn_sub_norm.weight"), &[inter])?;
+            for (name, out_f, in_f) in [
+                ("self_attn.q_proj", q_dim, h),
+                ("self_attn.k_proj", kv_dim, h),
+                ("self_attn.v_proj", kv_dim, h),
+                ("self_attn.o_proj", h, q_dim),
+                ("mlp.gate_proj", inter, h),
+                ("mlp.up_proj", inter, h),
+                ("mlp.down_proj", h, inter),
+            ] {
+                let t = self.weights.get(&format!("{p}.{name}.weight"))?;
+                self.check_linear(&t, out_f, in_f)?;
+                if self.mode == QuantizationMode::Offline {
+                    let scale = self.weights.get(&format!("{p}.{name}.weight_scale"))?;
+                    if scale.numel() != 1 {
+                        return Err(EngineError::TensorShape {
+                            path: scale.path().to_path_buf(),
+                            tensor: scale.name.clone(),
+                            expected: vec![1],
+                            actual: scale.shape.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The kernels' multiplier from `weight_scale` (one value, finite and positive).
@@ -390,6 +453,9 @@ impl Model {
     /// single `.safetensors` file with `config.json` beside it.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        if gguf_load::is_gguf(path) {
+            return gguf_load::load(path);
+        }
         let (config_path, weights_path) = resolve(path)?;
         let config = BitNetConfig::from_file(&config_path)?;
         let weights = WeightSet::open(&weights_path)?;
@@ -403,6 +469,8 @@ impl Model {
         weights: &WeightSet,
         path: &Path,
     ) -> Result<Self> {
+        // A config built in code (not read by `from_file`) gets the same checks.
+        config.validate(config_path)?;
         let c = &config;
         let linear_class = c.linear_class(config_path)?;
         // Without a quantization_config, the tensors' dtype says how they are stored.
@@ -452,6 +520,7 @@ impl Model {
                 ),
             });
         }
+        loader.check_shapes(c)?;
         let embed = embed_t.to_float_matrix(c.vocab_size, c.hidden_size)?;
         let lm_head = if c.tie_word_embeddings {
             None
@@ -740,3 +809,7 @@ impl Model {
         Ok(out)
     }
 }
+
+/// GGUF files: loading (`Model::load` of a `.gguf` path) and export (GGUF and transformers).
+pub mod export;
+pub mod gguf_load;

@@ -139,6 +139,31 @@ fn default_rms_norm_eps() -> f64 {
     1e-6
 }
 
+// The largest value tritlab accepts for each size in `config.json`: generous (several times the
+// largest published models; Llama 3.1 405B has hidden_size 16384, 126 layers, 128 heads and a
+// vocabulary of 128256) but finite, because the sizes multiply into tensor widths and
+// allocations, and bounding each keeps every product far from overflow.
+
+/// The largest `vocab_size`.
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+/// The largest `hidden_size`.
+pub const MAX_HIDDEN_SIZE: usize = 1 << 16;
+/// The largest `intermediate_size`.
+pub const MAX_INTERMEDIATE_SIZE: usize = 1 << 18;
+/// The largest `num_hidden_layers`.
+pub const MAX_LAYERS: usize = 1024;
+/// The largest `num_attention_heads` and `num_key_value_heads`.
+pub const MAX_HEADS: usize = 1024;
+/// The largest explicit `head_dim`.
+pub const MAX_HEAD_DIM: usize = 4096;
+/// The largest `max_position_embeddings`.
+pub const MAX_POSITIONS: usize = 1 << 24;
+/// The largest `heads × head_dim` (query or key/value width) tritlab accepts.
+pub const MAX_ATTENTION_WIDTH: usize = 1 << 18;
+
+/// The largest `quantization_config.weight_group_size`.
+pub const MAX_WEIGHT_GROUP_SIZE: usize = 1 << 20;
+
 /// transformers' default RoPE base for BitNet, used only when the file names none.
 pub const DEFAULT_ROPE_THETA: f64 = 500_000.0;
 
@@ -177,49 +202,153 @@ impl BitNetConfig {
     }
 
     /// Checks the numbers against each other and rejects features tritlab does not run.
+    ///
+    /// Every size is bounded (see [`MAX_HIDDEN_SIZE`] and its neighbours) and every product the loader and the forward pass
+    /// form from them is computed with overflow checks, so a hostile or corrupt config is an
+    /// error naming the key and its value, never an arithmetic panic, a division by zero or a
+    /// huge allocation made before a single weight is read.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let err = |m: String| Err(EngineError::config(path, m));
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_kv_heads()),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if v == 0 {
-                return err(format!("{name} must be positive"));
+        let bad = |key: &str, value: &dyn std::fmt::Display, reason: String| {
+            Err(EngineError::config_value(path, key, value, reason))
+        };
+        let sizes = [
+            ("vocab_size", Some(self.vocab_size), MAX_VOCAB_SIZE),
+            ("hidden_size", Some(self.hidden_size), MAX_HIDDEN_SIZE),
+            (
+                "intermediate_size",
+                Some(self.intermediate_size),
+                MAX_INTERMEDIATE_SIZE,
+            ),
+            (
+                "num_hidden_layers",
+                Some(self.num_hidden_layers),
+                MAX_LAYERS,
+            ),
+            (
+                "num_attention_heads",
+                Some(self.num_attention_heads),
+                MAX_HEADS,
+            ),
+            ("num_key_value_heads", Some(self.num_kv_heads()), MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+            (
+                "max_position_embeddings",
+                Some(self.max_position_embeddings),
+                MAX_POSITIONS,
+            ),
+        ];
+        for (key, value, max) in sizes {
+            let Some(value) = value else { continue };
+            if value == 0 {
+                return bad(key, &value, "must be positive".into());
+            }
+            if value > max {
+                return bad(
+                    key,
+                    &value,
+                    format!("is more than {max}, the largest tritlab accepts"),
+                );
             }
         }
-        if self.vocab_size > u32::MAX as usize {
-            return err(format!(
-                "vocab_size {} does not fit token ids",
-                self.vocab_size
-            ));
-        }
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return err(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return bad(
+                "hidden_size",
+                &self.hidden_size,
+                format!(
+                    "is not a multiple of num_attention_heads {} (and there is no head_dim)",
+                    self.num_attention_heads
+                ),
+            );
         }
-        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
-            return err(format!(
-                "head_dim {} must be positive and even (RoPE rotates halves)",
-                self.head_dim()
-            ));
+        let head_dim = self.head_dim();
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return bad(
+                "head_dim",
+                &head_dim,
+                "must be positive and even (RoPE rotates halves)".into(),
+            );
         }
         if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
-            return err(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads,
-                self.num_kv_heads()
-            ));
+            return bad(
+                "num_attention_heads",
+                &self.num_attention_heads,
+                format!(
+                    "is not a multiple of num_key_value_heads {}",
+                    self.num_kv_heads()
+                ),
+            );
+        }
+        // The widths the loader expects tensors of, and the largest matrices it maps: checked
+        // so that no product wraps (and silently matches a wrong tensor) or overflows a Vec.
+        for (key, heads) in [
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_kv_heads()),
+        ] {
+            match heads.checked_mul(head_dim) {
+                Some(width) if width <= MAX_ATTENTION_WIDTH => {}
+                _ => {
+                    return bad(
+                        key,
+                        &heads,
+                        format!(
+                            "× head_dim {head_dim} is more than {MAX_ATTENTION_WIDTH}, the largest attention width tritlab accepts"
+                        ),
+                    )
+                }
+            }
+        }
+        for (key, value, other, other_key) in [
+            (
+                "vocab_size",
+                self.vocab_size,
+                self.hidden_size,
+                "hidden_size",
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                self.hidden_size,
+                "hidden_size",
+            ),
+        ] {
+            let bytes = value
+                .checked_mul(other)
+                .and_then(|n| n.checked_mul(std::mem::size_of::<f32>()))
+                .filter(|&b| b <= isize::MAX as usize);
+            if bytes.is_none() {
+                return bad(
+                    key,
+                    &value,
+                    format!("× {other_key} {other} is too large a matrix for this machine"),
+                );
+            }
+        }
+        for (key, id) in self
+            .bos_token_id
+            .iter()
+            .flat_map(|b| b.to_vec().into_iter().map(|id| ("bos_token_id", id)))
+            .chain(
+                self.eos_token_ids()
+                    .into_iter()
+                    .map(|id| ("eos_token_id", id)),
+            )
+        {
+            if id as usize >= self.vocab_size {
+                return bad(
+                    key,
+                    &id,
+                    format!("is not a token id of a vocabulary of {}", self.vocab_size),
+                );
+            }
         }
         self.activation(path)?;
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
-            return err(format!("rms_norm_eps {} is invalid", self.rms_norm_eps));
+            return bad(
+                "rms_norm_eps",
+                &self.rms_norm_eps,
+                "must be a finite number ≥ 0".into(),
+            );
         }
         if self.attention_bias || self.mlp_bias {
             return err(
@@ -246,7 +375,11 @@ impl BitNetConfig {
         }
         let theta = self.rope_theta();
         if !(theta.is_finite() && theta > 1.0) {
-            return err(format!("rope_theta {theta} is invalid"));
+            return bad(
+                "rope_theta",
+                &theta,
+                "must be a finite number greater than 1".into(),
+            );
         }
         if let Some(q) = &self.quantization_config {
             if let Some(m) = q.quant_method.as_deref() {
@@ -287,10 +420,12 @@ impl BitNetConfig {
         else {
             return Ok(None);
         };
-        if g == 0 {
-            return Err(EngineError::config(
+        if g == 0 || g > MAX_WEIGHT_GROUP_SIZE {
+            return Err(EngineError::config_value(
                 path,
-                "quantization_config.weight_group_size must be positive",
+                "quantization_config.weight_group_size",
+                g,
+                format!("must be between 1 and {MAX_WEIGHT_GROUP_SIZE}"),
             ));
         }
         Ok(Some(g))

@@ -49,6 +49,15 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
 
+    /// A hyper-parameter of config.json is out of range or inconsistent with another.
+    #[error("{path}: {key} = {value}: {reason}")]
+    ConfigValue {
+        path: PathBuf,
+        key: String,
+        value: String,
+        reason: String,
+    },
+
     #[error("{path}: unknown model_type {model_type:?} (tritlab runs \"bitnet\")")]
     UnknownModelType { path: PathBuf, model_type: String },
 
@@ -85,6 +94,20 @@ impl EngineError {
         EngineError::Config {
             path: path.to_path_buf(),
             message: message.into(),
+        }
+    }
+
+    pub(crate) fn config_value(
+        path: &Path,
+        key: impl Into<String>,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        EngineError::ConfigValue {
+            path: path.to_path_buf(),
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
         }
     }
 

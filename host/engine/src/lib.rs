@@ -7,6 +7,8 @@
 //!   ternary weights, everything else in f32.
 //! * [`generate()`] / [`Generator`] sample tokens ([`Sampler`]: greedy, temperature, top-k, top-p,
 //!   seeded ChaCha20) and report every [`GenerationStep`] to a callback.
+//! * A `.gguf` file loads wherever a checkpoint directory does ([`bitnet::gguf_load`]), and
+//!   [`Model::export_gguf`] / [`Model::export_hf`] write models back out.
 //! * [`verify()`] says whether a checkpoint's weights are really ternary; [`synth()`] writes random
 //!   checkpoints with real shapes.
 
@@ -22,6 +24,7 @@ pub mod tokenizer;
 pub mod verify;
 pub mod weights;
 
+pub use bitnet::export::{chat_template_for, ExportReport, ExportedTensor};
 pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
 pub use config::{Activation, BitNetConfig, LinearClass, QuantizationConfig, QuantizationMode};
 pub use error::{EngineError, Result};
@@ -33,4 +36,5 @@ pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};
 pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 pub use synth::{synth, SynthReport, SynthShape};
 pub use tokenizer::{TokenStream, Tokenizer};
+pub use tritlab_gguf::GgmlType;
 pub use verify::{verify, Verdict, VerifyReport};

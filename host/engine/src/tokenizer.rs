@@ -1,7 +1,40 @@
 //! `tokenizer.json` through Hugging Face's `tokenizers`, and streaming detokenisation.
+//!
+//! `tokenizers` trusts its input more than a reader of downloaded files should: some
+//! well-formed `tokenizer.json` files make it panic, at load or at the first encode or decode
+//! (a `Precompiled` normaliser whose character map holds an empty trie indexes past its end;
+//! a `Strip` decoder asked to strip more characters than a token has slices out of range).
+//! Every call into it is therefore made under [`std::panic::catch_unwind`], and a panic becomes
+//! an [`EngineError::Tokenizer`] naming the file. The default panic hook still prints the
+//! panic's message to stderr; the process carries on.
 
 use crate::error::{EngineError, Result};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+
+/// Runs `f`, turning a panic inside `tokenizers` into an error about `path`.
+///
+/// `AssertUnwindSafe` is sound here in the sense that matters: after a panic the tokenizer may
+/// hold a half-updated cache, but its caches only memoise results, and the caller gets an error
+/// for this call; a later call that trips over the same state panics again and is caught again.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(EngineError::Tokenizer {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the tokenizers library panicked while {what} ({detail}); the file is malformed or uses a combination it does not support"
+                ),
+            })
+        }
+    }
+}
 
 /// A model's tokenizer.
 pub struct Tokenizer {
@@ -13,20 +46,21 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
-        let mut inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| EngineError::Tokenizer {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        // Some published tokenizer.json files carry a truncation or padding setting (GPT-2's
-        // public copy truncates to 50 tokens); a prompt or a corpus must never be cut or padded.
-        inner
-            .with_truncation(None)
-            .map_err(|e| EngineError::Tokenizer {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
-            .with_padding(None);
+        let tokenizer_err = |e: tokenizers::Error| EngineError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let inner = guarded(path, "loading", || {
+            let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(tokenizer_err)?;
+            // Some published tokenizer.json files carry a truncation or padding setting
+            // (GPT-2's public copy truncates to 50 tokens); a prompt or a corpus must never be
+            // cut or padded.
+            inner
+                .with_truncation(None)
+                .map_err(tokenizer_err)?
+                .with_padding(None);
+            Ok(inner)
+        })?;
         Ok(Self {
             inner,
             path: path.to_path_buf(),
@@ -36,6 +70,9 @@ impl Tokenizer {
     /// `tokenizer.json` of a model directory (or beside a model file).
     pub fn for_model(model_path: impl AsRef<Path>) -> Result<Self> {
         let p = model_path.as_ref();
+        if crate::bitnet::gguf_load::is_gguf(p) {
+            return Self::from_gguf(p);
+        }
         let dir = if p.is_file() {
             p.parent().unwrap_or(Path::new("."))
         } else {
@@ -57,17 +94,21 @@ impl Tokenizer {
 
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's template (e.g. BOS).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| self.err(e))?;
-        Ok(enc.get_ids().to_vec())
+        guarded(&self.path, "encoding", || {
+            let enc = self
+                .inner
+                .encode(text, add_special_tokens)
+                .map_err(|e| self.err(e))?;
+            Ok(enc.get_ids().to_vec())
+        })
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| self.err(e))
+        guarded(&self.path, "decoding", || {
+            self.inner
+                .decode(ids, skip_special_tokens)
+                .map_err(|e| self.err(e))
+        })
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -139,3 +180,6 @@ impl TokenStream {
         &self.tokens
     }
 }
+
+/// Tokenizers rebuilt from GGUF metadata.
+pub mod gguf;

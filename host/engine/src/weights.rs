@@ -8,8 +8,7 @@
 
 use crate::error::{EngineError, Result};
 use memmap2::{Mmap, UncheckedAdvice};
-use safetensors::tensor::{Dtype, TensorInfo};
-use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -27,28 +26,38 @@ pub struct SafetensorsFile {
 }
 
 impl SafetensorsFile {
+    /// Opens and maps `path` after checking its header against the file.
+    ///
+    /// The header is read with ordinary reads, and the file's length checked to hold every
+    /// tensor's byte range, *before* the file is mapped: a truncated or inconsistent file is an
+    /// error naming it, and no access through the mapping can fall past the end of the file as
+    /// it was when opened.
+    ///
+    /// A mapping is only as stable as the file under it. If another process truncates or
+    /// rewrites the file in place while it is mapped, the pages that disappeared raise SIGBUS
+    /// on the next access and the process dies; no check made at open time can prevent that,
+    /// because the kernel resolves each page when it is touched, not when it is mapped. Replacing
+    /// a checkpoint by renaming a new file over it (as tritlab's own writers do) is safe: the
+    /// mapping keeps the old inode alive.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-        // SAFETY: the mapping is read-only. Like every mmap-based reader (safetensors' own
-        // examples, candle), we rely on nobody truncating or rewriting the checkpoint while it
-        // is loaded; the header is validated against the mapped length before any access.
+        let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        let (header_len, metadata) = read_header(path, &mut file, file_len)?;
+        // SAFETY: the mapping is read-only, and the header was checked above against the file's
+        // length: every tensor's byte range lies inside the file as it is now, and the mapping's
+        // length is compared with that length below. What no check can rule out is another
+        // process truncating the file in place while it is mapped (SIGBUS on access): see the
+        // doc comment and docs/ARCHITECTURE.md.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-            let hint = match e {
-                safetensors::SafeTensorError::MetadataIncompleteBuffer => {
-                    " (the file is truncated, or its header does not describe its data)"
-                }
-                safetensors::SafeTensorError::HeaderTooSmall
-                | safetensors::SafeTensorError::InvalidHeaderLength => {
-                    " (the file is truncated or not safetensors)"
-                }
-                _ => "",
-            };
-            EngineError::Safetensors {
+        if mmap.len() as u64 != file_len {
+            return Err(EngineError::Safetensors {
                 path: path.to_path_buf(),
-                message: format!("{e}{hint}"),
-            }
-        })?;
+                message: format!(
+                    "the file changed while it was being opened ({file_len} bytes, then {})",
+                    mmap.len()
+                ),
+            });
+        }
         let tensors = metadata
             .tensors()
             .into_iter()
@@ -81,6 +90,84 @@ impl SafetensorsFile {
             range: self.data_start + s..self.data_start + e,
         })
     }
+}
+
+/// The largest JSON header accepted (the `safetensors` crate's own limit): a header length
+/// field is untrusted, and a corrupt one must not make the reader allocate gigabytes.
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads and validates the header of a safetensors file of `file_len` bytes from `file`, without
+/// mapping it: the header length must be sane and inside the file, the tensors' byte ranges
+/// contiguous, matching their dtype and shape, and ending exactly at the end of the file.
+/// Returns the JSON header's length and the parsed metadata.
+fn read_header(path: &Path, file: &mut std::fs::File, file_len: u64) -> Result<(usize, Metadata)> {
+    use std::io::Read;
+    let invalid = |message: String| EngineError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    if file_len < HEADER_LEN_BYTES as u64 {
+        return Err(invalid(format!(
+            "the file is {file_len} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length (the file is truncated or not safetensors)"
+        )));
+    }
+    let mut len_bytes = [0u8; HEADER_LEN_BYTES];
+    file.read_exact(&mut len_bytes)
+        .map_err(|e| EngineError::io(path, e))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(invalid(format!(
+            "header length {header_len} is more than the {MAX_HEADER_BYTES} bytes allowed (the file is corrupt or not safetensors)"
+        )));
+    }
+    let data_start = HEADER_LEN_BYTES as u64 + header_len;
+    if data_start > file_len {
+        return Err(invalid(format!(
+            "header length {header_len} runs past the end of the {file_len}-byte file (the file is truncated or not safetensors)"
+        )));
+    }
+    // Bounded by MAX_HEADER_BYTES and by the file's length, both checked above.
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| EngineError::io(path, e))?;
+    let header = std::str::from_utf8(&header)
+        .map_err(|e| invalid(format!("the header is not UTF-8: {e}")))?;
+    // Deserialising `Metadata` also checks that the tensors' byte ranges are contiguous and
+    // match their dtype and shape, with overflow-checked sizes.
+    let metadata: Metadata =
+        serde_json::from_str(header).map_err(|e| invalid(format!("invalid header: {e}")))?;
+    let data_len = metadata.data_len() as u64;
+    let needed = data_start.checked_add(data_len).ok_or_else(|| {
+        invalid(format!(
+            "tensor data of {data_len} bytes overflows a file offset"
+        ))
+    })?;
+    if needed > file_len {
+        // Name the first tensor that does not fit, to say how much is missing.
+        let mut infos: Vec<(String, &TensorInfo)> = metadata.tensors().into_iter().collect();
+        infos.sort_by_key(|(_, info)| info.data_offsets);
+        let first_out = infos
+            .iter()
+            .find(|(_, info)| data_start + info.data_offsets.1 as u64 > file_len)
+            .map(|(name, info)| {
+                format!(
+                    "; tensor `{name}` needs bytes {}..{}",
+                    data_start + info.data_offsets.0 as u64,
+                    data_start + info.data_offsets.1 as u64
+                )
+            })
+            .unwrap_or_default();
+        return Err(invalid(format!(
+            "the header describes {needed} bytes but the file has {file_len}{first_out} (the file is truncated, or its header does not describe its data)"
+        )));
+    }
+    if needed < file_len {
+        return Err(invalid(format!(
+            "the header describes {needed} bytes but the file has {file_len}: {} bytes follow the last tensor (the header does not describe its data)",
+            file_len - needed
+        )));
+    }
+    Ok((header_len as usize, metadata))
 }
 
 /// All weight files of a checkpoint, with a name → file index.
@@ -648,6 +735,35 @@ impl FloatMatrix {
             for t in 0..tokens {
                 y[t * rows + r0..t * rows + r0 + n].copy_from_slice(&out[t * n..(t + 1) * n]);
             }
+        }
+    }
+}
+
+impl FloatMatrix {
+    /// A matrix kept where it lies in a file mapping (a GGUF embedding). `range` must hold
+    /// exactly `rows × cols` values of `dtype`, aligned to the dtype's size.
+    pub fn mapped(
+        mmap: Arc<Mmap>,
+        range: Range<usize>,
+        rows: usize,
+        cols: usize,
+        dtype: FloatDtype,
+    ) -> Result<Self> {
+        let start = mmap.get(range.clone()).map(|b| b.as_ptr() as usize);
+        match start {
+            Some(p)
+                if range.len() == rows * cols * dtype.size() && p.is_multiple_of(dtype.size()) =>
+            {
+                Ok(Self {
+                    rows,
+                    cols,
+                    dtype,
+                    storage: FloatStorage::Mapped { mmap, range },
+                })
+            }
+            _ => Err(EngineError::Invalid(format!(
+                "mapped {rows}x{cols} {dtype:?} matrix: byte range {range:?} does not fit"
+            ))),
         }
     }
 }

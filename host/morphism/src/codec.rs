@@ -16,7 +16,9 @@ pub enum DecodeError {
     UnexpectedEnd { at: usize, field: &'static str },
     #[error("varint at payload byte {at} ({field}) is longer than 10 bytes or overflows a u64")]
     BadVarint { at: usize, field: &'static str },
-    #[error("{field} at payload byte {at} is {value}, more than the {remaining} bytes left")]
+    #[error(
+        "{field} at payload byte {at} is {value}, more than the {remaining} bytes left can hold"
+    )]
     LengthTooLarge {
         at: usize,
         field: &'static str,
@@ -40,6 +42,10 @@ pub enum DecodeError {
     #[error("{extra} bytes follow the record's last layer")]
     TrailingBytes { extra: usize },
 }
+
+/// The fewest payload bytes a layer can take: a name length (1), two f32 scales (8) and nine
+/// transition counts (1 each), with an empty name and no flips.
+const MIN_LAYER_BYTES: usize = 1 + 4 + 4 + 9;
 
 /// Appends `value` as an unsigned LEB128 varint: 7 bits per byte, low bits first, high bit set
 /// on every byte but the last.
@@ -162,13 +168,20 @@ impl<'a> PayloadReader<'a> {
         Err(DecodeError::BadVarint { at: start, field })
     }
 
-    /// A varint that counts things each taking at least one more payload byte, so a corrupt
-    /// count cannot make the decoder allocate more than the payload's size.
+    /// A varint that counts bytes still to come, so a corrupt length cannot make the decoder
+    /// allocate more than the payload's size.
     fn length(&mut self, field: &'static str) -> Result<usize, DecodeError> {
+        self.count(field, 1)
+    }
+
+    /// A varint that counts things each encoded in at least `min_bytes` more payload bytes:
+    /// rejected unless that many of them fit in what is left, so any allocation sized by the
+    /// count is bounded by the payload itself.
+    fn count(&mut self, field: &'static str, min_bytes: usize) -> Result<usize, DecodeError> {
         let at = self.at;
         let value = self.varint(field)?;
         let remaining = self.remaining();
-        if value > remaining as u64 {
+        if value > (remaining / min_bytes.max(1)) as u64 {
             return Err(DecodeError::LengthTooLarge {
                 at,
                 field,
@@ -194,7 +207,11 @@ pub fn decode_payload(bytes: &[u8]) -> Result<StepRecord, DecodeError> {
     let rng_state = reader.take(rng_len, "RNG state")?.to_vec();
     let world_before = reader.hash("world-before hash")?;
     let world_after = reader.hash("world-after hash")?;
-    let layer_count = reader.length("layer count")?;
+    // Each layer takes at least MIN_LAYER_BYTES, so the count is bounded by what the rest of
+    // the payload can hold, and so is the allocation for it (a layer is ~7× its minimal
+    // encoding in memory, so bounding the count by bytes alone would let a corrupt count
+    // reserve over a hundred times the payload).
+    let layer_count = reader.count("layer count", MIN_LAYER_BYTES)?;
     let mut layers = Vec::with_capacity(layer_count);
     for layer_index in 0..layer_count {
         layers.push(decode_layer(&mut reader, layer_index)?);
@@ -235,10 +252,13 @@ fn decode_layer(
             *count = reader.varint("transition count")?;
         }
     }
-    // Every flip takes at least one byte for its position gap, which bounds the allocation.
+    // Every flip takes at least one byte for its position gap and half a byte for its code, so
+    // `n` flips need `n + ceil(n / 2)` bytes: a count that cannot fit is rejected before the
+    // position and flip vectors are sized by it.
     let flip_count = transitions.changed();
     let remaining = reader.remaining();
-    if flip_count > remaining as u64 {
+    let needed = flip_count.saturating_add(flip_count.div_ceil(2));
+    if needed > remaining as u64 {
         return Err(DecodeError::LengthTooLarge {
             at: reader.at,
             field: "flip count (off-diagonal transitions)",
@@ -369,5 +389,61 @@ mod tests {
         expected.push(0x15);
         assert_eq!(&payload[header_len..], &expected[..]);
         assert_eq!(decode_payload(&payload).unwrap(), record);
+    }
+
+    /// A payload with no layers, its layer count (the last byte, 0) cut off.
+    fn header_without_layer_count() -> Vec<u8> {
+        let mut payload = encode_payload(&StepRecord::default());
+        assert_eq!(payload.pop(), Some(0));
+        payload
+    }
+
+    #[test]
+    fn layer_count_is_bounded_by_what_the_payload_can_hold() {
+        // 90 bytes left hold at most 90 / MIN_LAYER_BYTES = 5 layers; a count of 90 used to
+        // pass (one byte each) and reserve 90 layers' memory before failing further on.
+        let mut payload = header_without_layer_count();
+        let count_at = payload.len();
+        put_varint(&mut payload, 90);
+        payload.extend_from_slice(&[0; 90]);
+        assert_eq!(
+            decode_payload(&payload),
+            Err(DecodeError::LengthTooLarge {
+                at: count_at,
+                field: "layer count",
+                value: 90,
+                remaining: 90,
+            })
+        );
+        // What the bound allows still decodes: 5 empty, flipless layers in exactly 90 bytes.
+        let mut payload = header_without_layer_count();
+        put_varint(&mut payload, 5);
+        payload.extend_from_slice(&[0; 90]);
+        let record = decode_payload(&payload).unwrap();
+        assert_eq!(record.layers.len(), 5);
+    }
+
+    #[test]
+    fn flip_count_is_bounded_by_positions_and_codes() {
+        // One layer whose transitions claim 4 flips (0 → +1) followed by 4 bytes: enough for
+        // the 4 position gaps but not for their 2 code bytes, so the count is refused before
+        // anything is sized by it.
+        let mut payload = header_without_layer_count();
+        put_varint(&mut payload, 1);
+        payload.push(0); // empty name
+        payload.extend_from_slice(&1.0f32.to_le_bytes());
+        payload.extend_from_slice(&1.0f32.to_le_bytes());
+        let counts_at = payload.len();
+        payload.extend_from_slice(&[0, 0, 0, 0, 0, 4, 0, 0, 0]);
+        payload.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(
+            decode_payload(&payload),
+            Err(DecodeError::LengthTooLarge {
+                at: counts_at + 9,
+                field: "flip count (off-diagonal transitions)",
+                value: 4,
+                remaining: 4,
+            })
+        );
     }
 }

@@ -36,6 +36,18 @@ pub struct Limits {
     pub log_buffer_records: usize,
     /// Bytes of a plugin's stderr kept to explain traps (panic messages).
     pub stderr_bytes: usize,
+    /// Bytes of output one call may return (all strings and lists
+    /// together), counted as the host lifts them out of the plugin's memory
+    /// and before copying, so results that alias one buffer many times
+    /// cannot make the host copy it again and again. Large enough for one
+    /// image of the largest accepted size plus its text.
+    pub max_output_bytes: usize,
+    /// Largest component file loaded, in bytes. Compiling takes time and
+    /// memory roughly in proportion to size; real plugins are far smaller.
+    pub max_module_bytes: usize,
+    /// Most plugins loaded from one folder (the rest are reported, not
+    /// compiled), which bounds the work a folder can cause at start-up.
+    pub max_plugins_per_dir: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +67,9 @@ impl Default for Limits {
             max_log_lines_per_call: 64,
             log_buffer_records: 1024,
             stderr_bytes: 16 << 10,
+            max_output_bytes: (64 << 20) + (1 << 20),
+            max_module_bytes: 16 << 20,
+            max_plugins_per_dir: 64,
         }
     }
 }

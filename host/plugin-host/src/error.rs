@@ -75,6 +75,19 @@ pub enum PluginError {
         limit: Duration,
     },
 
+    /// The plugin called an import the sandbox links but does not grant:
+    /// WASI's timers and polling, which would block the host where the
+    /// deadline cannot reach, so the call was stopped at once.
+    #[error(
+        "plugin `{plugin}`: `{call}` called `{import}`, which is not granted (plugins may not \
+         sleep or wait), and was stopped"
+    )]
+    Forbidden {
+        plugin: String,
+        call: Call,
+        import: String,
+    },
+
     #[error(
         "plugin `{plugin}`: `{call}` tried to grow its memory past the limit of {limit_bytes} bytes \
          and was stopped"
@@ -123,6 +136,7 @@ impl PluginError {
             | PluginError::WrongKind { plugin, .. }
             | PluginError::Disabled { plugin, .. }
             | PluginError::Timeout { plugin, .. }
+            | PluginError::Forbidden { plugin, .. }
             | PluginError::MemoryLimit { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::InvalidOutput { plugin, .. }
@@ -137,6 +151,7 @@ impl PluginError {
             PluginError::NotFound { .. } | PluginError::Disabled { .. } => None,
             PluginError::WrongKind { call, .. }
             | PluginError::Timeout { call, .. }
+            | PluginError::Forbidden { call, .. }
             | PluginError::MemoryLimit { call, .. }
             | PluginError::Trap { call, .. }
             | PluginError::InvalidOutput { call, .. }
@@ -151,6 +166,7 @@ impl PluginError {
         matches!(
             self,
             PluginError::Timeout { .. }
+                | PluginError::Forbidden { .. }
                 | PluginError::MemoryLimit { .. }
                 | PluginError::Trap { .. }
                 | PluginError::InvalidOutput { .. }
@@ -168,6 +184,26 @@ pub enum LoadError {
         plugin: String,
         path: PathBuf,
         source: std::io::Error,
+    },
+
+    #[error(
+        "plugin `{plugin}` ({path}) is {size} bytes, more than the limit of {limit} bytes \
+         for a plugin component"
+    )]
+    TooLarge {
+        plugin: String,
+        path: PathBuf,
+        size: u64,
+        limit: usize,
+    },
+
+    #[error(
+        "plugin `{plugin}` ({path}) was not loaded: its folder holds more than {limit} plugins"
+    )]
+    TooMany {
+        plugin: String,
+        path: PathBuf,
+        limit: usize,
     },
 
     #[error("plugin `{plugin}` ({path}): not a valid WebAssembly component: {message}")]

@@ -5,25 +5,31 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentNamedList, HasSelf, Instance, Lift, Linker, Lower};
 use wasmtime::{Config, Engine, OptLevel, Store, Trap};
 
 use crate::bindings::{checker, tracer, visualiser, wit};
-use crate::cache::compile_component;
+use crate::cache::{compile_component, prepare_dir};
 use crate::config::{user_plugin_dir, HostConfig, Limits};
 use crate::convert;
 use crate::error::{Call, HostError, LoadError, PluginError};
-use crate::sandbox::{truncate_utf8, EpochTimer, LogBuffer, PluginState, SharedLogs};
+use crate::output::{
+    self, OutAnnotation, OutList, OutPluginInfo, OutText, OutVerdict, OutVisual, OutputBudget,
+};
+use crate::sandbox::{deny_waiting, truncate_utf8, EpochTimer, LogBuffer, PluginState, SharedLogs};
 use crate::tensor::{NoTensors, TensorSource};
 use crate::types::{
-    Annotation, CheckSubject, GenerationStep, LogRecord, PluginInfo, PluginKind, TrainingStep,
-    Verdict, Visual, VisualInput,
+    Annotation, CheckSubject, GenerationStep, LogLevel, LogRecord, PluginInfo, PluginKind,
+    TrainingStep, Verdict, Visual, VisualInput,
 };
 
 /// The contract version this host implements (`tritlab:plugin@…` in `wit/`).
 pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The contract's WIT package name.
 pub const CONTRACT_PACKAGE: &str = "tritlab:plugin";
+/// The `plugin` of log records the host itself writes (warnings about its
+/// own set-up, such as a refused cache folder).
+pub const HOST_LOG_NAME: &str = "tritlab-plugin-host";
 
 /// Whether a plugin built against contract `version` can run on this host:
 /// semver compatibility, where for 0.x every minor version is breaking.
@@ -58,31 +64,64 @@ enum PluginPre {
     Visualiser(visualiser::VisualiserPluginPre<PluginState>),
 }
 
-enum PluginBindings {
-    Tracer(tracer::TracerPlugin),
-    Checker(checker::CheckerPlugin),
-    Visualiser(visualiser::VisualiserPlugin),
+/// A running instance's exports. They are called through typed functions
+/// whose results are lifted within the call's output budget (see
+/// [`crate::output`]), not through the generated bindings, which would copy
+/// whatever the plugin returns before any size could be checked.
+struct PluginBindings {
+    kind: PluginKind,
+    instance: Instance,
 }
 
-/// Calls a function of the `plugin` interface, which every world exports
-/// (each world's bindings have their own copy of the accessor).
-macro_rules! plugin_interface {
-    ($bindings:expr, |$interface:ident| $call:expr) => {
-        match $bindings {
-            PluginBindings::Tracer(b) => {
-                let $interface = b.tritlab_plugin_plugin();
-                $call
-            }
-            PluginBindings::Checker(b) => {
-                let $interface = b.tritlab_plugin_plugin();
-                $call
-            }
-            PluginBindings::Visualiser(b) => {
-                let $interface = b.tritlab_plugin_plugin();
-                $call
-            }
-        }
-    };
+/// The exported interfaces, by the names the generated bindings use.
+const PLUGIN_INTERFACE: &str = "tritlab:plugin/plugin@0.1.0";
+const TRACER_INTERFACE: &str = "tritlab:plugin/tracer@0.1.0";
+const CHECKER_INTERFACE: &str = "tritlab:plugin/checker@0.1.0";
+const VISUALISER_INTERFACE: &str = "tritlab:plugin/visualiser@0.1.0";
+
+impl PluginBindings {
+    /// Calls `function` of the exported `interface` with `params`.
+    fn call<P, R>(
+        &self,
+        store: &mut Store<PluginState>,
+        interface: &str,
+        function: &str,
+        params: P,
+    ) -> wasmtime::Result<R>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        let missing =
+            || wasmtime::format_err!("the plugin does not export `{interface}.{function}`");
+        let exported = self
+            .instance
+            .get_export_index(&mut *store, None, interface)
+            .ok_or_else(missing)?;
+        let func = self
+            .instance
+            .get_export_index(&mut *store, Some(&exported), function)
+            .ok_or_else(missing)?;
+        self.instance
+            .get_typed_func::<P, R>(&mut *store, &func)?
+            .call(&mut *store, params)
+    }
+
+    /// Calls `function` of `interface` if the plugin is of kind `kind`.
+    fn call_if<P, R>(
+        &self,
+        kind: PluginKind,
+        store: &mut Store<PluginState>,
+        interface: &str,
+        function: &str,
+        params: P,
+    ) -> Option<wasmtime::Result<R>>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        (self.kind == kind).then(|| self.call(store, interface, function, params))
+    }
 }
 
 /// A running instance: its store and the typed handles of its exports.
@@ -125,13 +164,14 @@ impl Slot {
         let mut store = Store::new(&sandbox.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(sandbox.deadline_ticks);
-        let bindings = match &self.pre {
-            PluginPre::Tracer(pre) => pre.instantiate(&mut store).map(PluginBindings::Tracer),
-            PluginPre::Checker(pre) => pre.instantiate(&mut store).map(PluginBindings::Checker),
-            PluginPre::Visualiser(pre) => {
-                pre.instantiate(&mut store).map(PluginBindings::Visualiser)
-            }
+        let (kind, instance_pre) = match &self.pre {
+            PluginPre::Tracer(pre) => (PluginKind::Tracer, pre.instance_pre()),
+            PluginPre::Checker(pre) => (PluginKind::Checker, pre.instance_pre()),
+            PluginPre::Visualiser(pre) => (PluginKind::Visualiser, pre.instance_pre()),
         };
+        let bindings = instance_pre
+            .instantiate(&mut store)
+            .map(|instance| PluginBindings { kind, instance });
         match bindings {
             Ok(bindings) => Ok(LiveInstance { store, bindings }),
             Err(err) => Err(classify_failure(
@@ -163,10 +203,7 @@ impl Slot {
                     sandbox,
                     Call::Configure,
                     &mut live,
-                    |bindings, store| {
-                        Some(plugin_interface!(bindings, |plugin| plugin
-                            .call_configure(store, &options)))
-                    },
+                    |bindings, store| Some(configure(bindings, store, &options)),
                 );
                 match configured {
                     Ok(Some(Ok(()))) => {}
@@ -201,6 +238,17 @@ impl Slot {
     }
 }
 
+/// Calls `plugin.configure`.
+fn configure(
+    bindings: &PluginBindings,
+    store: &mut Store<PluginState>,
+    options: &[wit::OptionValue],
+) -> wasmtime::Result<Result<(), String>> {
+    bindings
+        .call::<_, (Result<(), OutText>,)>(store, PLUGIN_INTERFACE, "configure", (options,))
+        .map(|(reply,)| reply.map_err(|e| e.0))
+}
+
 /// The error for a guest function the instance does not have.
 fn unreachable_kind<T>(plugin: &str, call: Call, kind: PluginKind) -> Result<T, PluginError> {
     Err(PluginError::WrongKind {
@@ -220,10 +268,20 @@ fn run_guarded<T>(
     run: impl FnOnce(&PluginBindings, &mut Store<PluginState>) -> GuestOutcome<T>,
 ) -> Result<Option<Result<T, String>>, PluginError> {
     live.store.data_mut().log_lines_this_call = 0;
+    live.store.data_mut().denied = None;
     live.store.set_epoch_deadline(sandbox.deadline_ticks);
+    let budget = OutputBudget::arm(sandbox.limits.max_output_bytes);
     match run(&live.bindings, &mut live.store) {
         None => Ok(None),
         Some(Ok(reply)) => Ok(Some(reply)),
+        Some(Err(_)) if budget.exceeded() => Err(PluginError::InvalidOutput {
+            plugin: plugin.to_owned(),
+            call,
+            reason: format!(
+                "it returned more than the output limit of {} bytes (refused before copying)",
+                budget.limit()
+            ),
+        }),
         Some(Err(err)) => Err(classify_failure(
             plugin,
             call,
@@ -244,6 +302,13 @@ fn classify_failure(
     limits: &Limits,
 ) -> PluginError {
     let plugin = plugin.to_owned();
+    if let Some(import) = &state.denied {
+        return PluginError::Forbidden {
+            plugin,
+            call,
+            import: import.clone(),
+        };
+    }
     if state.memory.exceeded {
         return PluginError::MemoryLimit {
             plugin,
@@ -380,6 +445,36 @@ fn contract_of(component: &Component, engine: &Engine) -> Result<(PluginKind, St
     }
 }
 
+/// Why a component file could not be read.
+enum ModuleRead {
+    Io(std::io::Error),
+    /// Its size in bytes (at least this many: reading stops past the limit).
+    TooLarge(u64),
+}
+
+/// Reads a component file of at most `limit` bytes. The size is checked
+/// before reading, and the read itself stops one byte past the limit, so
+/// neither a huge file nor one that grows while being read is ever held in
+/// memory (or handed to the compiler).
+fn read_module(path: &Path, limit: usize) -> Result<Vec<u8>, ModuleRead> {
+    use std::io::Read as _;
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let file = std::fs::File::open(path).map_err(ModuleRead::Io)?;
+    let size = file.metadata().map_err(ModuleRead::Io)?.len();
+    if size > limit {
+        return Err(ModuleRead::TooLarge(size));
+    }
+    let mut wasm = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut wasm)
+        .map_err(ModuleRead::Io)?;
+    let read = u64::try_from(wasm.len()).unwrap_or(u64::MAX);
+    if read > limit {
+        return Err(ModuleRead::TooLarge(read));
+    }
+    Ok(wasm)
+}
+
 /// Loads tritlab plugins and calls them in a sandbox.
 ///
 /// Every plugin runs in its own store with WASI linked but nothing granted
@@ -404,13 +499,29 @@ impl PluginHost {
         let mut engine_config = Config::new();
         engine_config
             .epoch_interruption(true)
-            .cranelift_opt_level(OptLevel::Speed);
+            .cranelift_opt_level(OptLevel::Speed)
+            // Only the proposals the toolchains' output needs (MVP plus
+            // bulk memory, reference types, multi-value, SIMD, sign
+            // extension, saturating conversions). Wasmtime enables more by
+            // default; memory64 and multi-memory in particular widen what
+            // the memory limiter must reason about for no plugin's benefit.
+            .wasm_memory64(false)
+            .wasm_multi_memory(false)
+            .wasm_custom_page_sizes(false)
+            .wasm_tail_call(false)
+            .wasm_wide_arithmetic(false)
+            .wasm_relaxed_simd(false)
+            .wasm_extended_const(false)
+            .wasm_gc(false)
+            .wasm_stack_switching(false)
+            .wasm_shared_everything_threads(false);
         let engine =
             Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| HostError::Linker(format!("{e:#}")))?;
+        deny_waiting(&mut linker).map_err(|e| HostError::Linker(format!("{e:#}")))?;
         tracer::TracerPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
             &mut linker,
             |state| state,
@@ -426,6 +537,24 @@ impl PluginHost {
             .max(1);
         let epoch_timer = EpochTimer::start(engine.clone(), tick).map_err(HostError::Timer)?;
         let logs = Arc::new(Mutex::new(LogBuffer::new(config.limits.log_buffer_records)));
+        // A cache folder others could write to would let them run native
+        // code in this process: refuse it and compile every time instead.
+        let cache_dir = config.cache_dir.filter(|dir| match prepare_dir(dir) {
+            Ok(()) => true,
+            Err(reason) => {
+                logs.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(LogRecord {
+                        plugin: HOST_LOG_NAME.into(),
+                        level: LogLevel::Warn,
+                        message: format!(
+                            "not using the compiled-plugin cache {}: {reason}; plugins are compiled on every load",
+                            dir.display()
+                        ),
+                    });
+                false
+            }
+        });
         Ok(PluginHost {
             sandbox: Sandbox {
                 engine,
@@ -435,7 +564,7 @@ impl PluginHost {
                 logs,
             },
             linker,
-            cache_dir: config.cache_dir,
+            cache_dir,
             plugins: Vec::new(),
             _epoch_timer: epoch_timer,
         })
@@ -466,11 +595,20 @@ impl PluginHost {
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
-        let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
-            plugin: label.clone(),
-            path: path.clone(),
-            source,
-        })?;
+        let wasm =
+            read_module(&path, self.sandbox.limits.max_module_bytes).map_err(|err| match err {
+                ModuleRead::Io(source) => LoadError::Read {
+                    plugin: label.clone(),
+                    path: path.clone(),
+                    source,
+                },
+                ModuleRead::TooLarge(size) => LoadError::TooLarge {
+                    plugin: label.clone(),
+                    path: path.clone(),
+                    size,
+                    limit: self.sandbox.limits.max_module_bytes,
+                },
+            })?;
         let component = compile_component(&self.sandbox.engine, &wasm, self.cache_dir.as_deref())
             .map_err(|e| LoadError::Compile {
             plugin: label.clone(),
@@ -524,7 +662,11 @@ impl PluginHost {
         };
         let described = slot
             .invoke(&self.sandbox, Call::Describe, kind, |bindings, store| {
-                Some(plugin_interface!(bindings, |plugin| plugin.call_describe(store)).map(Ok))
+                Some(
+                    bindings
+                        .call::<_, (OutPluginInfo,)>(store, PLUGIN_INTERFACE, "describe", ())
+                        .map(|(info,)| Ok(wit::PluginInfo::from(info))),
+                )
             })
             .and_then(|reply| {
                 reply.map_err(|message| PluginError::Reported {
@@ -601,7 +743,22 @@ impl PluginHost {
             .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
             .collect();
         paths.sort();
-        paths.into_iter().map(|path| self.load_file(path)).collect()
+        // Each load compiles a component: bound how many one folder may
+        // make the host compile (module size bounds each compile).
+        let max = self.sandbox.limits.max_plugins_per_dir;
+        let skipped = paths.split_off(paths.len().min(max));
+        let mut results: Vec<_> = paths.into_iter().map(|path| self.load_file(path)).collect();
+        results.extend(skipped.into_iter().map(|path| {
+            Err(LoadError::TooMany {
+                plugin: path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                ),
+                path,
+                limit: max,
+            })
+        }));
+        results
     }
 
     /// Loads the bundled plugins from `bundled_dir`, then the user's
@@ -686,9 +843,7 @@ impl PluginHost {
         self.call(
             plugin,
             Call::Configure,
-            |bindings, store| {
-                Some(plugin_interface!(bindings, |p| p.call_configure(store, &values)))
-            },
+            |bindings, store| Some(configure(bindings, store, &values)),
             |(), _| Ok(()),
         )?;
         let loaded = self.plugin_mut(plugin)?;
@@ -709,12 +864,16 @@ impl PluginHost {
         self.call(
             plugin,
             Call::TraceGeneration,
-            |bindings, store| match bindings {
-                PluginBindings::Tracer(b) => Some(
-                    b.tritlab_plugin_tracer()
-                        .call_trace_generation(store, &input),
-                ),
-                _ => None,
+            |bindings, store| {
+                bindings
+                    .call_if::<_, (Result<OutAnnotation, OutText>,)>(
+                        PluginKind::Tracer,
+                        store,
+                        TRACER_INTERFACE,
+                        "trace-generation",
+                        (&input,),
+                    )
+                    .map(|r| r.map(|(reply,)| output::reply(reply)))
             },
             convert::annotation_from_wit,
         )
@@ -730,11 +889,16 @@ impl PluginHost {
         self.call(
             plugin,
             Call::TraceTraining,
-            |bindings, store| match bindings {
-                PluginBindings::Tracer(b) => {
-                    Some(b.tritlab_plugin_tracer().call_trace_training(store, &input))
-                }
-                _ => None,
+            |bindings, store| {
+                bindings
+                    .call_if::<_, (Result<OutAnnotation, OutText>,)>(
+                        PluginKind::Tracer,
+                        store,
+                        TRACER_INTERFACE,
+                        "trace-training",
+                        (&input,),
+                    )
+                    .map(|r| r.map(|(reply,)| output::reply(reply)))
             },
             convert::annotation_from_wit,
         )
@@ -750,11 +914,16 @@ impl PluginHost {
         self.call(
             plugin,
             Call::Check,
-            |bindings, store| match bindings {
-                PluginBindings::Checker(b) => {
-                    Some(b.tritlab_plugin_checker().call_check(store, &input))
-                }
-                _ => None,
+            |bindings, store| {
+                bindings
+                    .call_if::<_, (Result<OutList<OutVerdict>, OutText>,)>(
+                        PluginKind::Checker,
+                        store,
+                        CHECKER_INTERFACE,
+                        "check",
+                        (&input,),
+                    )
+                    .map(|r| r.map(|(reply,)| output::list_reply(reply)))
             },
             convert::verdicts_from_wit,
         )
@@ -770,11 +939,16 @@ impl PluginHost {
         self.call(
             plugin,
             Call::Render,
-            |bindings, store| match bindings {
-                PluginBindings::Visualiser(b) => {
-                    Some(b.tritlab_plugin_visualiser().call_render(store, &request))
-                }
-                _ => None,
+            |bindings, store| {
+                bindings
+                    .call_if::<_, (Result<OutList<OutVisual>, OutText>,)>(
+                        PluginKind::Visualiser,
+                        store,
+                        VISUALISER_INTERFACE,
+                        "render",
+                        (&request,),
+                    )
+                    .map(|r| r.map(|(reply,)| output::list_reply(reply)))
             },
             convert::visuals_from_wit,
         )
@@ -896,7 +1070,22 @@ impl PluginHost {
 
 #[cfg(test)]
 mod tests {
-    use super::contract_compatible;
+    use super::*;
+
+    #[test]
+    fn interface_names_carry_the_contract_version() {
+        for (interface, name) in [
+            (PLUGIN_INTERFACE, "plugin"),
+            (TRACER_INTERFACE, "tracer"),
+            (CHECKER_INTERFACE, "checker"),
+            (VISUALISER_INTERFACE, "visualiser"),
+        ] {
+            assert_eq!(
+                interface,
+                format!("{CONTRACT_PACKAGE}/{name}@{CONTRACT_VERSION}")
+            );
+        }
+    }
 
     #[test]
     fn contract_versions_follow_semver_with_the_0x_rule() {

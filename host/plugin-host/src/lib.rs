@@ -41,12 +41,16 @@ mod config;
 mod convert;
 mod error;
 mod host;
+mod output;
 mod sandbox;
 mod tensor;
 mod types;
 
 pub use config::{default_cache_dir, user_plugin_dir, HostConfig, Limits};
 pub use error::{Call, HostError, LoadError, PluginError};
-pub use host::{contract_compatible, PluginHost, PluginStatus, CONTRACT_PACKAGE, CONTRACT_VERSION};
+pub use host::{
+    contract_compatible, PluginHost, PluginStatus, CONTRACT_PACKAGE, CONTRACT_VERSION,
+    HOST_LOG_NAME,
+};
 pub use tensor::{InMemoryTensors, NoTensors, TensorSource};
 pub use types::*;

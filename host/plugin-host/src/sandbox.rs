@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{Deterministic, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -36,7 +36,7 @@ impl LogBuffer {
         }
     }
 
-    fn push(&mut self, record: LogRecord) {
+    pub(crate) fn push(&mut self, record: LogRecord) {
         if self.records.len() >= self.capacity {
             self.records.pop_front();
             self.dropped += 1;
@@ -51,15 +51,27 @@ impl LogBuffer {
 
 pub(crate) type SharedLogs = Arc<Mutex<LogBuffer>>;
 
-/// Caps an instance's linear memory, over all its memories together.
+/// Bytes charged per table element against the memory budget. Wasmtime
+/// stores a table element as one pointer-sized word; charging twice that
+/// covers its bookkeeping too, so tables can never hold more host memory
+/// than the budget says.
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Caps what an instance may allocate in the host: all its linear memories
+/// and all its tables (at [`TABLE_ELEMENT_BYTES`] per element) count against
+/// one budget.
 ///
-/// Growth past the limit fails with a trap (rather than `memory.grow`
+/// Growth past the budget fails with a trap (rather than `memory.grow`
 /// returning -1) so the call stops at once, and `exceeded` records why, so
-/// the error can say "memory limit" instead of a bare trap.
+/// the error can say "memory limit" instead of a bare trap. Sizes come from
+/// the guest, so every sum is checked: an overflow is over the budget.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     limit_bytes: usize,
-    total_bytes: usize,
+    /// Bytes of all linear memories together.
+    memory_bytes: usize,
+    /// Bytes charged for all tables together.
+    table_bytes: usize,
     pub(crate) exceeded: bool,
 }
 
@@ -67,18 +79,34 @@ impl MemoryLimiter {
     fn new(limit_bytes: usize) -> Self {
         Self {
             limit_bytes,
-            total_bytes: 0,
+            memory_bytes: 0,
+            table_bytes: 0,
             exceeded: false,
         }
     }
+
+    /// The new total of one kind of allocation when one of them grows from
+    /// `current` to `desired` bytes, if that and `other` fit the budget.
+    fn grown(&self, counted: usize, current: usize, desired: usize, other: usize) -> Option<usize> {
+        let grown = counted.saturating_sub(current).checked_add(desired)?;
+        (grown.checked_add(other)? <= self.limit_bytes).then_some(grown)
+    }
+
+    fn refuse(&mut self, what: &str, desired: usize) -> wasmtime::Error {
+        self.exceeded = true;
+        wasmtime::format_err!(
+            "memory limit of {} bytes exceeded ({what} asked for {desired} bytes)",
+            self.limit_bytes
+        )
+    }
 }
 
-/// Tables and instances a plugin may create: generous for any component a
-/// language toolchain emits, small enough that a hostile one cannot use
-/// them to exhaust host memory.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-const MAX_INSTANCES: usize = 256;
-const MAX_TABLES: usize = 256;
+/// Tables, memories and instances a plugin may create: generous for any
+/// component a language toolchain emits (each core module has one memory
+/// and one table; a component a handful of modules), small enough that a
+/// hostile one cannot use their fixed overhead to exhaust host memory.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 16;
 
 impl ResourceLimiter for MemoryLimiter {
@@ -88,25 +116,32 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.total_bytes - current.min(self.total_bytes) + desired;
-        if total > self.limit_bytes {
-            self.exceeded = true;
-            wasmtime::bail!(
-                "memory limit of {} bytes exceeded (asked for {total})",
-                self.limit_bytes
-            );
+        match self.grown(self.memory_bytes, current, desired, self.table_bytes) {
+            Some(total) => {
+                self.memory_bytes = total;
+                Ok(true)
+            }
+            None => Err(self.refuse("a linear memory", desired)),
         }
-        self.total_bytes = total;
-        Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let to_bytes = |elements: usize| elements.checked_mul(TABLE_ELEMENT_BYTES);
+        let (Some(current), Some(desired_bytes)) = (to_bytes(current), to_bytes(desired)) else {
+            return Err(self.refuse("a table", usize::MAX));
+        };
+        match self.grown(self.table_bytes, current, desired_bytes, self.memory_bytes) {
+            Some(total) => {
+                self.table_bytes = total;
+                Ok(true)
+            }
+            None => Err(self.refuse("a table", desired_bytes)),
+        }
     }
 
     fn instances(&self) -> usize {
@@ -120,6 +155,50 @@ impl ResourceLimiter for MemoryLimiter {
     fn memories(&self) -> usize {
         MAX_MEMORIES
     }
+}
+
+/// The WASI functions that wait: a monotonic-clock subscription is a timer,
+/// and `poll`/`pollable.block` put the calling thread to sleep inside the
+/// host, where epoch interruption cannot reach it, so a plugin could hold
+/// the host far past its deadline. A plugin is a pure function of its
+/// input and never needs to wait, so these are replaced with functions that
+/// stop the call at once.
+///
+/// The blocking stream functions stay: the only streams a plugin can open
+/// are stdin (closed: reads end at once), stdout (a sink) and stderr (an
+/// in-memory pipe that fails when full), none of which ever waits, and
+/// Rust's panic messages reach stderr through them.
+const WAITING_IMPORTS: &[(&str, &str)] = &[
+    ("wasi:clocks/monotonic-clock@0.2.12", "subscribe-duration"),
+    ("wasi:clocks/monotonic-clock@0.2.12", "subscribe-instant"),
+    ("wasi:io/poll@0.2.12", "poll"),
+    ("wasi:io/poll@0.2.12", "[method]pollable.block"),
+];
+
+/// Why a call was stopped for calling one of [`WAITING_IMPORTS`].
+pub(crate) const NO_WAITING: &str = "plugins may not sleep or wait";
+
+/// Shadows [`WAITING_IMPORTS`] in `linker` (which already holds WASI) with
+/// functions that record which one was called and trap.
+pub(crate) fn deny_waiting(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    for &(interface, function) in WAITING_IMPORTS {
+        let unversioned = interface
+            .split_once('@')
+            .map_or(interface, |(name, _)| name);
+        let import = format!("{unversioned}.{function}");
+        linker.instance(interface)?.func_new(
+            function,
+            move |mut store, _ty, _params, _results| {
+                store.data_mut().denied = Some(import.clone());
+                Err(wasmtime::format_err!(
+                    "{NO_WAITING}: `{import}` is not granted"
+                ))
+            },
+        )?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// A wall clock stuck at the Unix epoch: plugins must be pure functions of
@@ -143,6 +222,8 @@ pub(crate) struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
+    /// The import the current call was stopped for calling, if any.
+    pub(crate) denied: Option<String>,
     pub(crate) tensors: Arc<dyn TensorSource>,
     pub(crate) limits: Arc<Limits>,
     logs: SharedLogs,
@@ -180,6 +261,7 @@ impl PluginState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(limits.memory_bytes),
+            denied: None,
             tensors,
             limits,
             logs,
@@ -394,5 +476,32 @@ mod tests {
         assert!(!limiter.exceeded);
         assert!(limiter.memory_growing(30, 31, None).is_err(), "total 101");
         assert!(limiter.exceeded);
+    }
+
+    #[test]
+    fn memory_limit_sums_are_checked_for_overflow() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).is_ok());
+        // A 64-bit memory asking for nearly the whole address space must not
+        // wrap the total around to something small.
+        assert!(limiter.memory_growing(0, usize::MAX - 10, None).is_err());
+        assert!(limiter.exceeded);
+        assert!(limiter.table_growing(0, usize::MAX / 2, None).is_err());
+    }
+
+    #[test]
+    fn tables_count_against_the_same_budget_as_memories() {
+        let budget = 100 * TABLE_ELEMENT_BYTES;
+        let mut limiter = MemoryLimiter::new(budget);
+        assert!(limiter.table_growing(0, 60, None).is_ok());
+        assert!(limiter
+            .memory_growing(0, 40 * TABLE_ELEMENT_BYTES, None)
+            .is_ok());
+        assert!(!limiter.exceeded);
+        assert!(limiter.table_growing(0, 1, None).is_err(), "a second table");
+        assert!(limiter.exceeded);
+        let mut limiter = MemoryLimiter::new(budget);
+        assert!(limiter.memory_growing(0, budget, None).is_ok());
+        assert!(limiter.table_growing(0, 1, None).is_err());
     }
 }

@@ -16,7 +16,8 @@ mod worker;
 
 pub use lang::{complete, highlight, hint, is_complete, parse, parse_script, Command, ParseError};
 pub use session::{
-    Context, Execution, LiveEvent, LoadedModel, OpenRun, RustEvaluator, Session, SessionConfig,
+    Context, Execution, InternalError, LiveEvent, LoadedModel, OpenRun, RustEvaluator, Session,
+    SessionConfig,
 };
 pub use snapshot::Snapshot;
 pub use training::step_outputs;

@@ -7,6 +7,8 @@
 
 use crate::convert;
 use crate::lang::{self, Command, ModelRef};
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -114,6 +116,37 @@ pub struct Execution {
     pub quit: bool,
     /// `clear` was run: faces clear their transcript.
     pub clear: bool,
+    /// Set when a command panicked: a bug, not bad input. The panic is caught, the session is
+    /// reset as [`Session::execute`] describes, and `error` carries the same message.
+    pub internal_error: Option<InternalError>,
+}
+
+/// A command that panicked instead of returning. This is always a bug in tritlab (or in code it
+/// calls), never the user's fault, so the message says where it happened and what the panic said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("internal error in `{command}`: {message}")]
+pub struct InternalError {
+    /// The command that was running, as its first word (`generate`, `train`, `:rust`…), or
+    /// `parse` when the command language parser itself failed.
+    pub command: String,
+    /// The panic's message, when it had a text payload.
+    pub message: String,
+}
+
+impl InternalError {
+    fn from_panic(command: impl Into<String>, payload: &(dyn Any + Send)) -> Self {
+        let message = if let Some(text) = payload.downcast_ref::<&str>() {
+            (*text).to_owned()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else {
+            "a panic without a message".to_owned()
+        };
+        InternalError {
+            command: command.into(),
+            message,
+        }
+    }
 }
 
 /// A loaded model and its tokenizer.
@@ -255,14 +288,35 @@ impl Session {
     }
 
     /// Runs every command of `source` in order; stops at the first error.
+    ///
+    /// This is the one place commands run, so it is where panics stop: a command that panics
+    /// fails with an [`InternalError`] and the session lives on for the next command. Unwinding
+    /// may have left whatever the command was changing half-updated, and which part that is
+    /// cannot be known, so the session then drops everything a command changes in place: the
+    /// loaded model, the open training run (releasing its directory), the last trace and the
+    /// plugin host, which is started afresh from the configured folders. The configuration and
+    /// the Rust evaluator (which belongs to the face that installed it) are kept. Dropping a
+    /// model costs a `load`; keeping one that a panic interrupted mid-update could give wrong
+    /// numbers with no error at all.
     pub fn execute(&mut self, source: &str, ctx: &mut Context<'_>) -> Execution {
         let mut exec = Execution::default();
-        let statements = match lang::parse_script(source) {
-            Ok(s) => s,
-            Err(e) => {
+        // The parser only reads `source`; nothing of the session can be half-updated by it.
+        let parsed = panic::catch_unwind(|| lang::parse_script(source));
+        let statements = match parsed {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 let message = e.render(source);
                 exec.outputs.push(Output::Error(message.clone()));
                 exec.error = Some(message);
+                return exec;
+            }
+            Err(payload) => {
+                let internal = InternalError::from_panic("parse", payload.as_ref());
+                let message =
+                    format!("{internal}. This is a bug in tritlab; the session is unchanged.");
+                exec.outputs.push(Output::Error(message.clone()));
+                exec.error = Some(message);
+                exec.internal_error = Some(internal);
                 return exec;
             }
         };
@@ -284,7 +338,21 @@ impl Session {
                 }
                 _ => {}
             }
-            match self.run_command(&statement.command, ctx) {
+            let command = &statement.command;
+            // `AssertUnwindSafe`: after a panic the state the command could reach is reset by
+            // `recover_from_panic` before anything reads it again.
+            let result =
+                match panic::catch_unwind(AssertUnwindSafe(|| self.run_command(command, ctx))) {
+                    Ok(result) => result,
+                    Err(payload) => {
+                        let internal =
+                            InternalError::from_panic(command_word(command), payload.as_ref());
+                        let reset = self.recover_from_panic(&internal);
+                        exec.internal_error = Some(internal.clone());
+                        Err(format!("{internal}. This is a bug in tritlab. {reset}"))
+                    }
+                };
+            match result {
                 Ok(outputs) => exec.outputs.extend(outputs),
                 Err(message) => {
                     let message = if statement.line > 1 {
@@ -299,6 +367,41 @@ impl Session {
             }
         }
         exec
+    }
+
+    /// Drops the state a panicking command may have left half-updated (see [`Session::execute`])
+    /// and says what was dropped, for the error message.
+    fn recover_from_panic(&mut self, internal: &InternalError) -> String {
+        let mut dropped = Vec::new();
+        if let Some(model) = self.model.take() {
+            dropped.push(format!("the model {} was unloaded", model.path.display()));
+        }
+        if let Some(run) = self.run.take() {
+            dropped.push(format!("the training run {} was closed", run.dir.display()));
+        }
+        self.last_trace.clear();
+        let had_plugins = self
+            .plugins
+            .take()
+            .is_some_and(|host| !host.plugins().is_empty());
+        self.plugin_problem = None;
+        self.start_plugins();
+        if had_plugins {
+            dropped.push("the plugins were reloaded".to_owned());
+        }
+        self.startup_notes
+            .push(format!("the session was reset after an {internal}"));
+        if dropped.is_empty() {
+            "Nothing was loaded, so nothing was lost.".to_owned()
+        } else {
+            let mut text = dropped.join(", ");
+            text.push_str(" in case the command left them half-changed.");
+            let mut chars = text.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
     }
 
     /// Runs one command.
@@ -922,6 +1025,15 @@ impl Session {
         )));
         Ok(out)
     }
+}
+
+/// The word a command is typed with, for naming it in an [`InternalError`].
+fn command_word(command: &Command) -> String {
+    let text = command.to_string();
+    text.split_whitespace()
+        .next()
+        .unwrap_or("command")
+        .to_owned()
 }
 
 pub(crate) fn model_line(m: &LoadedModel) -> String {

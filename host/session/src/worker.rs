@@ -3,6 +3,7 @@
 
 use crate::session::{Context, Execution, LiveEvent, RustEvaluator, Session, SessionConfig};
 use crate::snapshot::Snapshot;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -30,6 +31,12 @@ enum Request {
     Stop,
 }
 
+/// The session's state for inspectors. Taking a snapshot only reads the session, so a panic in
+/// it leaves nothing half-updated; it yields an empty snapshot rather than ending the thread.
+fn snapshot_of(session: &Session) -> Snapshot {
+    std::panic::catch_unwind(AssertUnwindSafe(|| Snapshot::of(session))).unwrap_or_default()
+}
+
 /// Owns a [`Session`] on a worker thread. Jobs run in submission order.
 pub struct SessionWorker {
     requests: Sender<Request>,
@@ -52,13 +59,13 @@ impl SessionWorker {
                 if let Some(r) = rust {
                     session.set_rust_evaluator(r);
                 }
-                let _ = ev_tx.send(WorkerEvent::Ready(Box::new(Snapshot::of(&session))));
+                let _ = ev_tx.send(WorkerEvent::Ready(Box::new(snapshot_of(&session))));
                 while let Ok(request) = req_rx.recv() {
                     match request {
                         Request::Stop => break,
                         Request::Snapshot => {
                             let _ =
-                                ev_tx.send(WorkerEvent::Snapshot(Box::new(Snapshot::of(&session))));
+                                ev_tx.send(WorkerEvent::Snapshot(Box::new(snapshot_of(&session))));
                         }
                         Request::Run(id, source) => {
                             flag.store(false, Ordering::SeqCst);
@@ -71,10 +78,12 @@ impl SessionWorker {
                                 cancel: &flag,
                                 events: &mut forward,
                             };
+                            // `execute` turns a panicking command into an error; the thread
+                            // lives on for the next job.
                             let exec = session.execute(&source, &mut ctx);
                             let _ = ev_tx.send(WorkerEvent::Finished(id, exec));
                             let _ =
-                                ev_tx.send(WorkerEvent::Snapshot(Box::new(Snapshot::of(&session))));
+                                ev_tx.send(WorkerEvent::Snapshot(Box::new(snapshot_of(&session))));
                         }
                     }
                 }
@@ -106,8 +115,10 @@ impl SessionWorker {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the session thread is still there. `false` after a panic in a command: no more
-    /// events will come, and a face waiting for one should stop waiting.
+    /// Whether the session thread is still there. A panicking command does not end it (it
+    /// finishes with an [`crate::InternalError`]); `false` means the thread is gone for another
+    /// reason, e.g. the session failed to start: no more events will come, and a face waiting
+    /// for one should stop waiting.
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }

@@ -22,6 +22,16 @@ pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
         .join(format!("step-{step:08}.safetensors"))
 }
 
+/// The step a checkpoint file name (`step-N.safetensors`) stands for, if it is one.
+pub fn step_of_path(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .strip_suffix(".safetensors")?
+        .parse()
+        .ok()
+}
+
 /// The steps that have a checkpoint in `run_dir`, ascending.
 pub fn checkpoint_steps(run_dir: &Path) -> Result<Vec<u64>> {
     let dir = run_dir.join("checkpoints");
@@ -31,14 +41,8 @@ pub fn checkpoint_steps(run_dir: &Path) -> Result<Vec<u64>> {
     let mut steps = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| TrainError::io(&dir, e))? {
         let entry = entry.map_err(|e| TrainError::io(&dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name
-            .strip_prefix("step-")
-            .and_then(|r| r.strip_suffix(".safetensors"))
-        {
-            if let Ok(step) = n.parse::<u64>() {
-                steps.push(step);
-            }
+        if let Some(step) = step_of_path(Path::new(&entry.file_name())) {
+            steps.push(step);
         }
     }
     steps.sort_unstable();
@@ -154,6 +158,18 @@ pub fn load(path: &Path, specs: &[ParamSpec], want_twin: bool) -> Result<Checkpo
     let step: u64 = get("step")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| TrainError::format(path, "checkpoint metadata has no step"))?;
+    // Resume and replay pick a checkpoint by its file name; a file whose metadata names another
+    // step (copied or renamed by hand) would silently start them from the wrong world.
+    if let Some(named) = step_of_path(path) {
+        if named != step {
+            return Err(TrainError::format(
+                path,
+                format!(
+                    "the file name says step {named}, but the checkpoint's metadata says step {step}: the file was renamed or copied over another"
+                ),
+            ));
+        }
+    }
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| TrainError::format(path, format!("corrupt checkpoint: {e}")))?;
     let world = read_world(path, &st, specs, "", step)?;

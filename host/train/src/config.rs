@@ -102,6 +102,13 @@ impl WeightQuant {
     }
 }
 
+/// The most tokens one optimiser step may process (`batch × seq`): far beyond what trains on a
+/// CPU, and small enough that the batch's buffers can never overflow.
+pub const MAX_BATCH_TOKENS: usize = 1 << 24;
+
+/// The most threads a run may record (replay and resume build a pool of that many).
+pub const MAX_THREADS: usize = 4096;
+
 /// Optimiser, schedule and bookkeeping settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
@@ -197,8 +204,26 @@ impl TrainOptions {
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
             return bad(format!("gradient clip {} must be ≥ 0", self.grad_clip));
         }
+        if !(self.adam_eps.is_finite() && self.adam_eps > 0.0) {
+            return bad(format!(
+                "Adam epsilon {} must be a positive number",
+                self.adam_eps
+            ));
+        }
         if self.checkpoint_every == 0 {
             return bad("--checkpoint-every must be at least 1".into());
+        }
+        if self.eval_sequences == 0 {
+            return bad("--eval-sequences must be at least 1".into());
+        }
+        match self.batch_size.checked_mul(self.seq_len) {
+            Some(n) if n <= MAX_BATCH_TOKENS => {}
+            _ => {
+                return bad(format!(
+                    "--batch {} × --seq {} is more than {MAX_BATCH_TOKENS} tokens per step",
+                    self.batch_size, self.seq_len
+                ))
+            }
         }
         Ok(())
     }
@@ -271,7 +296,57 @@ impl RunConfig {
                 ),
             ));
         }
-        serde_json::from_value(value).map_err(|e| TrainError::format(&path, e.to_string()))
+        let config: RunConfig =
+            serde_json::from_value(value).map_err(|e| TrainError::format(&path, e.to_string()))?;
+        config.validate(&path)?;
+        Ok(config)
+    }
+
+    /// Checks every field of a `run.json` that was read back: the file may have been edited or
+    /// damaged since the run wrote it, and its numbers size buffers and divide schedules.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |m: String| Err(TrainError::format(path, m));
+        self.options
+            .validate()
+            .or_else(|e| bad(format!("options: {e}")))?;
+        self.model.validate(path)?;
+        if self.options.seq_len > self.model.max_position_embeddings {
+            return bad(format!(
+                "options.seq_len {} is more than model.max_position_embeddings {}",
+                self.options.seq_len, self.model.max_position_embeddings
+            ));
+        }
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return bad(format!(
+                "threads {} must be between 1 and {MAX_THREADS}",
+                self.threads
+            ));
+        }
+        let d = &self.data;
+        if d.train_files.is_empty() {
+            return bad("data.train_files is empty: the run names no training text".into());
+        }
+        if !(d.val_fraction.is_finite() && (0.0..1.0).contains(&d.val_fraction)) {
+            return bad(format!(
+                "data.val_fraction {} must be in [0, 1)",
+                d.val_fraction
+            ));
+        }
+        for (key, hash) in [
+            ("data.train_tokens_hash", &d.train_tokens_hash),
+            ("data.val_tokens_hash", &d.val_tokens_hash),
+        ] {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(format!("{key} {hash:?} is not a blake3 hex digest"));
+            }
+        }
+        if d.train_tokens <= self.options.seq_len {
+            return bad(format!(
+                "data.train_tokens {} is not enough for one sequence of options.seq_len {}",
+                d.train_tokens, self.options.seq_len
+            ));
+        }
+        Ok(())
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {

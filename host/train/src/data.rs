@@ -120,6 +120,23 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Runs a call into `tokenizers`, which panics on some malformed `tokenizer.json` files (at
+/// load or at the first encode), turning a panic into an error about `path`. A run directory's
+/// tokenizer is a file like any other: a bad one must be an error, never a crash.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(TrainError::Tokenizer {
+            path: path.to_path_buf(),
+            message: format!("the tokenizers library panicked while {what} ({detail})"),
+        })
+    })
+}
+
 /// Loads a `tokenizer.json`, without any truncation or padding it may carry (GPT-2's public
 /// copy truncates to 50 tokens, which would silently drop almost all of a corpus).
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
@@ -127,12 +144,14 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let mut tokenizer = Tokenizer::from_file(path).map_err(fail)?;
-    tokenizer
-        .with_truncation(None)
-        .map_err(fail)?
-        .with_padding(None);
-    Ok(tokenizer)
+    guarded(path, "loading", || {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(fail)?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(fail)?
+            .with_padding(None);
+        Ok(tokenizer)
+    })
 }
 
 /// Trains a byte-level BPE tokenizer (GPT-2 style: byte alphabet, no unknown token) with
@@ -201,9 +220,11 @@ pub fn encode_documents(tokenizer: &Tokenizer, documents: &[String]) -> Result<V
     for doc in documents {
         // Encode line groups so the pre-tokenizer never sees one huge string.
         for chunk in chunks_at_lines(doc, 1 << 16) {
-            let enc = tokenizer
-                .encode_fast(chunk, false)
-                .map_err(|e| TrainError::Data(format!("tokenising: {e}")))?;
+            let enc = guarded(Path::new("tokenizer.json"), "encoding", || {
+                tokenizer
+                    .encode_fast(chunk, false)
+                    .map_err(|e| TrainError::Data(format!("tokenising: {e}")))
+            })?;
             ids.extend_from_slice(enc.get_ids());
         }
         if let Some(s) = sep {

@@ -35,6 +35,11 @@ pub enum TrainError {
         recomputed: String,
         hint: String,
     },
+    /// Another process (or another writer in this one) holds the run directory's lock.
+    #[error(
+        "{dir}: another tritlab process{holder} is writing this run directory (it holds its .lock); wait for it to finish or stop it, then try again"
+    )]
+    Locked { dir: PathBuf, holder: String },
     #[error("{0}")]
     Invalid(String),
 }

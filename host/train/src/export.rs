@@ -12,7 +12,7 @@ use crate::model::{ParamKind, World};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tritlab_engine::{BitNetConfig, QuantizationConfig};
 use tritlab_kernels::{quantize_absmean, TernaryWeights, WeightScale};
 
@@ -66,8 +66,27 @@ pub struct Provenance {
     pub weight_quant: WeightQuant,
 }
 
+/// The files an export writes; `tritlab.json` marks a directory as a tritlab export.
+pub const EXPORT_FILES: [&str; 5] = [
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tritlab.json",
+];
+
 /// Writes `config.json`, `generation_config.json`, `model.safetensors`, `tokenizer.json` (copied
-/// from `tokenizer`) and `tritlab.json` into `out`.
+/// from `tokenizer`) and `tritlab.json` as the directory `out`.
+///
+/// The files are written into a temporary directory beside `out`, synced, and the directory is
+/// then renamed into place, so an interrupted export (a crash, a full disk, Ctrl-C) never leaves
+/// a half-written model behind: `out` is either the previous export or the new one. An existing
+/// export is replaced by two renames (old aside, new in), the closest to an atomic directory
+/// swap portable `std` offers: for an instant `out` does not exist, but it never holds a mix.
+/// A process that has the old model memory-mapped keeps reading the old files, which stay alive
+/// until it unmaps them. Files someone added to an existing export (a log excerpt, a README)
+/// are carried over. An existing `out` that is not a tritlab export (no `tritlab.json`) and is
+/// not empty is refused rather than replaced.
 pub fn export_model(
     world: &World,
     config: &BitNetConfig,
@@ -76,7 +95,138 @@ pub fn export_model(
     provenance: &Provenance,
     out: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let carried = check_replaceable(out)?;
+    let (parent, name) = split_dir(out)?;
+    std::fs::create_dir_all(&parent).map_err(|e| TrainError::io(&parent, e))?;
+    let stage = parent.join(format!(".{name}.export-{}", std::process::id()));
+    if stage.exists() {
+        // Left by an earlier export of this process id that was interrupted.
+        std::fs::remove_dir_all(&stage).map_err(|e| TrainError::io(&stage, e))?;
+    }
+    std::fs::create_dir(&stage).map_err(|e| TrainError::io(&stage, e))?;
+    let staged = write_export(world, config, quant, tokenizer, provenance, &stage)
+        .and_then(|()| carry_over(out, &carried, &stage))
+        .and_then(|()| sync_dir(&stage));
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(e);
+    }
+    if let Err(e) = swap_into_place(&stage, out, &parent, &name) {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `out`'s parent directory (`.` for a bare name) and its file name.
+fn split_dir(out: &Path) -> Result<(PathBuf, String)> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "{}: an export needs a directory name to write",
+                out.display()
+            ))
+        })?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+/// Whether `out` may be replaced, and the names of the files in it that an export does not
+/// write (to carry over into the new export).
+fn check_replaceable(out: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(TrainError::io(out, e)),
+    };
+    let mut extra = Vec::new();
+    let mut any = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::io(out, e))?;
+        any = true;
+        let name = entry.file_name();
+        if EXPORT_FILES.iter().any(|f| name == *f) {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(|e| TrainError::io(entry.path(), e))?;
+        if !kind.is_file() {
+            return Err(TrainError::Invalid(format!(
+                "{}: holds {}, which is not a file an export carries over; export into another directory",
+                out.display(),
+                entry.path().display()
+            )));
+        }
+        extra.push(name);
+    }
+    if any && !out.join("tritlab.json").is_file() {
+        return Err(TrainError::Invalid(format!(
+            "{} is not empty and is not a tritlab model export (it has no tritlab.json); export into a new or empty directory",
+            out.display()
+        )));
+    }
+    Ok(extra)
+}
+
+/// Links (or, across file systems, copies) the extra files of the old export into the new one.
+fn carry_over(out: &Path, names: &[std::ffi::OsString], stage: &Path) -> Result<()> {
+    for name in names {
+        let (from, to) = (out.join(name), stage.join(name));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| TrainError::io(&from, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directories cannot be opened for syncing everywhere (Windows); there the rename that
+    // follows is what makes the export visible, and a failed sync only weakens durability.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Renames the finished `stage` to `out`, moving an existing `out` aside first and deleting it
+/// once the new one is in place; on failure the old export is put back.
+fn swap_into_place(stage: &Path, out: &Path, parent: &Path, name: &str) -> Result<()> {
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = out.exists();
+    if had_old {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+        }
+        std::fs::rename(out, &old).map_err(|e| TrainError::io(out, e))?;
+    }
+    if let Err(e) = std::fs::rename(stage, out) {
+        if had_old {
+            let _ = std::fs::rename(&old, out);
+        }
+        return Err(TrainError::io(out, e));
+    }
+    sync_dir(parent)?;
+    if had_old {
+        std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// Writes the export's files into `out` (an empty directory).
+fn write_export(
+    world: &World,
+    config: &BitNetConfig,
+    quant: WeightQuant,
+    tokenizer: &Path,
+    provenance: &Provenance,
+    out: &Path,
+) -> Result<()> {
     let mut config = config.clone();
     config.quantization_config = Some(QuantizationConfig {
         quant_method: Some("bitnet".into()),

@@ -28,6 +28,6 @@ mod trainer;
 
 pub use config::{Preset, RunConfig, TrainOptions, WeightQuant};
 pub use error::{write_atomic, Result, TrainError};
-pub use run::{NewRun, Run, ShapeOverrides, TokenizerSource};
+pub use run::{NewRun, Run, RunLock, ShapeOverrides, TokenizerSource};
 pub use timeline::{Timeline, TimelineLayer};
 pub use trainer::{Evaluation, ResumeInfo, StepReport, Trainer};

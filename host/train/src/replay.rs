@@ -73,6 +73,15 @@ fn range(records: &[StepRecord], from: Option<u64>, to: Option<u64>) -> Result<(
     Ok((from, to))
 }
 
+/// What [`recompute`] did.
+struct Recomputed {
+    world: World,
+    /// The checkpoint it started from.
+    checkpoint: u64,
+    /// Steps fully compared with the log (world hash, loss, batch and flips).
+    verified: u64,
+}
+
 /// Recomputes the world at step `target` from the nearest checkpoint before `check_from`,
 /// checking every step on the way against `records` (and every step in `check_from..=target`
 /// fully: world hash, loss, batch and flips).
@@ -83,12 +92,18 @@ fn recompute(
     check_from: u64,
     cancel: Option<&AtomicBool>,
     progress: Progress,
-) -> Result<(World, u64)> {
+) -> Result<Recomputed> {
     // Start before the first step to check, so that step is recomputed rather than loaded.
     let mut world = run
         .load_checkpoint(check_from.saturating_sub(1).min(target), false)?
         .world;
     let ck = world.step;
+    if ck > target {
+        return Err(TrainError::Invalid(format!(
+            "the checkpoint loaded for step {target} holds step {ck}: the run's checkpoints are inconsistent"
+        )));
+    }
+    let mut verified = 0u64;
     let quant = run.options().weight_quant;
     let mut layers = export::ternary_layers(&world, quant)?;
     let mut hash = world.hash();
@@ -121,6 +136,7 @@ fn recompute(
         if step >= check_from {
             let rec = run.record(&out, hash, after, &layers, &after_layers)?;
             compare(run, logged, &rec)?;
+            verified += 1;
         } else if logged.world_after != after {
             return Err(TrainError::Divergence {
                 step,
@@ -133,7 +149,11 @@ fn recompute(
         hash = after;
         progress(step - ck, total);
     }
-    Ok((world, ck))
+    Ok(Recomputed {
+        world,
+        checkpoint: ck,
+        verified,
+    })
 }
 
 /// `tritlab replay RUN_DIR --verify [--from A --to B]`.
@@ -147,13 +167,22 @@ pub fn verify(
     let run = Run::open(dir)?;
     let (records, _) = run.read_log()?;
     let (from, to) = range(&records, from, to)?;
-    let (_, ck) = recompute(&run, &records, to, from, cancel, progress)?;
+    let done = recompute(&run, &records, to, from, cancel, progress)?;
+    // Count what was compared rather than what was asked for: a report of success must mean
+    // every requested step was recomputed and matched.
+    let requested = to - from + 1;
+    if done.verified != requested {
+        return Err(TrainError::Invalid(format!(
+            "verified {} of the {requested} requested steps {from}..={to} (recomputation started from the checkpoint of step {}); nothing was proven for the rest",
+            done.verified, done.checkpoint
+        )));
+    }
     Ok(VerifyReport {
         from,
         to,
-        checkpoint: ck,
-        recomputed: to - ck,
-        verified: to - from + 1,
+        checkpoint: done.checkpoint,
+        recomputed: to - done.checkpoint,
+        verified: done.verified,
     })
 }
 
@@ -163,7 +192,7 @@ pub fn world_at(run: &Run, step: u64, progress: Progress) -> Result<World> {
     if step > 0 {
         range(&records, Some(step), Some(step))?;
     }
-    Ok(recompute(run, &records, step, step.max(1), None, progress)?.0)
+    Ok(recompute(run, &records, step, step.max(1), None, progress)?.world)
 }
 
 /// `tritlab replay RUN_DIR --to STEP --export DIR`: the model as it was at `step`.

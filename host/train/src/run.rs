@@ -8,6 +8,7 @@
 //!   metrics.jsonl                 loss, learning rate, validation and twin figures per step
 //!   checkpoints/step-N.safetensors  latent worlds (+ twin) every K steps, and at step 0
 //!   model/                        the final model in the Hugging Face BitNet layout
+//!   .lock                         locked (advisory, exclusive) while a process writes the run
 //! ```
 
 use crate::checkpoint;
@@ -24,6 +25,78 @@ pub const LOG_FILE: &str = "morphisms.tml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const MODEL_DIR: &str = "model";
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive advisory lock on a run directory, held by whoever writes the run (a
+/// [`Trainer`](crate::Trainer)) for as long as it lives, and released when dropped (or when the
+/// process dies: the operating system drops the lock with the file handle, so a crash never
+/// leaves a run locked).
+///
+/// Two writers on one run would interleave their morphism records, metrics and checkpoints into
+/// a log that replays as neither. The lock is advisory: it stops tritlab processes (any face:
+/// CLI, REPL, workbench, workbooks), not other programs. Readers (replay, timeline, log) do not
+/// take it.
+#[derive(Debug)]
+pub struct RunLock {
+    dir: PathBuf,
+    // Holding the open file holds the lock.
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Locks `dir` (which must exist) or fails at once with [`TrainError::Locked`] if another
+    /// process, or another writer in this one, holds it.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        if !dir.is_dir() {
+            return Err(TrainError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such run directory"),
+            ));
+        }
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // The holder writes its process id into the file; name it if it can be read.
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(TrainError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (process {holder})")
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(TrainError::io(&path, e)),
+        }
+        // Best effort: the process id only makes the error message of a second writer clearer.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        Ok(RunLock {
+            dir: dir.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    /// The locked run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
 
 /// Where the tokenizer comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +268,7 @@ impl Run {
     /// Opens an existing run: reads its config and tokenizer and re-encodes its data, checking
     /// that the tokens are the ones the run trained on.
     pub fn open(dir: &Path) -> Result<Run> {
+        // `read` validates every field, so nothing below divides by a zero from a bad file.
         let config = RunConfig::read(dir)?;
         let tokenizer = data::load_tokenizer(&dir.join(TOKENIZER_FILE))?;
         let d = &config.data;
@@ -223,6 +297,28 @@ impl Run {
                         .join(", ")
                 )));
             }
+        }
+        // The vocabulary is part of the model shape; ids past it would index past the embedding.
+        let vocab = config.model.vocab_size;
+        if let Some(&id) = train_tokens
+            .iter()
+            .chain(&val_tokens)
+            .find(|&&id| id as usize >= vocab)
+        {
+            return Err(TrainError::format(
+                dir.join(TOKENIZER_FILE),
+                format!(
+                    "gives token id {id}, outside the model's vocabulary of {vocab} in {}",
+                    RunConfig::FILE
+                ),
+            ));
+        }
+        if train_tokens.len() <= config.options.seq_len {
+            return Err(TrainError::Data(format!(
+                "the training text is {} tokens, not enough for one sequence of {}",
+                train_tokens.len(),
+                config.options.seq_len
+            )));
         }
         Self::assemble(dir, config, train_tokens, val_tokens)
     }
@@ -333,11 +429,22 @@ impl Run {
             .rev()
             .find(|&s| s <= step);
         match found {
-            Some(s) => checkpoint::load(
-                &checkpoint::checkpoint_path(&self.dir, s),
-                &self.network.specs,
-                with_twin,
-            ),
+            Some(s) => {
+                let path = checkpoint::checkpoint_path(&self.dir, s);
+                let loaded = checkpoint::load(&path, &self.network.specs, with_twin)?;
+                // `load` checks the name against the metadata too; this guards the invariant
+                // the callers rely on (the world is at the step they asked for or before it).
+                if loaded.world.step != s {
+                    return Err(TrainError::format(
+                        &path,
+                        format!(
+                            "the file name says step {s}, its metadata step {}",
+                            loaded.world.step
+                        ),
+                    ));
+                }
+                Ok(loaded)
+            }
             None => {
                 let world = self.initial_world();
                 let twin = with_twin.then(|| world.clone());

@@ -9,7 +9,7 @@ use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::export::{self, Provenance, TernaryLayer};
 use crate::model::{Precision, World};
-use crate::run::{NewRun, Run, StepOutput, METRICS_FILE, MODEL_DIR};
+use crate::run::{NewRun, Run, RunLock, StepOutput, METRICS_FILE, MODEL_DIR};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,8 @@ pub struct ResumeInfo {
 }
 
 pub struct Trainer {
+    /// Held for the trainer's lifetime: one writer per run directory.
+    _lock: RunLock,
     run: Run,
     world: World,
     twin: Option<World>,
@@ -83,7 +85,13 @@ fn open_metrics(path: &Path, keep_through: Option<u64>) -> Result<std::fs::File>
 
 impl Trainer {
     /// Starts a run in `new.out`: writes its description, step-0 checkpoint and an empty log.
+    ///
+    /// The run directory is locked first (see [`RunLock`]) and stays locked while the trainer
+    /// lives.
     pub fn create(new: &NewRun) -> Result<Trainer> {
+        new.options.validate()?;
+        std::fs::create_dir_all(&new.out).map_err(|e| TrainError::io(&new.out, e))?;
+        let lock = RunLock::acquire(&new.out)?;
         let run = Run::create(new)?;
         let world = run.initial_world();
         let twin = run.options().twin.then(|| world.clone());
@@ -94,11 +102,14 @@ impl Trainer {
         )?;
         let log = MorphismLogWriter::create(run.log_path())?;
         let metrics = open_metrics(&run.dir.join(METRICS_FILE), Some(0))?;
-        Self::assemble(run, world, twin, log, VecDeque::new(), metrics)
+        Self::assemble(lock, run, world, twin, log, VecDeque::new(), metrics)
     }
 
-    /// Continues the run in `dir` from its newest checkpoint.
+    /// Continues the run in `dir` from its newest checkpoint. The directory is locked before
+    /// anything is read, so a second writer fails at once instead of reading a log another
+    /// process is appending to.
     pub fn resume(dir: &Path) -> Result<(Trainer, ResumeInfo)> {
+        let lock = RunLock::acquire(dir)?;
         let run = Run::open(dir)?;
         let (records, _) = run.read_log()?;
         let logged = records.last().map_or(0, |r| r.step);
@@ -130,11 +141,12 @@ impl Trainer {
             logged_steps: logged,
             dropped_tail_bytes: dropped,
         };
-        let trainer = Self::assemble(run, loaded.world, loaded.twin, log, pending, metrics)?;
+        let trainer = Self::assemble(lock, run, loaded.world, loaded.twin, log, pending, metrics)?;
         Ok((trainer, info))
     }
 
     fn assemble(
+        lock: RunLock,
         run: Run,
         world: World,
         twin: Option<World>,
@@ -145,6 +157,7 @@ impl Trainer {
         let layers = export::ternary_layers(&world, run.options().weight_quant)?;
         let hash = world.hash();
         Ok(Trainer {
+            _lock: lock,
             run,
             world,
             twin,

@@ -113,6 +113,8 @@ fn resume_after_interruption_reaches_the_same_world() {
         "steps 4 and 5 are recomputed and checked against the log"
     );
     assert_eq!(t.world_hash(), full.world_hash());
+    // One writer at a time: the run resumes again once this trainer is gone.
+    drop(t);
     assert!(Trainer::resume(&new.out).is_ok());
 }
 
@@ -261,4 +263,229 @@ fn damaged_runs_give_clear_errors() {
     // A second run into the same directory is refused.
     let err = Trainer::create(&new).err().unwrap().to_string();
     assert!(err.contains("--resume"), "{err}");
+}
+
+/// Edits `run.json` in place.
+fn edit_run_json(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// The error of `f`, failing the test if it succeeded or panicked.
+fn error_of<T>(what: &str, f: impl FnOnce() -> tritlab_train::Result<T>) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(_)) => panic!("{what}: succeeded"),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("{what}: panicked"),
+    }
+}
+
+#[test]
+fn run_json_is_validated_when_a_run_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 2, 4);
+    train(&new);
+    let good = std::fs::read(new.out.join("run.json")).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            "checkpoint_every 0",
+            Box::new(|v| v["options"]["checkpoint_every"] = 0.into()),
+            "--checkpoint-every",
+        ),
+        (
+            "seq_len 0",
+            Box::new(|v| v["options"]["seq_len"] = 0.into()),
+            "--seq",
+        ),
+        (
+            "batch_size 0",
+            Box::new(|v| v["options"]["batch_size"] = 0.into()),
+            "--batch",
+        ),
+        (
+            "adam_eps 0",
+            Box::new(|v| v["options"]["adam_eps"] = 0.0.into()),
+            "epsilon",
+        ),
+        (
+            "zero heads",
+            Box::new(|v| v["model"]["num_attention_heads"] = 0.into()),
+            "num_attention_heads = 0",
+        ),
+        (
+            "zero KV heads",
+            Box::new(|v| v["model"]["num_key_value_heads"] = 0.into()),
+            "num_key_value_heads = 0",
+        ),
+        (
+            "wrapping head_dim",
+            Box::new(|v| v["model"]["head_dim"] = ((1u64 << 63) + 16).into()),
+            "head_dim = 9223372036854775824",
+        ),
+        (
+            "vocabulary smaller than the tokenizer's",
+            Box::new(|v| v["model"]["vocab_size"] = 8.into()),
+            "outside the model's vocabulary of 8",
+        ),
+        (
+            "threads 0",
+            Box::new(|v| v["threads"] = 0.into()),
+            "threads 0",
+        ),
+        (
+            "val_fraction NaN-like",
+            Box::new(|v| v["data"]["val_fraction"] = 7.5.into()),
+            "data.val_fraction 7.5",
+        ),
+        (
+            "seq_len past the positions",
+            Box::new(|v| v["options"]["seq_len"] = 100_000.into()),
+            "max_position_embeddings",
+        ),
+    ];
+    for (what, edit, expected) in cases {
+        std::fs::write(new.out.join("run.json"), &good).unwrap();
+        edit_run_json(&new.out, edit);
+        let e = error_of(what, || Trainer::resume(&new.out));
+        assert!(
+            e.contains("run.json") || e.contains("tokenizer.json"),
+            "{what}: {e}"
+        );
+        assert!(e.contains(expected), "{what}: {e}");
+        let e = error_of(what, || {
+            replay::verify(&new.out, None, None, None, &mut |_, _| {})
+        });
+        assert!(e.contains(expected), "{what}: {e}");
+    }
+    std::fs::write(new.out.join("run.json"), &good).unwrap();
+    assert!(replay::verify(&new.out, None, None, None, &mut |_, _| {}).is_ok());
+}
+
+#[test]
+fn a_checkpoint_whose_step_contradicts_its_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 4, 6);
+    train(&new);
+    let ck = |s: u64| new.out.join(format!("checkpoints/step-{s:08}.safetensors"));
+    // The checkpoint of step 3 copied in as step 1: verifying step 2 would start from step 3,
+    // recompute nothing and used to report step 2 as verified.
+    std::fs::copy(ck(3), ck(1)).unwrap();
+    let e = error_of("verify 2..=2", || {
+        replay::verify(&new.out, Some(2), Some(2), None, &mut |_, _| {})
+    });
+    assert!(
+        e.contains("step-00000001.safetensors")
+            && e.contains("file name says step 1")
+            && e.contains("metadata says step 3"),
+        "{e}"
+    );
+    std::fs::remove_file(ck(1)).unwrap();
+    let report = replay::verify(&new.out, Some(2), Some(2), None, &mut |_, _| {}).unwrap();
+    assert_eq!((report.checkpoint, report.verified), (0, 1));
+}
+
+#[test]
+fn a_second_writer_on_a_run_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 3, 8);
+    let mut first = Trainer::create(&new).unwrap();
+    first.step().unwrap();
+    let log_before = std::fs::read(new.out.join("morphisms.tml")).unwrap();
+    let e = error_of("second resume", || Trainer::resume(&new.out));
+    assert!(
+        e.contains(&new.out.display().to_string())
+            && e.contains("another tritlab process")
+            && e.contains(&format!("process {}", std::process::id())),
+        "{e}"
+    );
+    assert!(matches!(
+        Trainer::resume(&new.out).err().unwrap(),
+        tritlab_train::TrainError::Locked { .. }
+    ));
+    // Creating a run over a locked directory is refused the same way.
+    let e = error_of("second create", || Trainer::create(&new));
+    assert!(e.contains("another tritlab process"), "{e}");
+    // Nothing was written by the refused writers.
+    assert_eq!(
+        std::fs::read(new.out.join("morphisms.tml")).unwrap(),
+        log_before
+    );
+    // The lock lives as long as the writer.
+    while !first.is_done() {
+        first.step().unwrap();
+    }
+    drop(first);
+    let (resumed, _) = Trainer::resume(&new.out).unwrap();
+    assert!(resumed.is_done());
+    // RunLock itself, directly.
+    drop(resumed);
+    let lock = tritlab_train::RunLock::acquire(&new.out).unwrap();
+    assert_eq!(lock.dir(), new.out.as_path());
+    assert!(tritlab_train::RunLock::acquire(&new.out).is_err());
+    drop(lock);
+    assert!(tritlab_train::RunLock::acquire(&new.out).is_ok());
+}
+
+#[test]
+fn export_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 3, 10);
+    let mut t = Trainer::create(&new).unwrap();
+    t.step().unwrap();
+    let out = dir.path().join("exported");
+    t.export(Some(&out)).unwrap();
+    std::fs::write(out.join("NOTES.md"), "kept across exports\n").unwrap();
+    let first = std::fs::read(out.join("model.safetensors")).unwrap();
+    let names = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // An export interrupted half-way (here: the tokenizer to copy is gone, after the weights
+    // were written) leaves the previous export exactly as it was, and no temporary files.
+    t.step().unwrap();
+    let provenance = export::Provenance {
+        run: None,
+        step: t.step_count(),
+        world_hash: t.world_hash().to_string(),
+        weight_quant: t.run().options().weight_quant,
+    };
+    let err = export::export_model(
+        t.world(),
+        &t.run().config.model,
+        t.run().options().weight_quant,
+        &dir.path().join("no-such-tokenizer.json"),
+        &provenance,
+        &out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no-such-tokenizer.json"), "{err}");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), first);
+    assert_eq!(names(dir.path()), ["corpus.txt", "exported", "run"]);
+
+    // A finished export replaces the old one whole, carrying over files it did not write.
+    t.export(Some(&out)).unwrap();
+    assert_ne!(std::fs::read(out.join("model.safetensors")).unwrap(), first);
+    assert_eq!(
+        std::fs::read_to_string(out.join("NOTES.md")).unwrap(),
+        "kept across exports\n"
+    );
+    assert_eq!(names(dir.path()), ["corpus.txt", "exported", "run"]);
+    tritlab_engine::Model::load(&out).unwrap();
+
+    // A directory that is not an export is never replaced.
+    let foreign = dir.path().join("photos");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("cat.jpg"), "meow").unwrap();
+    let err = t.export(Some(&foreign)).unwrap_err().to_string();
+    assert!(err.contains("not a tritlab model export"), "{err}");
+    assert_eq!(names(&foreign), ["cat.jpg"]);
 }

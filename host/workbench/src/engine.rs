@@ -26,6 +26,11 @@ pub trait Backend {
     fn cancel(&mut self);
     /// The next event, if one is waiting.
     fn poll(&mut self) -> Option<WorkerEvent>;
+    /// Whether events can still come. A command that panics does not end the session (it
+    /// finishes with an internal error); this is `false` only if the worker is gone for good.
+    fn is_alive(&self) -> bool {
+        true
+    }
 }
 
 impl Backend for SessionWorker {
@@ -39,6 +44,10 @@ impl Backend for SessionWorker {
 
     fn poll(&mut self) -> Option<WorkerEvent> {
         self.try_recv()
+    }
+
+    fn is_alive(&self) -> bool {
+        self.is_running()
     }
 }
 
@@ -286,6 +295,17 @@ impl EngineLink {
         while let Some(event) = self.backend.poll() {
             self.handle(event, &mut updates);
         }
+        // A worker that is gone will never finish the running job: fail it (and, one by one,
+        // the queue) rather than show it running for ever.
+        if let Some(running) = self.running.take_if(|_| !self.backend.is_alive()) {
+            let message = "the session stopped unexpectedly; restart the workbench".to_owned();
+            let execution = Execution {
+                outputs: vec![Output::Error(message.clone())],
+                error: Some(message),
+                ..Execution::default()
+            };
+            self.finish(running, execution, &mut updates);
+        }
         self.pump();
         updates
     }
@@ -358,11 +378,14 @@ impl EngineLink {
     }
 
     fn finish(&mut self, running: Running, execution: Execution, updates: &mut Vec<Update>) {
+        // A command that panicked arrives as an ordinary failure whose error names the command;
+        // the session has already recovered, so the queue carries on like after any error.
         let Execution {
             mut outputs,
             error,
             quit,
             clear,
+            internal_error: _,
         } = execution;
         if clear {
             updates.push(Update::Clear);
@@ -488,6 +511,8 @@ pub(crate) mod testing {
         pub submitted: Vec<(JobId, String)>,
         pub events: VecDeque<WorkerEvent>,
         pub cancels: usize,
+        /// The worker is gone: no event will come.
+        pub dead: bool,
     }
 
     impl FakeBackend {
@@ -528,6 +553,10 @@ pub(crate) mod testing {
 
         fn poll(&mut self) -> Option<WorkerEvent> {
             self.state.lock().unwrap().events.pop_front()
+        }
+
+        fn is_alive(&self) -> bool {
+            !self.state.lock().unwrap().dead
         }
     }
 }
@@ -586,6 +615,27 @@ mod tests {
             2,
             "the next job goes out once the first is done"
         );
+    }
+
+    #[test]
+    fn a_worker_that_is_gone_fails_the_running_job_instead_of_hanging() {
+        let fake = FakeBackend::default();
+        let mut link = EngineLink::new(Box::new(fake.clone()));
+        let cells = keys(2);
+        link.run_cells(cells.iter().map(|&k| (k, "info".to_string())));
+        assert!(link.poll().is_empty());
+        fake.state.lock().unwrap().dead = true;
+        let updates = link.poll();
+        assert!(updates.iter().any(|update| matches!(
+            update,
+            Update::CellFinished { key, failed: true, outputs }
+                if *key == cells[0]
+                    && outputs == &[Output::Error(
+                        "the session stopped unexpectedly; restart the workbench".into()
+                    )]
+        )));
+        assert!(updates.contains(&Update::CellsDropped(vec![cells[1]])));
+        assert!(!link.is_busy());
     }
 
     #[test]

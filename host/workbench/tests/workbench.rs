@@ -423,3 +423,58 @@ fn a_newer_autosave_is_offered_and_saving_removes_it() {
     );
     assert!(!autosave.exists(), "saving the book removes its autosave");
 }
+
+/// Panics on a snippet that mentions `panic`, echoes anything else.
+struct Panicky;
+
+impl tritlab_session::RustEvaluator for Panicky {
+    fn eval(
+        &mut self,
+        code: &str,
+        _cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
+        if code.contains("panic") {
+            panic!("evaluator exploded");
+        }
+        Ok(format!("ok: {code}"))
+    }
+}
+
+#[test]
+fn a_panicking_command_shows_an_error_and_the_workbench_carries_on() {
+    let options = WorkbenchOptions {
+        book: None,
+        session: SessionConfig::default(),
+        run_on_open: false,
+        screenshot_after: None,
+        rust: Some(Box::new(Panicky)),
+        persist: false,
+    };
+    let mut harness = harness(WorkbenchApp::new(options, None, Instant::now()), true);
+    wait_for(&mut harness, "the session", Duration::from_secs(60), |h| {
+        h.state().engine().is_ready()
+    });
+
+    // The REPL line has the keyboard focus; Enter runs it as a new cell.
+    fn run_line(harness: &mut Harness<'static, App>, line: &str) {
+        harness.state_mut().repl_mut().text = line.into();
+        harness.step();
+        harness.key_press(egui::Key::Enter);
+    }
+    run_line(&mut harness, ":rust panic");
+    wait_for(
+        &mut harness,
+        "the internal error",
+        Duration::from_secs(30),
+        |h| shows(h, "internal error in `:rust`: evaluator exploded") && !h.state().is_busy(),
+    );
+
+    // The session thread lives on: the next line runs and shows its output.
+    run_line(&mut harness, ":rust 1 + 1");
+    wait_for(
+        &mut harness,
+        "the next command's output",
+        Duration::from_secs(30),
+        |h| shows(h, "ok: 1 + 1") && !h.state().is_busy(),
+    );
+}

@@ -49,21 +49,123 @@ impl DirAssets {
     }
 }
 
-/// Asset files larger than this are refused unread: no tritlab image comes near it, and a
-/// workbook from elsewhere must not make its reader load gigabytes.
-const MAX_ASSET_BYTES: u64 = 256 << 20;
+/// The largest image asset file read: 256 MiB. No tritlab image comes near it (a PNG of the
+/// largest image [`crate::MAX_IMAGE_PIXELS`] allows, uncompressed, is about this size), and a
+/// workbook from elsewhere must not make its reader load gigabytes. Reads stop at this bound
+/// even when the file's stated length is smaller, since device files and files that grow while
+/// read state nothing useful.
+pub const MAX_ASSET_BYTES: u64 = 256 << 20;
+
+/// Why [`DirAssets`] refuses an asset file. It reaches callers inside the [`io::Error`] that
+/// [`AssetSource::read`] returns (`get_ref()` and `downcast_ref` recover it), and its message
+/// names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AssetFileError {
+    /// A symlink, FIFO, device, socket or directory: only plain files are read, so a link to
+    /// `/dev/zero` cannot feed the reader without end and a FIFO cannot block it. (A workbook
+    /// file itself may be a link, to a plain file.)
+    #[error("{} is a {kind}, not a regular file; image assets must be plain files", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// More than [`MAX_ASSET_BYTES`] (or, for a workbook file, [`crate::MAX_WORKBOOK_BYTES`]).
+    #[error(
+        "{} has more than the {max} bytes tritlab reads from such a file{}",
+        path.display(),
+        stated.map(|n| format!(" ({n} bytes)")).unwrap_or_default()
+    )]
+    TooLarge {
+        path: PathBuf,
+        /// The file's length as the file system states it, when that is what was over.
+        stated: Option<u64>,
+        max: u64,
+    },
+}
+
+impl From<AssetFileError> for io::Error {
+    fn from(error: AssetFileError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// What kind of file system entry `file_type` is, in words.
+fn kind_name(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO";
+        }
+        if file_type.is_char_device() {
+            return "character device";
+        }
+        if file_type.is_block_device() {
+            return "block device";
+        }
+        if file_type.is_socket() {
+            return "socket";
+        }
+    }
+    if file_type.is_symlink() {
+        "symbolic link"
+    } else if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads the regular file at `path`, at most `max` bytes of it.
+///
+/// Unless `follow_links`, the entry is checked without following links first (and opened with
+/// `O_NOFOLLOW`). The file is opened non-blocking, so a FIFO cannot stall the open, and checked
+/// again through the open handle, which is what is read: a swap between the check and the open
+/// is caught there, and so is a link to a device when links are followed.
+pub(crate) fn read_regular_file(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec<u8>> {
+    let not_a_file = |file_type| AssetFileError::NotAFile {
+        path: path.to_path_buf(),
+        kind: kind_name(file_type),
+    };
+    if !follow_links {
+        let entry = std::fs::symlink_metadata(path)?;
+        if !entry.file_type().is_file() {
+            return Err(not_a_file(entry.file_type()).into());
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let no_follow = if follow_links { 0 } else { libc::O_NOFOLLOW };
+        options.custom_flags(libc::O_NONBLOCK | no_follow);
+    }
+    let file = options.open(path)?;
+    let opened = file.metadata()?;
+    if !opened.file_type().is_file() {
+        return Err(not_a_file(opened.file_type()).into());
+    }
+    let too_large = |stated| AssetFileError::TooLarge {
+        path: path.to_path_buf(),
+        stated,
+        max,
+    };
+    if opened.len() > max {
+        return Err(too_large(Some(opened.len())).into());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(opened.len()).unwrap_or(0));
+    io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(None).into());
+    }
+    Ok(bytes)
+}
 
 impl AssetSource for DirAssets {
+    /// Reads a plain file of at most [`MAX_ASSET_BYTES`]; links, FIFOs and devices are refused
+    /// with an [`AssetFileError`].
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        let path = self.base.join(path);
-        let size = std::fs::metadata(&path)?.len();
-        if size > MAX_ASSET_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{size} bytes is more than an image asset may have ({MAX_ASSET_BYTES})"),
-            ));
-        }
-        std::fs::read(path)
+        read_regular_file(&self.base.join(path), MAX_ASSET_BYTES, false)
     }
 }
 

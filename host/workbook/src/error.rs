@@ -106,4 +106,9 @@ pub enum WorkbookError {
         path.display()
     )]
     UnknownExportFormat { path: PathBuf },
+    #[error("cannot export to {}: {source}", path.display())]
+    Export {
+        path: PathBuf,
+        source: crate::export::ExportError,
+    },
 }

@@ -15,14 +15,25 @@ use crate::book::Workbook;
 use crate::error::{ParseError, ParseErrorKind, WorkbookError};
 use crate::image::Image;
 
+/// The largest workbook file [`Workbook::load`] reads: 64 MiB of text. Images live in the asset
+/// folder, so even a long workbook with many traces and plots is a few megabytes; the bound keeps
+/// a FIFO, a device or a runaway file from being read without end.
+pub const MAX_WORKBOOK_BYTES: u64 = 64 << 20;
+
 impl Workbook {
     /// Reads the workbook at `path`, with images from the asset folder its image lines name.
+    ///
+    /// `path` must be a plain file (or a link to one) of at most [`MAX_WORKBOOK_BYTES`]; image
+    /// assets must be plain files, not links, of at most [`crate::MAX_ASSET_BYTES`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WorkbookError> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| WorkbookError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            assets::read_regular_file(path, MAX_WORKBOOK_BYTES, true).map_err(|source| {
+                WorkbookError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let parse_error = |source| WorkbookError::Parse {
             path: path.to_path_buf(),
             source,

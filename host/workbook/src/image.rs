@@ -5,8 +5,15 @@ use std::io::Cursor;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-/// Decoding refuses to allocate more than this, so a small hostile PNG that claims a huge size
-/// cannot exhaust memory.
+/// The most pixels a decoded PNG may have: 64 Mi pixels, 256 MiB as RGBA8. Far above any picture
+/// tritlab draws (trit maps are a few hundred pixels wide), far below what exhausts memory.
+///
+/// A PNG's header states its size, and a hundred bytes can claim 100000×100000 pixels; the claim
+/// is checked against this before any pixel buffer is allocated.
+pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
+/// Decoding refuses to allocate more than this for the decoder's buffers (the `png` crate's own
+/// limit) or for the decoded frame, so a small hostile PNG cannot exhaust memory.
 const MAX_DECODED_BYTES: usize = 256 << 20;
 
 /// An RGBA8 picture: `width × height` pixels, row-major, four bytes per pixel, straight alpha.
@@ -36,6 +43,14 @@ pub enum ImageError {
     },
     #[error("a {width}×{height} image is too large to hold in memory")]
     TooLarge { width: u32, height: u32 },
+    #[error(
+        "the PNG claims {width}×{height} pixels, more than the {max_pixels} an image may have"
+    )]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
     #[error("PNG: {0}")]
     Png(String),
     #[error("pixels are not valid base64: {0}")]
@@ -120,10 +135,24 @@ impl Image {
             },
         );
         decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        // `read_info` reads the header chunks only; nothing sized by the claimed dimensions is
+        // allocated until the check below has passed.
         let mut reader = decoder.read_info().map_err(png_error)?;
+        let (width, height) = {
+            let info = reader.info();
+            (info.width, info.height)
+        };
+        if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+            return Err(ImageError::TooManyPixels {
+                width,
+                height,
+                max_pixels: MAX_IMAGE_PIXELS,
+            });
+        }
         let size = reader
             .output_buffer_size()
-            .ok_or_else(|| ImageError::Png("image too large".into()))?;
+            .filter(|&size| size <= MAX_DECODED_BYTES)
+            .ok_or(ImageError::TooLarge { width, height })?;
         let mut buffer = vec![0; size];
         let frame = reader.next_frame(&mut buffer).map_err(png_error)?;
         buffer.truncate(frame.buffer_size());
@@ -262,6 +291,91 @@ mod tests {
         let mut truncated = checker().to_png().unwrap();
         truncated.truncate(truncated.len() / 2);
         assert!(Image::from_png(&truncated).is_err());
+    }
+
+    /// A valid PNG signature and header chunk claiming `width × height` RGBA8 pixels, followed by
+    /// one empty data chunk and the end chunk: about 70 bytes.
+    pub(crate) fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        }
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut header = Vec::new();
+        header.extend_from_slice(&width.to_be_bytes());
+        header.extend_from_slice(&height.to_be_bytes());
+        header.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, no interlace
+        chunk(&mut png, b"IHDR", &header);
+        // An empty zlib stream: the decoder gets as far as the pixel data.
+        chunk(
+            &mut png,
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    /// The process's peak resident memory in bytes (Linux).
+    fn peak_resident_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    #[test]
+    fn a_tiny_png_claiming_a_huge_size_is_refused_before_allocating() {
+        let png = png_claiming(100_000, 100_000);
+        assert!(png.len() < 100, "{} bytes", png.len());
+        let before = peak_resident_bytes();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            Image::from_png(&png),
+            Err(ImageError::TooManyPixels {
+                width: 100_000,
+                height: 100_000,
+                max_pixels: MAX_IMAGE_PIXELS
+            })
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        if let (Some(before), Some(after)) = (before, peak_resident_bytes()) {
+            // Other tests of this binary run in parallel and allocate a little, never 64 MiB.
+            assert!(
+                after.saturating_sub(before) < 64 << 20,
+                "peak resident memory grew by {} bytes",
+                after - before
+            );
+        }
+        let message = Image::from_png(&png).unwrap_err().to_string();
+        assert!(message.contains("100000×100000"), "{message}");
+    }
+
+    #[test]
+    fn a_claimed_size_within_the_limit_still_needs_its_pixels() {
+        // 4096×4096 is allowed; the empty data stream then fails to decode, as an error.
+        assert!(matches!(
+            Image::from_png(&png_claiming(4096, 4096)),
+            Err(ImageError::Png(_))
+        ));
     }
 
     #[test]

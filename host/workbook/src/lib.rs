@@ -41,16 +41,18 @@ mod image;
 mod output;
 mod run;
 
-pub use assets::{AssetSource, DirAssets, MemoryAssets, NoAssets};
+pub use assets::{AssetFileError, AssetSource, DirAssets, MemoryAssets, NoAssets, MAX_ASSET_BYTES};
 pub use atomic::write_atomic;
 pub use book::{BadCellId, Block, Cell, CellId, CellKind, Workbook};
 pub use error::{ParseError, ParseErrorKind, Unwritable, WorkbookError};
 pub use export::{
-    export, output_html, plot_svg, to_html, to_ipynb, to_markdown, ExportFile, ExportFormat,
-    MarkdownExport,
+    content_size, export, notebook_output, output_html, plot_svg, to_html, to_ipynb, to_markdown,
+    try_to_html, try_to_ipynb, try_to_markdown, ExportError, ExportFile, ExportFormat,
+    MarkdownExport, EXPORT_SIZE_FACTOR, EXPORT_SLACK_BYTES,
 };
+pub use file::MAX_WORKBOOK_BYTES;
 pub use format::{ImageAsset, Rendered, FORMAT_VERSION, VERSION_LINE};
-pub use image::{Image, ImageError};
+pub use image::{Image, ImageError, MAX_IMAGE_PIXELS};
 pub use output::{
     BadOutputKind, BadRgb, NotATrit, Output, OutputKind, Plot, Rgb, Series, Table, Trace,
     TraceToken, Trit,

@@ -121,7 +121,8 @@ fn ipynb_cells_have_unique_schema_ids_and_only_schema_keys() {
     assert_eq!(cells[3]["metadata"]["tritlab"]["language"], "rust");
     assert_eq!(
         cells[3]["source"],
-        serde_json::json!(["let x = 1;\n", "println!(\"{x}\");"])
+        serde_json::json!([":rust\n", "let x = 1;\n", "println!(\"{x}\");"]),
+        "a Rust cell opens with `:rust`, so the tritlab kernel runs it as Rust"
     );
 }
 
@@ -172,6 +173,9 @@ fn ipynb_outputs_map_to_jupyter_output_types() {
         .to_string()
         .contains("<table>"));
     assert!(outputs[4]["data"]["text/html"].to_string().contains("<svg"));
+    assert!(outputs[4]["data"]["image/svg+xml"]
+        .to_string()
+        .contains("<svg xmlns"));
 
     let error = &notebook["cells"][4]["outputs"][0];
     assert_eq!(error["output_type"], "error");

@@ -27,6 +27,10 @@ const MISBEHAVIOUR: &str = "oversized-output";
 const MISBEHAVIOUR: &str = "nonsense-output";
 #[cfg(feature = "snoop")]
 const MISBEHAVIOUR: &str = "snoop";
+#[cfg(feature = "sleeper")]
+const MISBEHAVIOUR: &str = "sleeper";
+#[cfg(feature = "poller")]
+const MISBEHAVIOUR: &str = "poller";
 
 const GREY: Rgba = Rgba {
     r: 0x80,
@@ -105,6 +109,36 @@ fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
         colour: GREY,
         trit: 7,
         label: step.token_text,
+    })
+}
+
+#[cfg(feature = "sleeper")]
+fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
+    // std's sleep is wasi-libc's clock_nanosleep: a monotonic-clock
+    // subscription and a poll that would park the host thread.
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    Ok(Annotation {
+        colour: GREY,
+        trit: 0,
+        label: format!("slept through step {}", step.step),
+    })
+}
+
+#[cfg(feature = "poller")]
+fn misbehave(step: GenerationStep) -> Result<Annotation, String> {
+    use wasi::clocks::monotonic_clock;
+    use wasi::io::poll;
+    // Polls a stream's pollable (stdin, which is closed and so ready), then
+    // blocks on a twenty-second timer: the waiting imports called directly.
+    let stdin = wasi::cli::stdin::get_stdin();
+    let input = stdin.subscribe();
+    let ready = poll::poll(&[&input]);
+    let timer = monotonic_clock::subscribe_duration(20_000_000_000);
+    timer.block();
+    Ok(Annotation {
+        colour: GREY,
+        trit: 0,
+        label: format!("polled {} ready at step {}", ready.len(), step.step),
     })
 }
 

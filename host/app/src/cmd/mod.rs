@@ -1,7 +1,9 @@
 //! Subcommands. Each returns the process exit code, or an error that `main` prints.
 
+pub mod convert;
 pub mod generate;
 pub mod info;
+pub mod kernel;
 pub mod logits;
 pub mod repl;
 pub mod replay;

@@ -11,6 +11,7 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use crate::book::{Block, Cell, Workbook};
 use crate::export::escape::html as esc;
 use crate::export::svg::plot_svg;
+use crate::export::{BoundedString, Budget, ExportError, ExportFormat};
 use crate::image::Image;
 use crate::output::{Output, Table, Trace, TraceToken};
 
@@ -51,21 +52,32 @@ th{background:var(--panel)}\
 .output-plot svg{max-width:100%;height:auto}";
 
 /// The whole workbook as one self-contained HTML page.
+///
+/// A workbook whose page would pass the export bound (see [`crate::ExportError`]) gets a short
+/// page that says so instead; [`try_to_html`] returns the error.
 pub fn to_html(book: &Workbook) -> String {
+    try_to_html(book).unwrap_or_else(|error| {
+        page_start("tritlab workbook: not exported")
+            + &format!(
+                "<pre class=\"output output-error\">{}</pre>\n</main>\n</body>\n</html>\n",
+                esc(&error.to_string())
+            )
+    })
+}
+
+/// The whole workbook as one self-contained HTML page, or [`ExportError::TooLarge`] as soon as
+/// the page would pass the export bound.
+pub fn try_to_html(book: &Workbook) -> Result<String, ExportError> {
+    let budget = Budget::new(book, ExportFormat::Html);
     let title = book_title(book).unwrap_or_else(|| "tritlab workbook".to_owned());
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"generator\" content=\"tritlab\">\n<title>{}</title>\n<style>{STYLE}</style>\n\
-         </head>\n<body>\n<main>\n",
-        esc(&title)
-    );
+    let mut page = page_start(&title);
     let mut number = 0;
     for block in &book.blocks {
         match block {
             Block::Prose(markdown) => {
                 page.push_str("<div class=\"prose\">\n");
-                page.push_str(&prose_html(markdown));
+                push_prose_html(&mut page, markdown, budget.left(0))
+                    .map_err(|_| budget.exceeded())?;
                 page.push_str("</div>\n");
             }
             Block::Cell(cell) => {
@@ -73,9 +85,24 @@ pub fn to_html(book: &Workbook) -> String {
                 page.push_str(&cell_html(cell, number));
             }
         }
+        // Every block renders to a constant multiple of its size except prose, which is bounded
+        // as it renders, so checking between blocks keeps the page within the bound plus one
+        // block.
+        budget.check(page.len())?;
     }
     page.push_str("</main>\n</body>\n</html>\n");
-    page
+    budget.check(page.len())?;
+    Ok(page)
+}
+
+fn page_start(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"generator\" content=\"tritlab\">\n<title>{}</title>\n<style>{STYLE}</style>\n\
+         </head>\n<body>\n<main>\n",
+        esc(title)
+    )
 }
 
 fn cell_html(cell: &Cell, number: usize) -> String {
@@ -175,13 +202,28 @@ fn token_html(token: &TraceToken) -> String {
     span
 }
 
+/// Short rows lacking at most this many cells are padded cell by cell; longer gaps get one
+/// spanning cell.
+const MAX_PADDED_CELLS: usize = 16;
+
+/// A table as HTML. A row shorter than the widest is padded with empty cells, or, when many are
+/// missing, closed with one empty cell spanning them: padding cell by cell would make one wide
+/// row and many short ones quadratic (a 1 MB table of 100 000 empty rows under one
+/// 100 000-column row would need 90 GB).
 fn table_html(table: &Table) -> String {
     let width = table.width();
     let row = |cells: &[String], tag: &str| {
         let mut html = String::from("<tr>");
-        for i in 0..width {
-            let cell = cells.get(i).map_or(String::new(), |c| esc(c));
-            html.push_str(&format!("<{tag}>{cell}</{tag}>"));
+        for cell in cells {
+            html.push_str(&format!("<{tag}>{}</{tag}>", esc(cell)));
+        }
+        match width.saturating_sub(cells.len()) {
+            missing if missing <= MAX_PADDED_CELLS => {
+                for _ in 0..missing {
+                    html.push_str(&format!("<{tag}></{tag}>"));
+                }
+            }
+            missing => html.push_str(&format!("<{tag} colspan=\"{missing}\"></{tag}>")),
         }
         html.push_str("</tr>");
         html
@@ -228,8 +270,12 @@ fn markdown_options() -> Options {
         | Options::ENABLE_FOOTNOTES
 }
 
-/// Markdown prose as HTML, with raw HTML shown as text and unsafe link targets removed.
-pub(crate) fn prose_html(markdown: &str) -> String {
+/// Appends Markdown prose as HTML to `html`, with raw HTML shown as text and unsafe link targets
+/// removed. Fails, leaving `html` at most `limit` bytes long, once it would grow past `limit`.
+/// Prose does expand in places (each `>` of a nested quote is a `<blockquote>` pair, a reference
+/// link repeats its target; pulldown-cmark caps the latter at about the text's length), and the
+/// limit keeps whatever else expands from going further.
+pub(crate) fn push_prose_html(html: &mut String, markdown: &str, limit: usize) -> Result<(), ()> {
     let events = Parser::new_ext(markdown, markdown_options()).map(|event| match event {
         Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
         Event::Start(Tag::Link {
@@ -256,9 +302,17 @@ pub(crate) fn prose_html(markdown: &str) -> String {
         }),
         other => other,
     });
-    let mut html = String::new();
-    pulldown_cmark::html::push_html(&mut html, events);
-    html
+    let mut out = BoundedString {
+        text: html,
+        limit,
+        overflowed: false,
+    };
+    let written = pulldown_cmark::html::write_html_fmt(&mut out, events);
+    if out.overflowed || written.is_err() {
+        Err(())
+    } else {
+        Ok(())
+    }
 }
 
 /// `url` if it is relative or uses a harmless scheme, else `#`. Browsers ignore whitespace and
@@ -327,6 +381,40 @@ pub(crate) fn book_title(book: &Workbook) -> Option<String> {
 mod tests {
     use super::*;
     use crate::output::{Rgb, Trit};
+
+    fn prose_html(markdown: &str) -> String {
+        let mut html = String::new();
+        push_prose_html(&mut html, markdown, usize::MAX).unwrap();
+        html
+    }
+
+    #[test]
+    fn short_rows_are_padded_or_get_one_spanning_cell() {
+        let width = MAX_PADDED_CELLS + 2;
+        let table = Table {
+            title: None,
+            columns: vec!["a".into()],
+            rows: vec![vec!["1".into(); width], vec!["x".into(), "y".into()]],
+        };
+        let html = table_html(&table);
+        assert!(html.starts_with(&format!(
+            "<table><thead><tr><th>a</th><th colspan=\"{}\"></th></tr></thead>",
+            width - 1
+        )));
+        assert!(html.ends_with(&format!(
+            "<tr><td>x</td><td>y</td>{}</tr></tbody></table>",
+            "<td></td>".repeat(MAX_PADDED_CELLS)
+        )));
+    }
+
+    #[test]
+    fn prose_stops_at_its_limit() {
+        let markdown = "*word* ".repeat(10_000);
+        assert!(prose_html(&markdown).len() > 100_000);
+        let mut html = String::from("<div>");
+        assert!(push_prose_html(&mut html, &markdown, 10_000).is_err());
+        assert!(html.len() <= 10_000 && html.starts_with("<div><p><em>word</em>"));
+    }
 
     #[test]
     fn tokens_get_contrasting_text_and_a_tooltip() {

@@ -10,14 +10,40 @@ use std::collections::HashSet;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::book::{Block, Cell, Workbook};
+use crate::book::{Block, Cell, CellKind, Workbook};
 use crate::export::html::output_html;
 use crate::export::svg::plot_svg;
+use crate::export::{BoundedBytes, Budget, ExportError, ExportFormat};
 use crate::format::FORMAT_VERSION;
 use crate::output::{Output, Table};
 
 /// The workbook as an `.ipynb` document (pretty-printed JSON, ending with a newline).
+///
+/// A workbook whose notebook would pass the export bound (see [`crate::ExportError`]) gets a
+/// notebook of one Markdown cell that says so instead; [`try_to_ipynb`] returns the error.
 pub fn to_ipynb(book: &Workbook) -> String {
+    try_to_ipynb(book).unwrap_or_else(|error| {
+        let notebook = json!({
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {"tritlab": {"workbook_format": FORMAT_VERSION}},
+            "cells": [{
+                "cell_type": "markdown",
+                "id": "md-1",
+                "metadata": {},
+                "source": format!("**Not exported:** {error}"),
+            }],
+        });
+        let mut text = serde_json::to_string_pretty(&notebook).unwrap_or_default();
+        text.push('\n');
+        text
+    })
+}
+
+/// The workbook as an `.ipynb` document, or [`ExportError::TooLarge`] as soon as the notebook
+/// would pass the export bound.
+pub fn try_to_ipynb(book: &Workbook) -> Result<String, ExportError> {
+    let budget = Budget::new(book, ExportFormat::Ipynb);
     let mut ids = IdAllocator::new(book);
     let mut cells = Vec::new();
     let (mut number, mut prose_number) = (0, 0);
@@ -46,15 +72,33 @@ pub fn to_ipynb(book: &Workbook) -> String {
         "nbformat": 4,
         "nbformat_minor": 5,
         "metadata": {
+            // The kernelspec `tritlab kernel install` writes, so Jupyter runs the notebook with
+            // the tritlab kernel.
             "kernelspec": {"name": "tritlab", "display_name": "tritlab", "language": "tritlab"},
-            "language_info": {"name": "tritlab"},
+            "language_info": {
+                "name": "tritlab",
+                "version": env!("CARGO_PKG_VERSION"),
+                "mimetype": "text/x-tritlab",
+                "file_extension": ".tritlab",
+            },
             "tritlab": {"workbook_format": FORMAT_VERSION},
         },
         "cells": cells,
     });
-    let mut text = serde_json::to_string_pretty(&notebook).unwrap_or_default();
+    // Every cell's JSON is a constant multiple of its content; the bound is enforced as the
+    // text is written.
+    let mut out = BoundedBytes {
+        bytes: Vec::new(),
+        limit: budget.left(1),
+        overflowed: false,
+    };
+    if serde_json::to_writer_pretty(&mut out, &notebook).is_err() || out.overflowed {
+        return Err(budget.exceeded());
+    }
+    // serde_json writes UTF-8.
+    let mut text = String::from_utf8(out.bytes).unwrap_or_default();
     text.push('\n');
-    text
+    Ok(text)
 }
 
 fn code_cell(cell: &Cell, id: String, number: usize) -> Value {
@@ -65,12 +109,24 @@ fn code_cell(cell: &Cell, id: String, number: usize) -> Value {
         "id": id,
         "metadata": {"tritlab": {"language": cell.kind.info_word()}},
         "execution_count": execution_count,
-        "outputs": cell.outputs.iter().map(output_json).collect::<Vec<_>>(),
-        "source": multiline(&cell.source),
+        "outputs": cell.outputs.iter().map(notebook_output).collect::<Vec<_>>(),
+        "source": multiline(&kernel_source(cell)),
     })
 }
 
-fn output_json(output: &Output) -> Value {
+/// The cell's source as the tritlab kernel runs it: a Rust cell opens with a `:rust` line (the
+/// kernel closes the block), so the notebook runs as it reads in any Jupyter front end.
+fn kernel_source(cell: &Cell) -> String {
+    match cell.kind {
+        CellKind::Command => cell.source.clone(),
+        CellKind::Rust => format!(":rust\n{}", cell.source),
+    }
+}
+
+/// One typed output as an nbformat output (`stream`, `display_data` or `error`, with its MIME
+/// bundle). The tritlab kernel publishes the same dictionaries on IOPub, so a notebook run live
+/// and one exported from a workbook show the same MIME types.
+pub fn notebook_output(output: &Output) -> Value {
     match output {
         Output::Text(text) => json!({
             "output_type": "stream",
@@ -97,21 +153,27 @@ fn output_json(output: &Output) -> Value {
                 },
                 "metadata": {"image/png": {"width": image.width(), "height": image.height()}},
             }),
-            Err(error) => output_json(&Output::Error(format!("cannot encode image: {error}"))),
+            Err(error) => notebook_output(&Output::Error(format!("cannot encode image: {error}"))),
         },
         Output::Trace(trace) => display_html(output_html(output), trace.text()),
         Output::Table(table) => display_html(output_html(output), table_text(table)),
-        Output::Plot(plot) => display_html(
-            plot_svg(plot),
-            format!(
-                "<plot{}: {} series>",
-                plot.title
-                    .as_deref()
-                    .map(|t| format!(" {t}"))
-                    .unwrap_or_default(),
-                plot.series.len()
-            ),
-        ),
+        Output::Plot(plot) => {
+            let svg = plot_svg(plot);
+            let mut bundle = display_html(
+                svg.clone(),
+                format!(
+                    "<plot{}: {} series>",
+                    plot.title
+                        .as_deref()
+                        .map(|t| format!(" {t}"))
+                        .unwrap_or_default(),
+                    plot.series.len()
+                ),
+            );
+            // The picture as SVG too, for front ends and converters that take images only.
+            bundle["data"]["image/svg+xml"] = json!(multiline(&svg));
+            bundle
+        }
     }
 }
 
@@ -123,26 +185,33 @@ fn display_html(html: String, plain: String) -> Value {
     })
 }
 
+/// Columns wider than this are not padded further: one long cell must not pad every row.
+const MAX_ALIGNED_WIDTH: usize = 40;
+
 /// A table as aligned plain text, for viewers that show only `text/plain`.
+///
+/// Each row writes only its own cells (missing trailing cells are blank anyway) and pads each to
+/// its column's width, at most [`MAX_ALIGNED_WIDTH`] characters: so the text is linear in the
+/// table, where padding every row to the widest row and the longest cell was quadratic.
 fn table_text(table: &Table) -> String {
-    let width = table.width();
     let rows: Vec<&[String]> = std::iter::once(table.columns.as_slice())
         .chain(table.rows.iter().map(Vec::as_slice))
         .collect();
-    let widths: Vec<usize> = (0..width)
-        .map(|i| {
-            rows.iter()
-                .map(|row| row.get(i).map_or(0, |cell| cell.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let mut widths: Vec<usize> = Vec::new();
+    for row in &rows {
+        if widths.len() < row.len() {
+            widths.resize(row.len(), 0);
+        }
+        for (width, cell) in widths.iter_mut().zip(row.iter()) {
+            *width = (*width).max(cell.chars().count().min(MAX_ALIGNED_WIDTH));
+        }
+    }
     let mut lines: Vec<String> = table.title.iter().cloned().collect();
     for row in rows {
-        let cells: Vec<String> = widths
+        let cells: Vec<String> = row
             .iter()
-            .enumerate()
-            .map(|(i, &w)| format!("{:<w$}", row.get(i).map_or("", String::as_str)))
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell:<w$}"))
             .collect();
         lines.push(cells.join("  ").trim_end().to_owned());
     }
@@ -221,6 +290,24 @@ mod tests {
         assert_eq!(multiline("a\nb\n"), ["a\n", "b\n"]);
         assert_eq!(multiline("a\nb"), ["a\n", "b"]);
         assert!(multiline("").is_empty());
+    }
+
+    #[test]
+    fn table_text_pads_only_to_a_bounded_width_and_only_present_cells() {
+        let long = "x".repeat(1000);
+        let table = Table {
+            title: None,
+            columns: vec![long.clone(), "b".into()],
+            rows: vec![vec!["1".into(), "2".into()], vec![], vec!["3".into()]],
+        };
+        let text = table_text(&table);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("{long}  b"));
+        assert_eq!(
+            lines[1],
+            format!("1{}  2", " ".repeat(MAX_ALIGNED_WIDTH - 1))
+        );
+        assert_eq!(lines[2..], ["", "3"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::book::{Block, Cell, Workbook};
 use crate::export::escape::markdown_inline;
 use crate::export::html::trace_html;
 use crate::export::svg::plot_svg;
+use crate::export::{Budget, ExportError, ExportFormat};
 use crate::format::backticks_for;
 use crate::image::{hex, ImageError};
 use crate::output::{Output, Table};
@@ -32,7 +33,27 @@ pub struct ExportFile {
 }
 
 /// Renders `book` as Markdown whose images are files in `asset_folder`, beside the export.
+///
+/// A workbook whose export would pass the export bound (see [`crate::ExportError`]) gets a
+/// document that says so instead; [`try_to_markdown`] returns the error.
 pub fn to_markdown(book: &Workbook, asset_folder: &str) -> Result<MarkdownExport, ImageError> {
+    match try_to_markdown(book, asset_folder) {
+        Ok(export) => Ok(export),
+        Err(ExportError::Image(error)) => Err(error),
+        Err(error) => Ok(MarkdownExport {
+            text: format!(
+                "**Not exported:** {}\n",
+                markdown_inline(&error.to_string())
+            ),
+            files: Vec::new(),
+        }),
+    }
+}
+
+/// Renders `book` as Markdown whose images are files in `asset_folder`, or fails with
+/// [`ExportError::TooLarge`] as soon as the text and files would pass the export bound.
+pub fn try_to_markdown(book: &Workbook, asset_folder: &str) -> Result<MarkdownExport, ExportError> {
+    let budget = Budget::new(book, ExportFormat::Markdown);
     let mut export = MarkdownExport {
         text: String::new(),
         files: Vec::new(),
@@ -46,15 +67,24 @@ pub fn to_markdown(book: &Workbook, asset_folder: &str) -> Result<MarkdownExport
                 export.text.push_str(prose);
                 export.text.push('\n');
             }
-            Block::Cell(cell) => write_cell(&mut export, cell, asset_folder)?,
+            Block::Cell(cell) => write_cell(&mut export, cell, asset_folder, &budget)?,
         }
+        budget.check(export.size())?;
     }
     Ok(export)
 }
 
-fn write_cell(export: &mut MarkdownExport, cell: &Cell, folder: &str) -> Result<(), ImageError> {
+fn write_cell(
+    export: &mut MarkdownExport,
+    cell: &Cell,
+    folder: &str,
+    budget: &Budget,
+) -> Result<(), ExportError> {
     fenced(&mut export.text, cell.kind.info_word(), &cell.source);
     for output in &cell.outputs {
+        // Each output is a constant multiple of its own size, so a check per output keeps the
+        // export within the bound plus one output.
+        budget.check(export.size())?;
         export.text.push('\n');
         match output {
             Output::Text(text) => fenced(&mut export.text, "text", text),
@@ -89,6 +119,14 @@ fn write_cell(export: &mut MarkdownExport, cell: &Cell, folder: &str) -> Result<
 }
 
 impl MarkdownExport {
+    /// The bytes of the text and the files together.
+    fn size(&self) -> usize {
+        self.files
+            .iter()
+            .map(|file| file.bytes.len())
+            .fold(self.text.len(), usize::saturating_add)
+    }
+
     fn add_file(
         &mut self,
         file_name: &str,
@@ -141,22 +179,45 @@ fn url_path(folder: &str) -> String {
         .collect()
 }
 
+/// A short body row is padded with empty cells only when it lacks at most this many; a row
+/// lacking more is left short, which GFM readers fill in themselves.
+const MAX_PADDED_CELLS: usize = 16;
+
+/// A GFM pipe table. The header row and delimiter row span the widest row. Body rows are padded
+/// to it, for readable source, only when few cells are missing: padding every row to the widest
+/// would make one wide row and many short ones quadratic (100 000 empty rows under a
+/// 100 000-column header, 1 MB of workbook, would be 30 GB of pipes).
 fn pipe_table(text: &mut String, table: &Table) {
     let width = table.width();
     if width == 0 {
         text.push_str("*(empty table)*\n");
         return;
     }
-    let row = |cells: &[String]| {
-        let cells: Vec<String> = (0..width)
-            .map(|i| cells.get(i).map_or(String::new(), |c| markdown_inline(c)))
-            .collect();
-        format!("| {} |\n", cells.join(" | "))
+    let row = |text: &mut String, cells: &[String]| {
+        let missing = width - cells.len();
+        let pad_to = if missing <= MAX_PADDED_CELLS {
+            width
+        } else {
+            cells.len().max(1)
+        };
+        text.push('|');
+        for cell in cells {
+            text.push(' ');
+            text.push_str(&markdown_inline(cell));
+            text.push_str(" |");
+        }
+        for _ in cells.len()..pad_to {
+            text.push_str("  |");
+        }
+        text.push('\n');
     };
-    text.push_str(&row(&table.columns));
+    // The header always spans the table: GFM takes the column count from it.
+    let mut header = table.columns.clone();
+    header.resize(width, String::new());
+    row(text, &header);
     text.push_str(&format!("|{}\n", " --- |".repeat(width)));
     for cells in &table.rows {
-        text.push_str(&row(cells));
+        row(text, cells);
     }
 }
 
@@ -178,6 +239,29 @@ mod tests {
             },
         );
         assert_eq!(text, "| a\\|b | c |\n| --- | --- |\n| \\*1\\* |  |\n");
+    }
+
+    #[test]
+    fn very_short_rows_are_not_padded_and_read_back_full_width() {
+        let mut text = String::new();
+        let width = MAX_PADDED_CELLS + 2;
+        pipe_table(
+            &mut text,
+            &Table {
+                title: None,
+                columns: vec!["h".into()],
+                rows: vec![vec!["1".into(); width], vec!["2".into()], vec![]],
+            },
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("| h |{}", "  |".repeat(width - 1)));
+        assert_eq!(lines[3..], ["| 2 |", "|  |"]);
+        // A GFM reader fills the short rows: every row has the header's cells.
+        let mut html = String::new();
+        let parser = pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES);
+        pulldown_cmark::html::push_html(&mut html, parser);
+        assert_eq!(html.matches("<tr>").count(), 4, "{html}");
+        assert_eq!(html.matches("<td").count(), 3 * width, "{html}");
     }
 
     #[test]

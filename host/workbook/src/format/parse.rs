@@ -186,12 +186,14 @@ impl<'t> Parser<'t, '_> {
     }
 }
 
-/// Lines without their terminators; a final newline does not start another line, and a `\r`
-/// before a newline is dropped so files saved with CRLF read the same.
+/// Lines without their terminators; a final newline does not start another line, and every `\r`
+/// at the end of a line is dropped so files saved with CRLF read the same. Dropping all of them,
+/// not just one, keeps parse → write → parse the identity: the writer ends lines with `\n` alone,
+/// so a line that kept a trailing `\r` would lose it on the next read.
 fn split_lines(text: &str) -> Vec<&str> {
     let text = text.strip_suffix('\n').unwrap_or(text);
     text.split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .map(|line| line.trim_end_matches('\r'))
         .collect()
 }
 
