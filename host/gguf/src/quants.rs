@@ -252,8 +252,8 @@ pub fn ternary(ty: GgmlType, bytes: &[u8], elements: usize) -> Result<TernaryTen
                 let base = bi * 54;
                 let (qs, qh) = (&b[0..48], &b[48..52]);
                 for n in 0..5 {
-                    for m in 0..32 {
-                        trits.push(code(digit(qs[m], n), base + m)?);
+                    for (m, &q) in qs[..32].iter().enumerate() {
+                        trits.push(code(digit(q, n), base + m)?);
                     }
                 }
                 for n in 0..5 {
@@ -325,7 +325,7 @@ pub fn encode_ternary(ty: GgmlType, trits: &[i8], scales: &[f32]) -> Option<Vec<
         GgmlType::TQ1_0 => {
             let pack = |digits: &mut dyn Iterator<Item = u8>| -> u8 {
                 let q = digits.fold(0u16, |q, d| q * 3 + d as u16);
-                ((q * 256 + 242) / 243) as u8
+                (q * 256).div_ceil(243) as u8
             };
             let mut out = Vec::with_capacity(trits.len() / QK_K * 54);
             for (x, &d) in trits.chunks_exact(QK_K).zip(scales) {
