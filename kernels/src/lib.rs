@@ -16,7 +16,9 @@
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
 
 pub mod backend;
+pub mod dense;
 pub mod error;
+pub mod mapped;
 pub mod matrix;
 pub mod pack;
 pub mod probe;

@@ -12,6 +12,8 @@ use tritlab_session::{
 };
 use tritlab_workbook::{Output, TraceToken};
 
+use tritlab_rust_cells::{Preparation, SidecarEvaluator};
+
 use crate::interrupt;
 use crate::render::{self, Renderer, Style};
 
@@ -36,13 +38,14 @@ pub fn session_config(load_default_model: bool) -> SessionConfig {
     config
 }
 
-/// Starts a session worker (with Rust cells when built with them) and waits until it is up.
-pub fn start_worker(config: SessionConfig) -> (SessionWorker, Box<Snapshot>) {
-    #[cfg(feature = "rust-cells")]
+/// Starts a session worker (its Rust cells in the runner process, waiting for or reporting on
+/// the runner's first build as `preparation` says) and waits until it is up.
+pub fn start_worker(
+    config: SessionConfig,
+    preparation: Preparation,
+) -> (SessionWorker, Box<Snapshot>) {
     let rust: Option<Box<dyn tritlab_session::RustEvaluator>> =
-        Some(Box::new(tritlab_rust_cells::EvcxrEvaluator::new()));
-    #[cfg(not(feature = "rust-cells"))]
-    let rust = None;
+        Some(Box::new(SidecarEvaluator::new(preparation)));
     let worker = SessionWorker::spawn(config, rust);
     loop {
         match worker.recv_timeout(Duration::from_secs(3600)) {
@@ -448,14 +451,14 @@ mod tests {
     #[test]
     fn completion_names_come_from_the_snapshot() {
         let snapshot = Snapshot {
-            model: Some(ModelSummary {
+            model: Some(std::sync::Arc::new(ModelSummary {
                 path: "m".into(),
                 name: "m".into(),
                 layers: 1,
                 hidden: 1,
                 vocab: 1,
                 tensors: vec![tensor("layers.0.mlp.up_proj.weight")],
-            }),
+            })),
             plugins: vec![
                 plugin("gay-tracer", "tracer"),
                 plugin("triad-checker", "checker"),

@@ -8,30 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the SIGINT handler (once is enough; installing again is harmless).
+/// Installs the SIGINT handler (once is enough; installing again is harmless). The handler
+/// only counts: `ctrlc` runs it on a thread of its own, woken from the signal handler.
 pub fn install() {
-    #[cfg(unix)]
-    {
-        extern "C" fn on_sigint(_: libc::c_int) {
-            // Async-signal-safe: an atomic add only.
-            INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: the handler only touches an atomic; `sigaction` is given a zeroed, then
-        // filled-in structure, as POSIX requires.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigint as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrlc::set_handler(|| {
-            INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-        });
-    }
+    // An error means a handler is already installed, which is this one.
+    let _ = ctrlc::set_handler(|| {
+        INTERRUPTS.fetch_add(1, Ordering::SeqCst);
+    });
 }
 
 /// Ctrl-Cs since the last [`reset`].

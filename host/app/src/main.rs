@@ -68,17 +68,9 @@ fn thread_count(command: &Command, requested: Option<usize>) -> anyhow::Result<O
 }
 
 fn main() -> ExitCode {
-    // Rust cells run in a copy of this process that evcxr starts; in that copy (and when evcxr
-    // uses this binary to wrap rustc) this call does that job and never returns. It must come
-    // before anything else.
-    #[cfg(feature = "rust-cells")]
-    tritlab_rust_cells::runtime_hook();
     // Exit quietly when the reader of our output goes away (`tritlab log RUN | head`), as Unix
     // tools do, instead of failing on the next print.
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    sigpipe::reset();
     let cli = Cli::parse();
     // No subcommand: the workbench on a desktop, else the terminal tour of the default model.
     let command = cli.command.unwrap_or_else(|| {

@@ -122,7 +122,10 @@ fn rust_cells_print_and_report_compile_errors() {
     let input = ":rust println!(\"{}\", 1 + 1);\n\
                  :rust\nlet word = \"ternary\";\nprintln!(\"{} {}\", word, word.len());\n:end\n\
                  :rust let n: u8 = \"three\";\n\
-                 :rust panic!(\"boom\");\n";
+                 :rust panic!(\"boom\");\n\
+                 :rust std::process::abort();\n\
+                 :rust println!(\"after {}\", 6 * 7);\n\
+                 info\n";
     let out = repl(input, &["--no-default-model"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if stderr.contains("Rust cells are not available") {
@@ -142,6 +145,16 @@ fn rust_cells_print_and_report_compile_errors() {
     assert!(stderr.contains("panicked at"), "{stderr}");
     assert!(stderr.lines().any(|l| l == "boom"), "{stderr}");
     assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    // A cell that takes its process down is an error in that cell; the next cell and the
+    // session go on.
+    assert!(
+        stdout.lines().any(|l| l == "after 42"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("none loaded"),
+        "`info` ran after the crash: {stdout}"
+    );
 }
 
 fn on_path(tool: &str) -> bool {
@@ -194,8 +207,11 @@ fn ctrl_c_cancels_the_running_command_not_the_repl() {
             Err(_) => panic!("training did not start: {seen:?}"),
         }
     }
-    // SAFETY: signalling a child process this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
     writeln!(stdin, "info").unwrap();
     drop(stdin);
     let out = child.wait_with_output().expect("wait for tritlab repl");

@@ -137,7 +137,7 @@ pub fn attention(
         let qh = &q[t * s.heads * hd + h * hd..][..hd];
         let len = start + t + 1;
         let mut scores: Vec<f32> = (0..len)
-            .map(|j| crate::weights::dot_f32(qh, &k[j * kv_dim + kvh * hd..][..hd]) * scale)
+            .map(|j| tritlab_kernels::dense::dot_f32(qh, &k[j * kv_dim + kvh * hd..][..hd]) * scale)
             .collect();
         softmax(&mut scores);
         o.fill(0.0);

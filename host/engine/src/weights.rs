@@ -7,12 +7,13 @@
 //! process holds roughly the checkpoint's size and no f32 copy of the largest matrix.
 
 use crate::error::{EngineError, Result};
-use memmap2::{Mmap, UncheckedAdvice};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tritlab_kernels::dense::{bf16_to_f32, dot_bf16, dot_f32};
+use tritlab_kernels::mapped::MappedFile;
 
 /// Bytes before the JSON header of a safetensors file (its little-endian length).
 const HEADER_LEN_BYTES: usize = 8;
@@ -20,7 +21,7 @@ const HEADER_LEN_BYTES: usize = 8;
 /// One mapped safetensors file and its parsed header.
 pub struct SafetensorsFile {
     path: PathBuf,
-    mmap: Arc<Mmap>,
+    mmap: Arc<MappedFile>,
     data_start: usize,
     tensors: HashMap<String, TensorInfo>,
 }
@@ -48,7 +49,7 @@ impl SafetensorsFile {
         // length is compared with that length below. What no check can rule out is another
         // process truncating the file in place while it is mapped (SIGBUS on access): see the
         // doc comment and docs/ARCHITECTURE.md.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
+        let mmap = MappedFile::map(&file).map_err(|e| EngineError::io(path, e))?;
         if mmap.len() as u64 != file_len {
             return Err(EngineError::Safetensors {
                 path: path.to_path_buf(),
@@ -422,16 +423,7 @@ impl<'a> TensorRef<'a> {
         if self.range.is_empty() {
             return;
         }
-        // SAFETY: the mapping is a read-only file mapping; MADV_DONTNEED only discards resident
-        // pages, which the kernel reloads from the file on the next access, so no data changes.
-        // Errors are ignored: releasing is an optimisation.
-        let _ = unsafe {
-            self.file.mmap.unchecked_advise_range(
-                UncheckedAdvice::DontNeed,
-                self.range.start,
-                self.range.len(),
-            )
-        };
+        self.file.mmap.release(self.range.clone());
     }
 
     /// Keeps the tensor where it lies (in the mapping) as a row-major float matrix.
@@ -473,7 +465,7 @@ impl<'a> TensorRef<'a> {
 
 enum FloatStorage {
     Mapped {
-        mmap: Arc<Mmap>,
+        mmap: Arc<MappedFile>,
         range: Range<usize>,
     },
     U16(Vec<u16>),
@@ -487,121 +479,6 @@ pub struct FloatMatrix {
     cols: usize,
     dtype: FloatDtype,
     storage: FloatStorage,
-}
-
-/// Elements per dot-product step: independent accumulators, so the compiler can vectorise
-/// without reassociating (and every machine adds in the same order). 64 lanes are 8 AVX2 or 4
-/// AVX-512 registers: enough independent add chains to hide the adds' latency.
-const LANES: usize = 64;
-
-#[inline(always)]
-fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits((b as u32) << 16)
-}
-
-#[inline(always)]
-fn reduce_lanes(acc: [f32; LANES]) -> f32 {
-    let mut a = acc;
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for j in 0..n {
-            a[j] += a[j + n];
-        }
-    }
-    a[0]
-}
-
-/// A read hint; never faults, whatever the address.
-#[inline(always)]
-fn prefetch(ptr: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint that never dereferences or faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
-
-#[inline(always)]
-fn dot_bf16_body(w: &[u16], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (wc, wt) = w.split_at(w.len() / LANES * LANES);
-    let (xc, xt) = x.split_at(wc.len());
-    for (wb, xb) in wc.chunks_exact(LANES).zip(xc.chunks_exact(LANES)) {
-        // The output projection is the largest matrix a decode step streams: ask for its bytes
-        // 8 KiB ahead, as the ternary kernels do, so loads overlap the arithmetic.
-        prefetch(wb.as_ptr().cast::<u8>().wrapping_add(8192));
-        prefetch(wb.as_ptr().cast::<u8>().wrapping_add(8192 + 64));
-        for j in 0..LANES {
-            acc[j] += bf16_to_f32(wb[j]) * xb[j];
-        }
-    }
-    for (j, (&wv, &xv)) in wt.iter().zip(xt).enumerate() {
-        acc[j] += bf16_to_f32(wv) * xv;
-    }
-    reduce_lanes(acc)
-}
-
-#[inline(always)]
-fn dot_f32_body(w: &[f32], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (wc, wt) = w.split_at(w.len() / LANES * LANES);
-    let (xc, xt) = x.split_at(wc.len());
-    for (wb, xb) in wc.chunks_exact(LANES).zip(xc.chunks_exact(LANES)) {
-        for j in 0..LANES {
-            acc[j] += wb[j] * xb[j];
-        }
-    }
-    for (j, (&wv, &xv)) in wt.iter().zip(xt).enumerate() {
-        acc[j] += wv * xv;
-    }
-    reduce_lanes(acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn dot_bf16_avx512(w: &[u16], x: &[f32]) -> f32 {
-    dot_bf16_body(w, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_bf16_avx2(w: &[u16], x: &[f32]) -> f32 {
-    dot_bf16_body(w, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_f32_avx2(w: &[f32], x: &[f32]) -> f32 {
-    dot_f32_body(w, x)
-}
-
-/// `Σ bf16(w)·x` with f32 accumulation. Same operations in the same order on every CPU (no FMA),
-/// so logits are bit-identical across machines and thread counts.
-pub fn dot_bf16(w: &[u16], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F support was just checked.
-        return unsafe { dot_bf16_avx512(w, x) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 support was just checked.
-        return unsafe { dot_bf16_avx2(w, x) };
-    }
-    dot_bf16_body(w, x)
-}
-
-/// `Σ w·x` in f32, in the same fixed order as [`dot_bf16`].
-pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 support was just checked.
-        return unsafe { dot_f32_avx2(w, x) };
-    }
-    dot_f32_body(w, x)
 }
 
 enum Rows<'a> {
@@ -743,7 +620,7 @@ impl FloatMatrix {
     /// A matrix kept where it lies in a file mapping (a GGUF embedding). `range` must hold
     /// exactly `rows × cols` values of `dtype`, aligned to the dtype's size.
     pub fn mapped(
-        mmap: Arc<Mmap>,
+        mmap: Arc<MappedFile>,
         range: Range<usize>,
         rows: usize,
         cols: usize,

@@ -5,11 +5,11 @@
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
 use crate::value::{tag, Value};
-use memmap2::{Mmap, UncheckedAdvice};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tritlab_kernels::mapped::MappedFile;
 
 pub const MAGIC: &[u8; 4] = b"GGUF";
 /// ggml's default data alignment when `general.alignment` is absent.
@@ -44,7 +44,7 @@ impl TensorInfo {
 /// A memory-mapped GGUF file.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: Arc<Mmap>,
+    mmap: Arc<MappedFile>,
     version: u32,
     alignment: u64,
     metadata: BTreeMap<String, Value>,
@@ -184,14 +184,14 @@ impl GgufFile {
             error: e,
         };
         let file = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the mapping is read-only. Like every mmap-based model reader we rely on nobody
-        // truncating or rewriting the file while it is open; every offset is checked against the
+        // Like every mmap-based model reader, this relies on nobody truncating the file in place
+        // while it is open (see `tritlab_kernels::mapped`); every offset is checked against the
         // mapped length before it is read.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let mmap = MappedFile::map(&file).map_err(io)?;
         Self::parse(path, Arc::new(mmap))
     }
 
-    fn parse(path: &Path, mmap: Arc<Mmap>) -> Result<Self> {
+    fn parse(path: &Path, mmap: Arc<MappedFile>) -> Result<Self> {
         let buf: &[u8] = &mmap;
         let mut c = Cursor { path, buf, pos: 0 };
         let magic = c.take(4, "the GGUF magic")?;
@@ -363,7 +363,7 @@ impl GgufFile {
     }
 
     /// The mapping, for callers that keep tensors where they lie (see [`GgufFile::range`]).
-    pub fn mmap(&self) -> &Arc<Mmap> {
+    pub fn mmap(&self) -> &Arc<MappedFile> {
         &self.mmap
     }
 
@@ -406,17 +406,7 @@ impl GgufFile {
     /// Drops a tensor's pages from the process after it was converted (they are read from the
     /// file again if touched), so converted weights are not resident twice.
     pub fn release(&self, t: &TensorInfo) {
-        let r = self.range(t);
-        if r.is_empty() {
-            return;
-        }
-        // SAFETY: a read-only file mapping; MADV_DONTNEED only discards resident pages, which
-        // the kernel reloads from the file on the next access, so no data changes. Errors are
-        // ignored: releasing is an optimisation.
-        let _ = unsafe {
-            self.mmap
-                .unchecked_advise_range(UncheckedAdvice::DontNeed, r.start, r.len())
-        };
+        self.mmap.release(self.range(t));
     }
 
     /// A required string key.

@@ -1,159 +1,189 @@
-//! tritlab-rust-cells: Rust cells (`:rust` lines and `rust` workbook cells), compiled and run by
-//! [evcxr](https://github.com/evcxr/evcxr).
+//! tritlab-rust-cells: Rust cells (`:rust` lines and `rust` workbook cells) in a process of their
+//! own.
 //!
-//! [`EvcxrEvaluator`] implements [`tritlab_session::RustEvaluator`]. Nothing happens until the
-//! first cell: then it checks for a toolchain, starts evcxr (which compiles a first, empty crate
-//! and starts the process that runs cells) and keeps that context for the session, so variables,
-//! functions and `use` items carry from one cell to the next.
+//! Cells are compiled and run by [evcxr](https://github.com/evcxr/evcxr) inside the
+//! `tritlab-rust-cells` binary (the [`runner`] module, behind the `runner` feature). tritlab talks
+//! to it through [`SidecarEvaluator`], which implements [`tritlab_session::RustEvaluator`] over
+//! the line protocol in [`protocol`]. Two things follow:
 //!
-//! Cells can use the engine and the kernels: a cell that names `tritlab_engine` or
-//! `tritlab_kernels` gets that crate, from the checkout tritlab was built from, as a dependency.
-//! Crates are added on first mention rather than up front because compiling the engine and its
-//! dependencies for the cells' own build takes minutes; a cell that needs only `std` never pays
-//! for it.
-//!
-//! # The binary must call [`runtime_hook`]
-//!
-//! evcxr runs cells in a child process that is the current executable started again with an
-//! environment variable set, and may use the executable as a `rustc` wrapper too. A binary that
-//! uses this crate must call [`runtime_hook`] as the very first thing in `main`; without it, the
-//! child would start a second tritlab instead of running cells.
-//!
-//! # Output and failure
-//!
-//! What a cell prints to stdout, the value of its final expression (if it has one) and what it
-//! prints to stderr come back as one text, in that order. A cell fails on a compile error
-//! (returned as `error[CODE]: message` with the offending line of the cell), when the cell panics,
-//! and when it is cancelled.
+//! - **Isolation.** Whatever a cell or the compiler does (abort, overflow its stack, exhaust
+//!   memory), it happens in the runner: the cell fails, says how the runner ended, and the next
+//!   cell starts a fresh runner. The workbench, REPL or kernel lives on.
+//! - **A fast first build.** evcxr and its rust-analyzer crates are most of tritlab's compile
+//!   time; tritlab does not link them, so `cargo run` shows the workbench or the tour without
+//!   building them. The runner is found next to the tritlab executable (`cargo build
+//!   --workspace` and `cargo install --path host/rust-cells` put it there), through
+//!   `$TRITLAB_RUST_CELLS`, or on `PATH`. When it is nowhere and tritlab's source checkout is at
+//!   hand, the first Rust cell builds it in the background and says so until it is ready.
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
-use std::fmt::Write as _;
+pub mod protocol;
+#[cfg(feature = "runner")]
+pub mod runner;
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use protocol::{Reply, Request};
 use tritlab_session::RustEvaluator;
-
-/// Call first thing in `main` (see the crate documentation): when this process was started by
-/// evcxr as a cell runner or a compiler wrapper, this does that job and never returns.
-pub use evcxr::runtime_hook;
 
 /// The message for a machine with no toolchain.
 pub const NO_TOOLCHAIN: &str = "Rust cells need a Rust toolchain (cargo) on PATH";
 
+/// The runner's executable name.
+pub const RUNNER: &str = "tritlab-rust-cells";
+
 /// How often a waiting cell checks its cancel flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The size of evcxr's cache of compiled registry crates (in `~/.cache/evcxr`), which spares a
-/// new session recompiling the dependencies of the engine and kernels; the least recently used
-/// entries go first.
-const CACHE_BYTES: u64 = 1 << 30;
+/// How long a cancelled cell may take to stop before the runner is killed.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
-/// A crate that cells may use, added to their build the first time a cell names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CellDependency {
-    /// The crate's name as code writes it (`tritlab_engine`).
-    pub name: String,
-    /// The package's name, the key of its `[dependencies]` entry (`tritlab-engine`).
-    pub package: String,
-    /// The TOML value of that entry (`{ path = "/abs/host/engine" }`).
-    pub config: String,
+/// What a Rust cell does while the runner is still being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preparation {
+    /// Waits for the build (headless workbooks, scripts): a notice goes to stderr once.
+    Wait,
+    /// Fails at once with a message saying the cells are being prepared, and how long the
+    /// build has run (the workbench, an interactive REPL, Jupyter): run the cell again later.
+    Report,
 }
 
-impl CellDependency {
-    /// The package `package` in the local directory `dir`; code names it with `-` written `_`.
-    pub fn path(package: &str, dir: &Path) -> CellDependency {
-        let dir = dir.to_string_lossy();
-        CellDependency {
-            name: package.replace('-', "_"),
-            package: package.to_string(),
-            config: format!("{{ path = \"{}\" }}", toml_escape(&dir)),
-        }
+/// Where the runner comes from.
+enum Runner {
+    /// Not looked for yet.
+    Unknown,
+    /// Being built from the source checkout, since the instant.
+    Building {
+        since: Instant,
+        build: JoinHandle<Result<PathBuf, String>>,
+    },
+    Found(PathBuf),
+    /// Neither found nor buildable: why.
+    Missing(String),
+}
+
+/// A running runner process.
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    replies: Receiver<Reply>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-
-    /// Whether `code` names this crate (as a whole identifier, so `tritlab_engineer` does not).
-    fn is_named_in(&self, code: &str) -> bool {
-        let name = self.name.as_str();
-        code.match_indices(name).any(|(at, _)| {
-            let before = code[..at].chars().next_back();
-            let after = code[at + name.len()..].chars().next();
-            !before.is_some_and(is_ident_char) && !after.is_some_and(is_ident_char)
-        })
-    }
 }
 
-fn is_ident_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-fn toml_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// The engine and kernel crates of the checkout this crate was built from.
-pub fn tritlab_dependencies() -> Vec<CellDependency> {
-    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let resolve = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
-    vec![
-        CellDependency::path("tritlab-engine", &resolve(host.join("engine"))),
-        CellDependency::path("tritlab-kernels", &resolve(host.join("../kernels"))),
-    ]
-}
-
-/// Runs Rust cells through evcxr. See the crate documentation.
-pub struct EvcxrEvaluator {
-    dependencies: Vec<CellDependency>,
+/// Runs Rust cells in the `tritlab-rust-cells` runner. See the crate documentation.
+pub struct SidecarEvaluator {
+    preparation: Preparation,
+    runner: Runner,
+    process: Option<Process>,
     /// Where to look for the toolchain; `$PATH` when `None`.
-    search_path: Option<OsString>,
-    context: Option<Context>,
-    /// Print how long each cell took to stderr (`TRITLAB_TIMINGS=1`).
-    timings: bool,
-    cells: u64,
+    search_path: Option<std::ffi::OsString>,
+    /// Where the runner's source is, to build it when it is missing.
+    source: Option<PathBuf>,
 }
 
-impl Default for EvcxrEvaluator {
-    fn default() -> Self {
-        EvcxrEvaluator::new()
-    }
-}
-
-impl EvcxrEvaluator {
-    /// An evaluator offering the engine and kernel crates to cells. Starts nothing yet.
-    pub fn new() -> EvcxrEvaluator {
-        EvcxrEvaluator::with_dependencies(tritlab_dependencies())
-    }
-
-    /// An evaluator offering `dependencies` to cells. Starts nothing yet.
-    pub fn with_dependencies(dependencies: Vec<CellDependency>) -> EvcxrEvaluator {
-        EvcxrEvaluator {
-            dependencies,
+impl SidecarEvaluator {
+    /// An evaluator that starts nothing until the first cell.
+    pub fn new(preparation: Preparation) -> SidecarEvaluator {
+        SidecarEvaluator {
+            preparation,
+            runner: Runner::Unknown,
+            process: None,
             search_path: None,
-            context: None,
-            timings: std::env::var_os("TRITLAB_TIMINGS").is_some_and(|v| v == "1"),
-            cells: 0,
+            source: source_checkout(),
         }
     }
 
-    /// Whether the evcxr context is running (a cell has run, or tried to).
-    pub fn is_started(&self) -> bool {
-        self.context.is_some()
-    }
-
-    fn timing(&self, what: std::fmt::Arguments<'_>) {
-        if self.timings {
-            eprintln!("[timings] {what}");
+    /// An evaluator that uses the runner at `path`.
+    pub fn with_runner(path: PathBuf, preparation: Preparation) -> SidecarEvaluator {
+        SidecarEvaluator {
+            runner: Runner::Found(path),
+            ..SidecarEvaluator::new(preparation)
         }
     }
-}
 
-impl RustEvaluator for EvcxrEvaluator {
-    fn eval(&mut self, code: &str, cancel: &AtomicBool) -> Result<String, String> {
-        let started = Instant::now();
-        if self.context.is_none() {
+    /// Whether a runner process is up (a cell has run and the runner has not died since).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// The runner's path once it is known, building it first if it must (and `Wait` says so).
+    fn runner(&mut self, cancel: &AtomicBool) -> Result<PathBuf, String> {
+        if matches!(self.runner, Runner::Unknown) {
+            self.runner = match find_runner() {
+                Some(path) => Runner::Found(path),
+                None => match &self.source {
+                    Some(root) => Runner::Building {
+                        since: Instant::now(),
+                        build: build_runner(root.clone())?,
+                    },
+                    None => Runner::Missing(format!(
+                        "Rust cells need the {RUNNER} program beside tritlab (or set \
+                         TRITLAB_RUST_CELLS): install it from tritlab's source with `cargo \
+                         install --path host/rust-cells`"
+                    )),
+                },
+            };
+            if let (Runner::Building { .. }, Preparation::Wait) = (&self.runner, self.preparation) {
+                eprintln!(
+                    "Preparing Rust cells: building {RUNNER} (the first time only; several \
+                     minutes on two cores)…"
+                );
+            }
+        }
+        if let Runner::Building { since, build } = &self.runner {
+            if !build.is_finished() {
+                match self.preparation {
+                    Preparation::Report => {
+                        return Err(format!(
+                            "Rust cells are still being prepared: {RUNNER} has been building \
+                             for {} s (the first build takes several minutes). Run the cell \
+                             again when it is ready.",
+                            since.elapsed().as_secs()
+                        ))
+                    }
+                    Preparation::Wait => {
+                        while !build.is_finished() {
+                            if cancel.load(Ordering::Relaxed) {
+                                // The build goes on; the next cell picks it up.
+                                return Err("cancelled".into());
+                            }
+                            std::thread::sleep(POLL);
+                        }
+                    }
+                }
+            }
+            let Runner::Building { build, .. } =
+                std::mem::replace(&mut self.runner, Runner::Unknown)
+            else {
+                unreachable!("matched above")
+            };
+            self.runner = match build.join() {
+                Ok(Ok(path)) => Runner::Found(path),
+                Ok(Err(why)) => Runner::Missing(why),
+                Err(_) => Runner::Missing(format!("building {RUNNER} failed unexpectedly")),
+            };
+        }
+        match &self.runner {
+            Runner::Found(path) => Ok(path.clone()),
+            Runner::Missing(why) => Err(why.clone()),
+            Runner::Unknown | Runner::Building { .. } => unreachable!("resolved above"),
+        }
+    }
+
+    fn start(&mut self, cancel: &AtomicBool) -> Result<&mut Process, String> {
+        if self.process.is_none() {
             let path = match &self.search_path {
                 Some(path) => path.clone(),
                 None => std::env::var_os("PATH").unwrap_or_default(),
@@ -161,41 +191,208 @@ impl RustEvaluator for EvcxrEvaluator {
             if !toolchain_in(&path) {
                 return Err(NO_TOOLCHAIN.to_string());
             }
-            let context = Context::start()?;
-            self.timing(format_args!(
-                "evcxr context started in {:.2} s",
-                started.elapsed().as_secs_f64()
-            ));
-            self.context = Some(context);
-            // Starting compiles a first crate and cannot be interrupted; a cancel meanwhile
-            // stops the cell before it runs, and the context stays for the next one.
-            if cancel.load(Ordering::Relaxed) {
-                return Err("cancelled".into());
+            let runner = self.runner(cancel)?;
+            self.process = Some(spawn(&runner)?);
+        }
+        Ok(self.process.as_mut().expect("started above"))
+    }
+
+    /// The runner ended while a cell ran: forget it, and say how it ended.
+    fn lost(&mut self) -> String {
+        let status = self
+            .process
+            .take()
+            .and_then(|mut p| p.child.wait().ok())
+            .map(describe_exit)
+            .unwrap_or_else(|| "ended".into());
+        format!(
+            "the Rust cell runner {status} while running this cell; the variables of earlier \
+             cells are gone, and the next cell starts a fresh runner"
+        )
+    }
+}
+
+impl RustEvaluator for SidecarEvaluator {
+    fn eval(&mut self, code: &str, cancel: &AtomicBool) -> Result<String, String> {
+        let process = self.start(cancel)?;
+        let request = serde_json::to_string(&Request::Eval {
+            code: code.to_string(),
+        })
+        .expect("a request is plain data");
+        if writeln!(process.stdin, "{request}")
+            .and_then(|()| process.stdin.flush())
+            .is_err()
+        {
+            return Err(self.lost());
+        }
+        let mut cancelled_at: Option<Instant> = None;
+        loop {
+            let process = self.process.as_mut().expect("started above");
+            if cancelled_at.is_none() && cancel.load(Ordering::Relaxed) {
+                cancelled_at = Some(Instant::now());
+                let line = serde_json::to_string(&Request::Cancel).expect("plain data");
+                let _ = writeln!(process.stdin, "{line}").and_then(|()| process.stdin.flush());
+            }
+            if cancelled_at.is_some_and(|at| at.elapsed() > CANCEL_GRACE) {
+                // A cell still compiling cannot be interrupted inside evcxr; the runner goes.
+                self.process = None;
+                return Err(
+                    "cancelled (the Rust cell runner was stopped, and the variables of \
+                            earlier cells with it)"
+                        .into(),
+                );
+            }
+            match process.replies.recv_timeout(POLL) {
+                Ok(Reply::Ok { text }) => return Ok(text),
+                Ok(Reply::Err { text }) => return Err(text),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(self.lost()),
             }
         }
-        let context = self.context.as_mut().expect("started above");
-        let deps: Vec<CellDependency> = self
-            .dependencies
-            .iter()
-            .filter(|d| d.is_named_in(code))
-            .cloned()
-            .collect();
-        let ran = Instant::now();
-        let result = context.eval(code, deps, cancel);
-        self.cells += 1;
-        self.timing(format_args!(
-            "rust cell {}: {:.2} s ({:.2} s compiling and running{})",
-            self.cells,
-            started.elapsed().as_secs_f64(),
-            ran.elapsed().as_secs_f64(),
-            if self.cells == 1 {
-                ", the rest starting evcxr"
-            } else {
-                ""
-            }
-        ));
-        result
     }
+}
+
+/// Starts the runner at `path` and a thread that reads its replies.
+fn spawn(path: &Path) -> Result<Process, String> {
+    let mut command = Command::new(path);
+    command
+        .arg("--serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("TRITLAB_TIMINGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    // A process group of its own, so Ctrl-C in a terminal (which signals the whole foreground
+    // group) cancels the running command instead of killing the runner and every variable the
+    // cells defined.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the Rust cell runner {}: {e}", path.display()))?;
+    let stdin = child.stdin.take().expect("piped above");
+    let stdout = child.stdout.take().expect("piped above");
+    let (tx, replies) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("tritlab-rust-cells-replies".into())
+        .spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(reply) = Reply::from_line(&line) {
+                    if tx.send(reply).is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the Rust cell reader thread: {e}"))?;
+    Ok(Process {
+        child,
+        stdin,
+        replies,
+    })
+}
+
+#[cfg(unix)]
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "ended".into(),
+    }
+}
+
+#[cfg(not(unix))]
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    format!("ended ({status})")
+}
+
+/// The runner: `$TRITLAB_RUST_CELLS`, else beside this executable (or beside the folder cargo
+/// puts tests and examples in), else on `PATH`.
+pub fn find_runner() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TRITLAB_RUST_CELLS").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    let name = format!("{RUNNER}{}", std::env::consts::EXE_SUFFIX);
+    if is_executable(&dir.join(&name)) {
+        return Some(dir.join(&name));
+    }
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir.pop();
+        if is_executable(&dir.join(&name)) {
+            return Some(dir.join(&name));
+        }
+    }
+    find_in_path(&std::env::var_os("PATH").unwrap_or_default(), RUNNER)
+}
+
+/// The source checkout this crate was built from, if it is still there: the runner can be built
+/// from it.
+fn source_checkout() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().ok()?;
+    root.join("host/rust-cells/src/bin")
+        .is_dir()
+        .then_some(root)
+}
+
+/// Builds the runner from the checkout at `root` on a thread of its own; the thread's result is
+/// the runner's path. cargo's output goes to `rust-cells-build.log` in tritlab's data folder
+/// (or the temporary folder), which errors name.
+fn build_runner(root: PathBuf) -> Result<JoinHandle<Result<PathBuf, String>>, String> {
+    let log_dir = tritlab_assets::data_dir().unwrap_or_else(std::env::temp_dir);
+    std::thread::Builder::new()
+        .name("tritlab-rust-cells-build".into())
+        .spawn(move || {
+            std::fs::create_dir_all(&log_dir).map_err(|e| {
+                format!("cannot build {RUNNER}: creating {}: {e}", log_dir.display())
+            })?;
+            let log_path = log_dir.join("rust-cells-build.log");
+            let log = std::fs::File::create(&log_path)
+                .map_err(|e| format!("cannot build {RUNNER}: {}: {e}", log_path.display()))?;
+            let output = Command::new("cargo")
+                .args(["build", "--release", "--locked", "-p", RUNNER])
+                .args([
+                    "--bin",
+                    RUNNER,
+                    "--message-format",
+                    "json-render-diagnostics",
+                ])
+                .arg("--manifest-path")
+                .arg(root.join("Cargo.toml"))
+                .stdin(Stdio::null())
+                .stderr(log)
+                .output()
+                .map_err(|e| format!("cannot run cargo to build {RUNNER}: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "building {RUNNER} failed ({}); cargo's output is in {}",
+                    describe_exit(output.status),
+                    log_path.display()
+                ));
+            }
+            built_executable(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
+                format!(
+                    "cargo built {RUNNER} but did not say where; see {}",
+                    log_path.display()
+                )
+            })
+        })
+        .map_err(|e| format!("cannot start building {RUNNER}: {e}"))
+}
+
+/// The runner's path in cargo's JSON messages.
+fn built_executable(messages: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == RUNNER)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// Whether `cargo` and `rustc` are executables on `PATH`.
@@ -204,7 +401,7 @@ pub fn toolchain_on_path() -> bool {
 }
 
 /// Whether `cargo` and `rustc` are executables in the directories of `path` (a `PATH` value).
-fn toolchain_in(path: &OsStr) -> bool {
+pub(crate) fn toolchain_in(path: &OsStr) -> bool {
     ["cargo", "rustc"]
         .iter()
         .all(|tool| find_in_path(path, tool).is_some())
@@ -228,422 +425,9 @@ fn is_executable(path: &Path) -> bool {
     path.is_file() || path.with_extension("exe").is_file()
 }
 
-/// A request to the thread that owns the evcxr context.
-struct Request {
-    code: String,
-    deps: Vec<CellDependency>,
-}
-
-/// What evaluating a cell gave: the text of its final value, or the error.
-type Reply = Result<String, String>;
-
-/// The evcxr context, owned by a thread of its own: evcxr's context is not `Send`, and owning it
-/// elsewhere lets the caller drain the cell's output while it runs (evcxr waits for that before it
-/// returns) and watch the cancel flag.
-struct Context {
-    requests: Option<mpsc::Sender<Request>>,
-    replies: Receiver<Reply>,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    /// The process that runs the cells; killed to cancel a running cell.
-    runner: Arc<Mutex<std::process::Child>>,
-    thread: Option<JoinHandle<()>>,
-    /// Every later cell is refused once the context thread is gone.
-    dead: Option<String>,
-}
-
-/// What the context thread sends back once evcxr is up.
-struct Started {
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    runner: Arc<Mutex<std::process::Child>>,
-}
-
-impl Context {
-    fn start() -> Result<Context, String> {
-        let (request_tx, request_rx) = mpsc::channel::<Request>();
-        let (reply_tx, reply_rx) = crossbeam_channel::unbounded::<Reply>();
-        let (started_tx, started_rx) = crossbeam_channel::bounded::<Result<Started, String>>(1);
-        let thread = std::thread::Builder::new()
-            .name("tritlab-rust-cells".into())
-            .spawn(move || context_thread(request_rx, reply_tx, started_tx))
-            .map_err(|e| format!("cannot start the Rust cell thread: {e}"))?;
-        let started = match started_rx.recv() {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
-            }
-            Err(_) => {
-                let _ = thread.join();
-                return Err("the Rust cell thread stopped while starting evcxr".into());
-            }
-        };
-        Ok(Context {
-            requests: Some(request_tx),
-            replies: reply_rx,
-            stdout: started.stdout,
-            stderr: started.stderr,
-            runner: started.runner,
-            thread: Some(thread),
-            dead: None,
-        })
-    }
-
-    fn eval(
-        &mut self,
-        code: &str,
-        deps: Vec<CellDependency>,
-        cancel: &AtomicBool,
-    ) -> Result<String, String> {
-        if let Some(why) = &self.dead {
-            return Err(why.clone());
-        }
-        // Lines left over from an earlier cell (stderr is not synchronised with the end of a
-        // cell) are not this cell's.
-        while self.stdout.try_recv().is_ok() {}
-        while self.stderr.try_recv().is_ok() {}
-        let sent = self.requests.as_ref().is_some_and(|r| {
-            r.send(Request {
-                code: code.to_string(),
-                deps,
-            })
-            .is_ok()
-        });
-        if !sent {
-            return Err(self.die("the Rust cell thread has stopped"));
-        }
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut cancelled = false;
-        let reply = loop {
-            if !cancelled && cancel.load(Ordering::Relaxed) {
-                cancelled = true;
-                // Stops a running cell; a cell still compiling stops when the build is done.
-                if let Ok(mut child) = self.runner.lock() {
-                    let _ = child.kill();
-                }
-            }
-            crossbeam_channel::select! {
-                recv(self.stdout) -> line => { if let Ok(line) = line { stdout.push(line) } }
-                recv(self.stderr) -> line => { if let Ok(line) = line { stderr.push(line) } }
-                recv(self.replies) -> reply => break reply.ok(),
-                default(POLL) => {}
-            }
-        };
-        let Some(reply) = reply else {
-            return Err(self.die("the Rust cell thread has stopped"));
-        };
-        // evcxr hands over all of stdout before it returns; stderr comes from another thread in
-        // evcxr and may trail by a moment.
-        while let Ok(line) = self.stdout.try_recv() {
-            stdout.push(line);
-        }
-        loop {
-            match self.stderr.recv_timeout(Duration::from_millis(20)) {
-                Ok(line) => stderr.push(line),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        if cancelled {
-            return Err("cancelled".into());
-        }
-        let stderr = without_backtraces(stderr);
-        let value = reply?;
-        let mut text = stdout.join("\n");
-        for part in [value, stderr.join("\n")] {
-            if !part.is_empty() {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&part);
-            }
-        }
-        let text = text.trim_matches('\n').to_string();
-        if stderr.iter().any(|line| is_panic_line(line)) {
-            return Err(text);
-        }
-        Ok(text)
-    }
-
-    fn die(&mut self, why: &str) -> String {
-        self.dead = Some(why.to_string());
-        why.to_string()
-    }
-}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // Closing the request channel ends the thread, which drops evcxr's context: that stops
-        // the runner process and removes the build directory.
-        self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            // A cell may still be running; it is killed so the thread can finish.
-            if let Ok(mut child) = self.runner.lock() {
-                let _ = child.kill();
-            }
-            // evcxr waits until its output is read before it returns from a cell.
-            while !thread.is_finished() {
-                while self.stdout.try_recv().is_ok() {}
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Rust's panic message: `thread 'NAME' panicked at FILE:LINE:COL:`, with the thread's id
-/// after its name in newer releases (`thread 'NAME' (ID) panicked at …`).
-fn is_panic_line(line: &str) -> bool {
-    line.starts_with("thread '") && line.contains(" panicked at ")
-}
-
-/// `stderr` without the stack backtraces that evcxr asks of panics (their frames are evcxr's
-/// runtime, not the cell); the panic message stays.
-fn without_backtraces(stderr: Vec<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(stderr.len());
-    let mut in_backtrace = false;
-    for line in stderr {
-        if line == "stack backtrace:" {
-            in_backtrace = true;
-            continue;
-        }
-        if in_backtrace {
-            if line.starts_with(' ') {
-                continue;
-            }
-            in_backtrace = false;
-            if line.starts_with("note: Some details are omitted")
-                || line.starts_with("note: run with `RUST_BACKTRACE=")
-            {
-                continue;
-            }
-        }
-        out.push(line);
-    }
-    out
-}
-
-fn context_thread(
-    requests: mpsc::Receiver<Request>,
-    replies: crossbeam_channel::Sender<Reply>,
-    started: crossbeam_channel::Sender<Result<Started, String>>,
-) {
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            let _ = started.send(Err(format!(
-                "Rust cells: cannot find the running executable to start the cell runner: {e}"
-            )));
-            return;
-        }
-    };
-    let mut runner = std::process::Command::new(exe);
-    // The runner gets a process group of its own, so Ctrl-C in a terminal (which signals the
-    // whole foreground group) cancels the command that is running instead of killing the runner
-    // and with it every variable the cells defined.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut runner, 0);
-    let (mut context, outputs) = match evcxr::EvalContext::with_subprocess_command(runner) {
-        Ok(pair) => pair,
-        Err(e) => {
-            let _ = started.send(Err(format!("Rust cells: evcxr did not start: {e}")));
-            return;
-        }
-    };
-    let _ = started.send(Ok(Started {
-        stdout: outputs.stdout,
-        stderr: outputs.stderr,
-        runner: context.process_handle(),
-    }));
-    // Dependencies are resolved from the local registry cache first (they are the workspace's
-    // own, fetched when tritlab was built), which needs no network; online if that fails.
-    let mut offline = true;
-    while let Ok(Request { code, deps }) = requests.recv() {
-        let reply = eval_in(&mut context, &code, &deps, &mut offline);
-        if replies.send(reply).is_err() {
-            break;
-        }
-    }
-}
-
-fn eval_in(
-    context: &mut evcxr::EvalContext,
-    code: &str,
-    deps: &[CellDependency],
-    offline: &mut bool,
-) -> Reply {
-    let mut state = context.state();
-    state.set_offline_mode(*offline);
-    state.set_cache_bytes(CACHE_BYTES);
-    for dep in deps {
-        let cannot = |e: &dyn std::fmt::Display| {
-            format!("cannot add the crate `{}` for Rust cells: {e}", dep.name)
-        };
-        if let Err(first) = state.add_dep(&dep.package, &dep.config) {
-            if !*offline {
-                return Err(cannot(&first));
-            }
-            state.set_offline_mode(false);
-            if let Err(again) = state.add_dep(&dep.package, &dep.config) {
-                let (first, again) = (first.to_string(), again.to_string());
-                return Err(if first == again {
-                    cannot(&again)
-                } else {
-                    cannot(&format!("{again}\n(offline, it failed with: {first})"))
-                });
-            }
-            *offline = false;
-        }
-    }
-    match context.eval_with_state(code, state) {
-        // A cell that ends in a statement such as a `for` loop has the value `()`: not shown.
-        Ok(outputs) => Ok(match outputs.get("text/plain") {
-            Some("()") | None => String::new(),
-            Some(value) => value.to_string(),
-        }),
-        Err(error) => Err(describe_error(&error, code)),
-    }
-}
-
-/// A readable account of an evcxr error: for compile errors, each error with its code, the line
-/// of the cell it points at, the label and rustc's help.
-fn describe_error(error: &evcxr::Error, code: &str) -> String {
-    let evcxr::Error::CompilationErrors(errors) = error else {
-        return error.to_string();
-    };
-    let lines: Vec<&str> = code.lines().collect();
-    let mut out = String::new();
-    for e in errors {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        let _ = match e.code() {
-            Some(c) => writeln!(out, "{}[{c}]: {}", e.level(), e.message()),
-            None => writeln!(out, "{}: {}", e.level(), e.message()),
-        };
-        let mut shown_lines = HashSet::new();
-        for message in e.spanned_messages() {
-            let Some(span) = &message.span else {
-                if !message.label.is_empty() {
-                    let _ = writeln!(out, "  = {}", message.label);
-                }
-                continue;
-            };
-            let Some(text) = span
-                .start_line
-                .checked_sub(1)
-                .and_then(|index| lines.get(index))
-            else {
-                continue;
-            };
-            let gutter = format!("{:>3} | ", span.start_line);
-            if shown_lines.insert(span.start_line) {
-                let _ = writeln!(out, "{gutter}{text}");
-            }
-            let start = span.start_column.saturating_sub(1);
-            let end = if span.end_line == span.start_line {
-                span.end_column.saturating_sub(1).max(start + 1)
-            } else {
-                text.chars().count().max(start + 1)
-            };
-            let mark = if message.is_primary { '^' } else { '-' };
-            let _ = writeln!(
-                out,
-                "{}{} {}",
-                " ".repeat(gutter.chars().count() + start),
-                mark.to_string().repeat(end - start),
-                message.label
-            );
-        }
-        for help in e.help() {
-            let _ = writeln!(out, "  = help: {help}");
-        }
-    }
-    let out = out.trim_end().to_string();
-    if out.is_empty() {
-        error.to_string()
-    } else {
-        out
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-
-    #[test]
-    fn a_dependency_is_named_as_a_whole_identifier() {
-        let dep = CellDependency::path("tritlab-kernels", Path::new("/x"));
-        assert_eq!(
-            (dep.name.as_str(), dep.package.as_str()),
-            ("tritlab_kernels", "tritlab-kernels")
-        );
-        assert!(dep.is_named_in("use tritlab_kernels::pack;"));
-        assert!(dep.is_named_in("let m = tritlab_kernels::I2Matrix::new();"));
-        assert!(dep.is_named_in("tritlab_kernels"));
-        assert!(!dep.is_named_in("use tritlab_kernels_extra::x;"));
-        assert!(!dep.is_named_in("my_tritlab_kernels()"));
-        assert!(!dep.is_named_in("println!(\"{}\", 1 + 1);"));
-    }
-
-    #[test]
-    fn dependency_paths_are_toml_strings() {
-        let dep = CellDependency::path("a", Path::new("/tmp/we\"ird\\dir"));
-        assert_eq!(dep.config, r#"{ path = "/tmp/we\"ird\\dir" }"#);
-    }
-
-    #[test]
-    fn the_checkout_crates_are_offered() {
-        let deps = tritlab_dependencies();
-        let names: Vec<&str> = deps.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["tritlab_engine", "tritlab_kernels"]);
-        for dep in &deps {
-            let path = dep
-                .config
-                .strip_prefix("{ path = \"")
-                .and_then(|p| p.strip_suffix("\" }"))
-                .expect("a path dependency");
-            assert!(Path::new(path).join("Cargo.toml").is_file(), "{path}");
-        }
-    }
-
-    #[test]
-    fn panics_are_recognised() {
-        assert!(is_panic_line(
-            "thread '<unnamed>' panicked at src/lib.rs:3:1:"
-        ));
-        assert!(is_panic_line(
-            "thread '<unnamed>' (32413) panicked at src/lib.rs:6:1:"
-        ));
-        assert!(!is_panic_line("the thread panicked"));
-    }
-
-    #[test]
-    fn backtraces_are_dropped_and_the_message_kept() {
-        let stderr: Vec<String> = [
-            "before",
-            "thread '<unnamed>' (7) panicked at src/lib.rs:6:1:",
-            "boom",
-            "stack backtrace:",
-            "   0: __rustc::rust_begin_unwind",
-            "             at /rustc/library/std/src/panicking.rs:689:5",
-            "   1: run_user_code_1",
-            "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.",
-            "after",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            without_backtraces(stderr),
-            [
-                "before",
-                "thread '<unnamed>' (7) panicked at src/lib.rs:6:1:",
-                "boom",
-                "after"
-            ]
-        );
-    }
 
     #[test]
     fn the_toolchain_is_looked_up_on_the_path() {
@@ -651,34 +435,121 @@ mod tests {
         let path = std::env::join_paths([dir.path()]).unwrap();
         assert!(!toolchain_in(&path));
         assert!(!toolchain_in(OsStr::new("")));
-        make_executable(&dir.path().join("cargo"));
+        make_executable(&dir.path().join("cargo"), "");
         assert!(!toolchain_in(&path), "rustc is missing");
-        make_executable(&dir.path().join("rustc"));
+        make_executable(&dir.path().join("rustc"), "");
         assert!(toolchain_in(&path));
     }
 
     #[cfg(unix)]
-    fn make_executable(file: &Path) {
+    pub(crate) fn make_executable(file: &Path, script: &str) {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(file, "#!/bin/sh\n").unwrap();
+        std::fs::write(file, format!("#!/bin/sh\n{script}")).unwrap();
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[cfg(not(unix))]
-    fn make_executable(file: &Path) {
+    pub(crate) fn make_executable(file: &Path, _script: &str) {
         std::fs::write(file.with_extension("exe"), "").unwrap();
+    }
+
+    #[test]
+    fn cargo_messages_name_the_built_runner() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"name":"tritlab-session"},"executable":null}"#,
+            "not json",
+            r#"{"reason":"compiler-artifact","target":{"name":"tritlab-rust-cells"},"executable":"/t/release/tritlab-rust-cells"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            built_executable(&messages),
+            Some(PathBuf::from("/t/release/tritlab-rust-cells"))
+        );
+        assert_eq!(built_executable("{\"reason\":\"build-finished\"}"), None);
     }
 
     #[test]
     fn without_a_toolchain_a_cell_fails_clearly_and_starts_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut eval = EvcxrEvaluator::new();
+        let mut eval = SidecarEvaluator::new(Preparation::Report);
         eval.search_path = Some(std::env::join_paths([dir.path()]).unwrap());
         let cancel = AtomicBool::new(false);
         assert_eq!(
             eval.eval("println!(\"hi\");", &cancel),
             Err(NO_TOOLCHAIN.to_string())
         );
-        assert!(!eval.is_started());
+        assert!(!eval.is_running());
+    }
+
+    /// A runner that crashes on the first cell: the cell fails saying so, and the next cell
+    /// gets a fresh runner.
+    #[cfg(unix)]
+    #[test]
+    fn a_crashing_runner_fails_the_cell_and_the_next_cell_starts_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = dir.path().join("runner");
+        let marker = dir.path().join("crashed-once");
+        // The first runner reads a request and kills itself; later ones answer every request.
+        let ok = Reply::Ok {
+            text: "fresh".into(),
+        }
+        .to_line();
+        make_executable(
+            &runner,
+            &format!(
+                "if [ ! -e '{m}' ]; then touch '{m}'; read line; kill -SEGV $$; fi\n\
+                 while read line; do printf '%s\\n' '{ok}'; done\n",
+                m = marker.display(),
+            ),
+        );
+        let mut eval = SidecarEvaluator::with_runner(runner, Preparation::Report);
+        let cancel = AtomicBool::new(false);
+        let first = eval.eval("std::process::abort();", &cancel).unwrap_err();
+        assert!(first.contains("killed by signal 11"), "{first}");
+        assert!(first.contains("next cell starts a fresh runner"), "{first}");
+        assert!(!eval.is_running());
+        assert_eq!(eval.eval("1", &cancel), Ok("fresh".into()));
+        assert!(eval.is_running());
+    }
+
+    /// A cancel reaches a runner that is busy; one that does not answer is stopped.
+    #[cfg(unix)]
+    #[test]
+    fn a_cancel_is_sent_and_a_stuck_runner_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = dir.path().join("runner");
+        let cancelled = Reply::Err {
+            text: "cancelled".into(),
+        }
+        .to_line();
+        // Answers a cancel request (the second line) with `cancelled`.
+        make_executable(
+            &runner,
+            &format!("read eval; read cancel; printf '%s\\n' '{cancelled}'; sleep 60\n"),
+        );
+        let mut eval = SidecarEvaluator::with_runner(runner, Preparation::Report);
+        let cancel = AtomicBool::new(true);
+        let started = Instant::now();
+        assert_eq!(eval.eval("loop {}", &cancel), Err("cancelled".into()));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_missing_runner_that_cannot_be_built_says_how_to_install_it() {
+        let mut eval = SidecarEvaluator::new(Preparation::Report);
+        eval.runner = Runner::Unknown;
+        eval.source = None;
+        // Only meaningful where no runner is installed beside the test binary or on PATH.
+        if find_runner().is_some() {
+            eprintln!("skipped: a runner is installed");
+            return;
+        }
+        let cancel = AtomicBool::new(false);
+        let error = eval.runner(&cancel).unwrap_err();
+        assert!(
+            error.contains("cargo install --path host/rust-cells"),
+            "{error}"
+        );
     }
 }

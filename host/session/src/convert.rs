@@ -147,15 +147,21 @@ pub fn trit_image(trits: &[i8], rows: usize, cols: usize, max_side: usize) -> Op
                     n += 1;
                 }
             }
-            let n = n.max(1) as f32;
-            let (fn_, fp) = (neg as f32 / n, pos as f32 / n);
-            rgba.extend_from_slice(&[
-                (24.0 + 231.0 * fn_) as u8,
-                (24.0 + 60.0 * fn_.min(fp)) as u8,
-                (24.0 + 231.0 * fp) as u8,
-                255,
-            ]);
+            rgba.extend_from_slice(&trit_colour(neg, pos, n));
         }
     }
     Image::new(w as u32, h as u32, rgba).ok()
+}
+
+/// The colour of a thumbnail pixel that covers `n` trits, `neg` of them -1 and `pos` of them +1:
+/// red for -1, blue for +1, dark for 0.
+pub(crate) fn trit_colour(neg: u32, pos: u32, n: u32) -> [u8; 4] {
+    let n = n.max(1) as f32;
+    let (fn_, fp) = (neg as f32 / n, pos as f32 / n);
+    [
+        (24.0 + 231.0 * fn_) as u8,
+        (24.0 + 60.0 * fn_.min(fp)) as u8,
+        (24.0 + 231.0 * fp) as u8,
+        255,
+    ]
 }

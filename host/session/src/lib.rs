@@ -19,6 +19,6 @@ pub use session::{
     Context, Execution, InternalError, LiveEvent, LoadedModel, OpenRun, RustEvaluator, Session,
     SessionConfig,
 };
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotCache};
 pub use training::step_outputs;
-pub use worker::{JobId, SessionWorker, WorkerEvent};
+pub use worker::{JobId, SessionWorker, Waker, WorkerEvent};

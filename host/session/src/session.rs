@@ -28,29 +28,38 @@ pub struct SessionConfig {
     pub plugin_cache: Option<PathBuf>,
     /// Load the default model when the session starts.
     pub load_default_model: bool,
+    /// What went wrong while finding the above, shown by `info` with the other start-up notes.
+    pub notes: Vec<String>,
 }
 
 impl SessionConfig {
-    /// The model and plugins tritlab ships, from the source tree this was built in, overridable
-    /// with `TRITLAB_DEFAULT_MODEL` and `TRITLAB_PLUGIN_DIR`; plus the user's plugin folder.
+    /// The model and plugins tritlab ships (see `tritlab_assets`: embedded in the binary and
+    /// unpacked into the user's data folder, overridable with `TRITLAB_DEFAULT_MODEL` and
+    /// `TRITLAB_PLUGIN_DIR`), plus the user's plugin folder.
     pub fn standard() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let root = root.canonicalize().unwrap_or(root);
-        let default_model = std::env::var_os("TRITLAB_DEFAULT_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("assets/default-model"));
-        let bundled = std::env::var_os("TRITLAB_PLUGIN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/plugins"));
-        let mut plugin_dirs = vec![bundled];
+        let mut notes = Vec::new();
+        let default_model = tritlab_assets::default_model()
+            .map_err(|e| notes.push(format!("no default model: {e}")))
+            .ok();
+        let mut plugin_dirs = Vec::new();
+        match tritlab_assets::bundled_plugin_dir() {
+            Ok(Some(dir)) => plugin_dirs.push(dir),
+            Ok(None) => notes.push(
+                "this tritlab was built without its plugins (scripts/build-plugins.sh, then \
+                 build again)"
+                    .to_string(),
+            ),
+            Err(e) => notes.push(format!("no bundled plugins: {e}")),
+        }
         if let Some(user) = tritlab_plugin_host::user_plugin_dir() {
             plugin_dirs.push(user);
         }
         SessionConfig {
-            default_model: Some(default_model),
+            default_model,
             plugin_dirs,
             plugin_cache: tritlab_plugin_host::default_cache_dir(),
             load_default_model: true,
+            notes,
         }
     }
 
@@ -154,7 +163,13 @@ pub struct LoadedModel {
     pub path: PathBuf,
     pub model: Model,
     pub tokenizer: Tokenizer,
+    /// Unique to this load in this process: what tells a snapshot cache that the model changed,
+    /// even when the same path is loaded again.
+    pub(crate) load_id: u64,
 }
+
+/// The next [`LoadedModel::load_id`].
+static NEXT_LOAD_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A training run opened for replay and inspection.
 pub struct OpenRun {
@@ -192,6 +207,7 @@ impl Session {
             rust: None,
             startup_notes: Vec::new(),
         };
+        s.startup_notes = s.config.notes.clone();
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
@@ -254,6 +270,7 @@ impl Session {
             path: path.to_path_buf(),
             model,
             tokenizer,
+            load_id: NEXT_LOAD_ID.fetch_add(1, Ordering::Relaxed),
         });
         Ok(self.model.as_ref().expect("just set"))
     }

@@ -2,11 +2,11 @@
 //! runs, and can cancel it.
 
 use crate::session::{Context, Execution, LiveEvent, RustEvaluator, Session, SessionConfig};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotCache};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,10 +31,44 @@ enum Request {
     Stop,
 }
 
-/// The session's state for inspectors. Taking a snapshot only reads the session, so a panic in
-/// it leaves nothing half-updated; it yields an empty snapshot rather than ending the thread.
-fn snapshot_of(session: &Session) -> Snapshot {
-    std::panic::catch_unwind(AssertUnwindSafe(|| Snapshot::of(session))).unwrap_or_default()
+/// Called by the worker after it sends an event, from the worker's thread: a GUI passes its
+/// "repaint" here, so it sleeps until there is something to show instead of polling.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The worker's side of the event channel: sends, then wakes the face.
+struct Events {
+    tx: Sender<WorkerEvent>,
+    waker: Arc<Mutex<Option<Waker>>>,
+}
+
+impl Events {
+    fn send(&self, event: WorkerEvent) {
+        let _ = self.tx.send(event);
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(wake) = waker {
+            wake();
+        }
+    }
+}
+
+/// The session's state for inspectors, through the cache. Taking a snapshot only reads the
+/// session, so a panic in it leaves nothing half-updated; it yields an empty snapshot (and an
+/// empty cache) rather than ending the thread.
+fn snapshot_of(session: &Session, cache: &mut SnapshotCache) -> Snapshot {
+    std::panic::catch_unwind(AssertUnwindSafe(|| cache.snapshot(session))).unwrap_or_else(|_| {
+        *cache = SnapshotCache::default();
+        Snapshot::default()
+    })
+}
+
+/// Draws one missing thumbnail; whether more remain. A panic drops the drawing.
+fn draw_one(session: &Session, cache: &mut SnapshotCache) -> bool {
+    std::panic::catch_unwind(AssertUnwindSafe(|| cache.draw_one_thumbnail(session))).unwrap_or_else(
+        |_| {
+            *cache = SnapshotCache::default();
+            false
+        },
+    )
 }
 
 /// Owns a [`Session`] on a worker thread. Jobs run in submission order.
@@ -44,6 +78,7 @@ pub struct SessionWorker {
     cancel: Arc<AtomicBool>,
     next_job: AtomicU64,
     thread: Option<JoinHandle<()>>,
+    waker: Arc<Mutex<Option<Waker>>>,
 }
 
 impl SessionWorker {
@@ -52,6 +87,11 @@ impl SessionWorker {
         let (ev_tx, ev_rx) = mpsc::channel::<WorkerEvent>();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
+        let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let events = Events {
+            tx: ev_tx,
+            waker: waker.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("tritlab-session".into())
             .spawn(move || {
@@ -59,20 +99,43 @@ impl SessionWorker {
                 if let Some(r) = rust {
                     session.set_rust_evaluator(r);
                 }
-                let _ = ev_tx.send(WorkerEvent::Ready(Box::new(snapshot_of(&session))));
-                while let Ok(request) = req_rx.recv() {
+                let mut cache = SnapshotCache::default();
+                events.send(WorkerEvent::Ready(Box::new(snapshot_of(
+                    &session, &mut cache,
+                ))));
+                loop {
+                    // Between requests, thumbnails are drawn one tensor at a time, so a command
+                    // waits for at most one of them; when the last is drawn, a snapshot with all
+                    // of them goes out.
+                    let request = if cache.is_drawing() {
+                        match req_rx.try_recv() {
+                            Ok(request) => request,
+                            Err(TryRecvError::Empty) => {
+                                if !draw_one(&session, &mut cache) {
+                                    let snapshot = snapshot_of(&session, &mut cache);
+                                    events.send(WorkerEvent::Snapshot(Box::new(snapshot)));
+                                }
+                                continue;
+                            }
+                            Err(TryRecvError::Disconnected) => break,
+                        }
+                    } else {
+                        match req_rx.recv() {
+                            Ok(request) => request,
+                            Err(_) => break,
+                        }
+                    };
                     match request {
                         Request::Stop => break,
                         Request::Snapshot => {
-                            let _ =
-                                ev_tx.send(WorkerEvent::Snapshot(Box::new(snapshot_of(&session))));
+                            let snapshot = snapshot_of(&session, &mut cache);
+                            events.send(WorkerEvent::Snapshot(Box::new(snapshot)));
                         }
                         Request::Run(id, source) => {
                             flag.store(false, Ordering::SeqCst);
-                            let _ = ev_tx.send(WorkerEvent::Started(id));
-                            let tx = ev_tx.clone();
+                            events.send(WorkerEvent::Started(id));
                             let mut forward = |e: LiveEvent| {
-                                let _ = tx.send(WorkerEvent::Live(id, e));
+                                events.send(WorkerEvent::Live(id, e));
                             };
                             let mut ctx = Context {
                                 cancel: &flag,
@@ -81,9 +144,9 @@ impl SessionWorker {
                             // `execute` turns a panicking command into an error; the thread
                             // lives on for the next job.
                             let exec = session.execute(&source, &mut ctx);
-                            let _ = ev_tx.send(WorkerEvent::Finished(id, exec));
-                            let _ =
-                                ev_tx.send(WorkerEvent::Snapshot(Box::new(snapshot_of(&session))));
+                            events.send(WorkerEvent::Finished(id, exec));
+                            let snapshot = snapshot_of(&session, &mut cache);
+                            events.send(WorkerEvent::Snapshot(Box::new(snapshot)));
                         }
                     }
                 }
@@ -95,7 +158,13 @@ impl SessionWorker {
             cancel,
             next_job: AtomicU64::new(1),
             thread: Some(thread),
+            waker,
         }
+    }
+
+    /// Calls `waker` after every event from now on (see [`Waker`]).
+    pub fn set_waker(&self, waker: Waker) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
     }
 
     /// Queues a command line or a whole cell.

@@ -22,6 +22,7 @@ fn session(load_model: bool) -> Session {
         plugin_dirs: Vec::new(),
         plugin_cache: None,
         load_default_model: load_model,
+        notes: Vec::new(),
     })
 }
 
@@ -220,6 +221,7 @@ fn the_worker_reports_ready_live_finished_and_a_snapshot() {
             plugin_dirs: Vec::new(),
             plugin_cache: None,
             load_default_model: true,
+            notes: Vec::new(),
         },
         None,
     );

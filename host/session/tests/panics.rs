@@ -22,6 +22,7 @@ fn config(load_model: bool) -> SessionConfig {
         plugin_dirs: Vec::new(),
         plugin_cache: None,
         load_default_model: load_model,
+        notes: Vec::new(),
     }
 }
 

@@ -170,6 +170,12 @@ impl WorkbenchApp {
         app
     }
 
+    /// Lets the session worker wake the window when it has news, instead of the window redrawing
+    /// on a timer while a command runs.
+    pub fn wake_with(&mut self, waker: tritlab_session::Waker) {
+        self.engine.set_waker(waker);
+    }
+
     /// A workbench running commands through `backend` (a session worker, or a stand-in in
     /// tests). It starts with an empty book; [`WorkbenchApp::open`] opens one.
     pub fn with_backend(
@@ -361,7 +367,7 @@ impl WorkbenchApp {
             self.update(ctx, update);
         }
         self.timeline.settle(
-            self.engine.snapshot().run.as_ref(),
+            self.engine.snapshot().run.as_deref(),
             self.engine.timeline_busy(),
         );
         if let Some(run) = &self.engine.snapshot().run {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tritlab_session::lang::{CompletionSource, PluginRole};
 use tritlab_session::snapshot::Snapshot;
-use tritlab_session::{Execution, JobId, LiveEvent, SessionWorker, WorkerEvent};
+use tritlab_session::{Execution, JobId, LiveEvent, SessionWorker, Waker, WorkerEvent};
 use tritlab_workbook::{Output, TraceToken};
 
 use crate::document::BlockKey;
@@ -30,6 +30,11 @@ pub trait Backend {
     /// finishes with an internal error); this is `false` only if the worker is gone for good.
     fn is_alive(&self) -> bool {
         true
+    }
+    /// Asks the backend to call `waker` after each event it sends; `false` if it cannot, and
+    /// the face must keep polling while it waits.
+    fn set_waker(&mut self, _waker: Waker) -> bool {
+        false
     }
 }
 
@@ -48,6 +53,11 @@ impl Backend for SessionWorker {
 
     fn is_alive(&self) -> bool {
         self.is_running()
+    }
+
+    fn set_waker(&mut self, waker: Waker) -> bool {
+        SessionWorker::set_waker(self, waker);
+        true
     }
 }
 
@@ -150,6 +160,8 @@ pub struct EngineLink {
     snapshot: Snapshot,
     snapshot_serial: u64,
     next_group: u64,
+    /// The backend wakes the face after each event (see [`EngineLink::set_waker`]).
+    wakes: bool,
 }
 
 impl EngineLink {
@@ -162,6 +174,7 @@ impl EngineLink {
             snapshot: Snapshot::default(),
             snapshot_serial: 0,
             next_group: 0,
+            wakes: false,
         }
     }
 
@@ -176,8 +189,15 @@ impl EngineLink {
     }
 
     /// Whether the workbench should keep polling: starting up, or busy.
+    /// Whether the face must redraw on a timer to notice the worker's events: only while
+    /// something is in flight, and never once the worker wakes the face itself.
     pub fn needs_polling(&self) -> bool {
-        !self.ready || self.is_busy()
+        (!self.ready || self.is_busy()) && !self.wakes
+    }
+
+    /// Has the backend wake the face (through `waker`) after each event, if it can.
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.wakes = self.backend.set_waker(waker);
     }
 
     pub fn running(&self) -> Option<&Running> {

@@ -67,9 +67,8 @@ pub struct WorkbenchOptions {
 
 impl Default for WorkbenchOptions {
     fn default() -> Self {
-        let tour = tour_path();
         WorkbenchOptions {
-            book: tour.is_file().then_some(tour),
+            book: tour_path().filter(|tour| tour.is_file()),
             session: SessionConfig::standard(),
             run_on_open: false,
             screenshot_after: None,
@@ -92,14 +91,10 @@ impl std::fmt::Debug for WorkbenchOptions {
     }
 }
 
-/// The tour workbook shipped with tritlab, in the source tree this crate was built from;
-/// `TRITLAB_TOUR` overrides it.
-pub fn tour_path() -> PathBuf {
-    std::env::var_os("TRITLAB_TOUR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workbooks/tour.md")
-        })
+/// The tour workbook shipped with tritlab (unpacked into the user's data folder, see
+/// `tritlab_assets`); `TRITLAB_TOUR` overrides it. `None` when there is nowhere to unpack it.
+pub fn tour_path() -> Option<PathBuf> {
+    tritlab_assets::tour().ok()
 }
 
 /// Opens the workbench window and runs until it is closed.
@@ -125,7 +120,9 @@ pub fn run_workbench(options: WorkbenchOptions) -> anyhow::Result<()> {
         native,
         Box::new(move |cc| {
             let storage = if persist { cc.storage } else { None };
-            let app = WorkbenchApp::new(options, storage, launched);
+            let mut app = WorkbenchApp::new(options, storage, launched);
+            let ctx = cc.egui_ctx.clone();
+            app.wake_with(std::sync::Arc::new(move || ctx.request_repaint()));
             *shared.lock().unwrap_or_else(|e| e.into_inner()) = app.screenshot_outcome();
             Ok(Box::new(app))
         }),

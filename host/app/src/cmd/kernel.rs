@@ -94,16 +94,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Rust cells through evcxr, one evaluator per session, when built with them.
-#[cfg(feature = "rust-cells")]
+/// Rust cells in the runner process, one runner per session. A notebook cell waits while the
+/// runner is first built (the cell shows as busy, and interrupt stops the wait).
 fn rust_cells() -> RustFactory {
     Arc::new(|| {
-        Some(Box::new(tritlab_rust_cells::EvcxrEvaluator::new())
-            as Box<dyn tritlab_session::RustEvaluator>)
+        Some(Box::new(tritlab_rust_cells::SidecarEvaluator::new(
+            tritlab_rust_cells::Preparation::Wait,
+        )) as Box<dyn tritlab_session::RustEvaluator>)
     })
-}
-
-#[cfg(not(feature = "rust-cells"))]
-fn rust_cells() -> RustFactory {
-    Arc::new(|| None)
 }

@@ -17,12 +17,6 @@ pub mod workbench;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
-/// The checkout this binary was built from: where the default model and the built plugins live
-/// when tritlab runs from its source tree (`cargo run`).
-fn source_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Resolves a model argument: `default` is the model tritlab ships (override with
 /// `TRITLAB_DEFAULT_MODEL`); anything else is a path.
 pub fn model_path(arg: impl AsRef<Path>) -> Result<PathBuf> {
@@ -30,10 +24,7 @@ pub fn model_path(arg: impl AsRef<Path>) -> Result<PathBuf> {
     if arg != Path::new("default") {
         return Ok(arg.to_path_buf());
     }
-    let dir = match std::env::var_os("TRITLAB_DEFAULT_MODEL") {
-        Some(dir) => PathBuf::from(dir),
-        None => source_root().join("assets/default-model"),
-    };
+    let dir = tritlab_assets::default_model()?;
     if !dir.join("config.json").is_file() {
         bail!(
             "the default model is not at {} (set TRITLAB_DEFAULT_MODEL to a model directory)",
@@ -43,10 +34,12 @@ pub fn model_path(arg: impl AsRef<Path>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Where `scripts/build-plugins.sh` puts the bundled plugins (override with `TRITLAB_PLUGIN_DIR`).
-pub fn bundled_plugin_dir() -> PathBuf {
-    match std::env::var_os("TRITLAB_PLUGIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => source_root().join("target/plugins"),
-    }
+/// The plugins tritlab ships (override with `TRITLAB_PLUGIN_DIR`).
+pub fn bundled_plugin_dir() -> Result<PathBuf> {
+    tritlab_assets::bundled_plugin_dir()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "this tritlab was built without its plugins: run scripts/build-plugins.sh, then build \
+             again (or set TRITLAB_PLUGIN_DIR)"
+        )
+    })
 }

@@ -24,6 +24,8 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{CompletionType, Config, Editor, Helper};
 use unicode_width::UnicodeWidthStr;
 
+use tritlab_rust_cells::Preparation;
+
 use crate::console::{self, Console, SessionNames};
 use crate::interrupt;
 use crate::render::{self, Renderer, Style};
@@ -47,7 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Commands from a pipe or file: one entry per complete line (or lines), outputs plain.
 fn scripted(config: tritlab_session::SessionConfig) -> Result<ExitCode> {
-    let (worker, snapshot) = console::start_worker(config);
+    let (worker, snapshot) = console::start_worker(config, Preparation::Wait);
     // Plain text for scripts, whatever stdout is.
     let console = Console {
         renderer: Renderer::new(Style::PLAIN),
@@ -111,7 +113,7 @@ fn interactive(config: tritlab_session::SessionConfig) -> Result<ExitCode> {
             env!("CARGO_PKG_VERSION")
         ))
     );
-    let (worker, snapshot) = console::start_worker(config);
+    let (worker, snapshot) = console::start_worker(config, Preparation::Report);
     if let Some(m) = &snapshot.model {
         eprintln!(
             "{}",

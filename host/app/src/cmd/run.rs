@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     std::env::set_current_dir(&book_dir)
         .with_context(|| format!("changing to the workbook's folder {}", book_dir.display()))?;
     interrupt::install();
-    let (worker, snapshot) = console::start_worker(config);
+    let (worker, snapshot) = console::start_worker(config, tritlab_rust_cells::Preparation::Wait);
     let err = Style::stderr();
     for note in console::startup_notes(&snapshot) {
         eprintln!("{}", err.yellow(&format!("note: {note}")));

@@ -28,7 +28,7 @@ pub struct Args {
     pub prompt: String,
     #[arg(long, default_value_t = 24)]
     pub max_tokens: usize,
-    /// Folder of built plugins (default: target/plugins of this checkout).
+    /// Folder of built plugins (default: the plugins this tritlab ships).
     #[arg(long)]
     pub plugins: Option<PathBuf>,
 }
@@ -198,9 +198,16 @@ fn kernels() -> Result<()> {
 
 /// Loads the bundled plugins; the tour goes on uncoloured when they are not built.
 fn load_plugins(dir: Option<&Path>) -> Option<PluginHost> {
-    let dir = dir
+    let dir = match dir
         .map(Path::to_path_buf)
-        .unwrap_or_else(super::bundled_plugin_dir);
+        .map_or_else(super::bundled_plugin_dir, Ok)
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            println!("({e}; the tokens stay uncoloured)");
+            return None;
+        }
+    };
     if !dir.join("gay-tracer.wasm").is_file() {
         println!(
             "(no plugins in {}: run scripts/build-plugins.sh to colour the tokens)",

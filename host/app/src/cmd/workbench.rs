@@ -5,6 +5,7 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tritlab_rust_cells::{Preparation, SidecarEvaluator};
 use tritlab_workbench::{run_workbench, WorkbenchOptions};
 
 #[derive(clap::Args, Default)]
@@ -42,10 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let (Some(secs), Some(file)) = (args.screenshot_after, args.screenshot_file) {
         options.screenshot_after = Some((Duration::from_secs_f64(secs.max(0.0)), file));
     }
-    #[cfg(feature = "rust-cells")]
-    {
-        options.rust = Some(Box::new(tritlab_rust_cells::EvcxrEvaluator::new()));
-    }
+    options.rust = Some(Box::new(SidecarEvaluator::new(Preparation::Report)));
     run_workbench(options)?;
     Ok(ExitCode::SUCCESS)
 }
