@@ -10,6 +10,7 @@
 
 use crate::backend::Backend;
 use crate::error::{KernelError, Result};
+use crate::mem::WeightBytes;
 use crate::pack::{check_matrix, pack_t1, t1_len, unpack_t1};
 use crate::quant::QuantizedActivations;
 use rayon::prelude::*;
@@ -19,7 +20,7 @@ pub struct T1Matrix {
     rows: usize,
     cols: usize,
     stride: usize,
-    bytes: Vec<u8>,
+    bytes: WeightBytes,
     scale: f32,
 }
 
@@ -34,9 +35,12 @@ impl T1Matrix {
             });
         }
         let stride = t1_len(cols);
-        let mut bytes = Vec::with_capacity(rows * stride);
-        for row in trits.chunks_exact(cols) {
-            bytes.extend(pack_t1(row)?);
+        let mut bytes = WeightBytes::zeroed(rows * stride);
+        for (row, dst) in trits
+            .chunks_exact(cols)
+            .zip(bytes.chunks_exact_mut(stride.max(1)))
+        {
+            dst.copy_from_slice(&pack_t1(row)?);
         }
         Ok(Self {
             rows,

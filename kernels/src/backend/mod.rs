@@ -5,6 +5,7 @@
 //! produce bit-identical outputs.
 
 use crate::error::{KernelError, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
@@ -132,6 +133,25 @@ impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Bytes ahead of the current position at which single-token kernels prefetch each row.
+static PREFETCH_DISTANCE: AtomicUsize = AtomicUsize::new(DEFAULT_PREFETCH_DISTANCE);
+
+/// The prefetch distance until [`set_prefetch_distance`] says otherwise: 8 KiB keeps about
+/// 128 lines in flight per stream, enough for ~30 GB/s at ~250 ns of latency.
+pub const DEFAULT_PREFETCH_DISTANCE: usize = 8192;
+
+/// How far ahead single-token kernels prefetch weight rows, in bytes.
+pub fn prefetch_distance() -> usize {
+    PREFETCH_DISTANCE.load(Ordering::Relaxed)
+}
+
+/// Sets the prefetch distance (rounded to whole 64-byte lines, at most 64 KiB; 0 turns software
+/// prefetch off). The right distance is bandwidth × latency, which differs between hosts, so it
+/// is a run-time setting: [`crate::probe::tune_prefetch`] measures it at start-up.
+pub fn set_prefetch_distance(bytes: usize) {
+    PREFETCH_DISTANCE.store((bytes.min(64 << 10) / 64) * 64, Ordering::Relaxed);
 }
 
 /// One token's activations as the kernels read them. (NEON multiplies trits directly and reads
