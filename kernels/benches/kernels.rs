@@ -25,7 +25,9 @@
 use rayon::ThreadPool;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use tritlab_kernels::{Backend, QuantizedActivations, T1Matrix, TernaryMatrix, WeightScale};
+use tritlab_kernels::{
+    Backend, HeadMatrix, HeadPrecision, QuantizedActivations, T1Matrix, TernaryMatrix, WeightScale,
+};
 
 const SHAPES: [(&str, usize, usize); 4] = [
     ("attn q/o 2560x2560", 2560, 2560),
@@ -343,6 +345,157 @@ fn gemv_section(ctx: &Ctx) {
     println!("%read-bw = that rate over the read bandwidth (median of passes over the probe buffer) measured just before it, same threads.");
 }
 
-fn head_section(_ctx: &Ctx) {}
+/// The tied output head of 2B-4T, cold, in every storage format.
+fn head_section(ctx: &Ctx) {
+    const VOCAB: usize = 128_256;
+    const HIDDEN: usize = 2560;
+    println!();
+    println!("== output head {VOCAB}x{HIDDEN}, batch 1, cold ==");
+    println!(
+        "{:<8} {:>3} {:>9} {:>10} {:>9} {:>9}",
+        "format", "thr", "MB", "ms/call", "GB/s", "%read-bw"
+    );
+    let mut rng = SplitMix(2560);
+    // Embedding-like weights: small, with the occasional larger one.
+    let w: Vec<f32> = (0..VOCAB * HIDDEN)
+        .map(|_| rng.unit() * rng.unit() * 0.1)
+        .collect();
+    let x: Vec<f32> = (0..HIDDEN).map(|_| rng.unit()).collect();
+    let mut y = vec![0.0f32; VOCAB];
+    for precision in HeadPrecision::ALL {
+        let head = HeadMatrix::from_f32(VOCAB, HIDDEN, &w, precision).expect("valid head");
+        // One copy already exceeds the cache for bf16; smaller formats cycle over several.
+        let copies = ctx.cold_bytes.div_ceil(head.bytes()).max(1);
+        let heads: Vec<HeadMatrix> = (0..copies).map(|_| head.clone()).collect();
+        drop(head);
+        for (threads, pool) in ctx.pools.iter() {
+            let bandwidth = ctx.read_bw(pool);
+            let secs = pool.install(|| {
+                time_case(ctx.budget, heads.len(), copies == 1, |k| {
+                    heads[k].gemv(&x, &mut y, 0).expect("valid shapes");
+                    black_box(&y);
+                })
+            });
+            let gbs = heads[0].bytes() as f64 / secs;
+            println!(
+                "{:<8} {:>3} {:>9.1} {:>10.2} {:>9.2} {:>8.0}%",
+                precision.to_string(),
+                threads,
+                heads[0].bytes() as f64 / 1e6,
+                secs * 1e3,
+                gbs / 1e9,
+                100.0 * gbs / bandwidth
+            );
+        }
+    }
+}
 
-fn vnni_section(_ctx: &Ctx) {}
+/// `vpdpbusd` on 512-bit vectors, `chains` independent accumulators, `iters` rounds: the
+/// machine's int8 multiply-accumulate peak when the chains outnumber latency × throughput.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dpbusd_loop(iters: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_epi8(black_box(1));
+    let b = _mm512_set1_epi8(black_box(2));
+    let mut acc = [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for v in acc {
+        s = _mm512_add_epi32(s, v);
+    }
+    _mm512_reduce_add_epi32(s)
+}
+
+/// Int8 MAC/s of `threads` threads each running `dpbusd_loop` (median of several runs).
+fn vnni_peak(pool: &ThreadPool, threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !Backend::Avx512Vnni.is_supported() {
+            return None;
+        }
+        let iters = 2_000_000;
+        let mut rates = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            pool.install(|| {
+                rayon::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|_| {
+                            // SAFETY: AVX-512 F/BW/VNNI support was checked above.
+                            black_box(unsafe { dpbusd_loop(iters) });
+                        });
+                    }
+                })
+            });
+            rates.push((threads * iters * 12 * 64) as f64 / t.elapsed().as_secs_f64());
+        }
+        rates.sort_by(|a, b| a.total_cmp(b));
+        Some(rates[rates.len() / 2])
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (pool, threads);
+        None
+    }
+}
+
+/// The int8 multiply-accumulate peak and the prefill GEMM (64 tokens) as a fraction of it.
+fn vnni_section(ctx: &Ctx) {
+    println!();
+    println!("== int8 peak (vpdpbusd zmm, 12 chains) and prefill GEMM, batch 64, hot ==");
+    let peaks: Vec<Option<f64>> = ctx
+        .pools
+        .iter()
+        .map(|(n, pool)| vnni_peak(pool, *n))
+        .collect();
+    for ((n, _), peak) in ctx.pools.iter().zip(&peaks) {
+        match peak {
+            Some(p) => println!(
+                "vpdpbusd peak, {n} thread(s): {:.1} G int8 MAC/s ({:.2} G instr/s)",
+                p / 1e9,
+                p / 64e9
+            ),
+            None => println!("vpdpbusd peak, {n} thread(s): no AVX-512 VNNI on this CPU"),
+        }
+    }
+    println!(
+        "{:<24} {:>3} {:>10} {:>12} {:>8}",
+        "shape", "thr", "ms/call", "G MAC/s", "%peak"
+    );
+    let mut rng = SplitMix(64);
+    let filter = std::env::var("TRITLAB_BENCH_FILTER").unwrap_or_default();
+    const TOKENS: usize = 64;
+    for &(name, rows, cols) in SHAPES.iter().filter(|s| s.0.contains(filter.as_str())) {
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.01))
+            .expect("valid matrix");
+        let x: Vec<f32> = (0..TOKENS * cols).map(|_| rng.unit()).collect();
+        let q = QuantizedActivations::quantize(&x, TOKENS, cols).expect("valid activations");
+        let mut y = vec![0.0f32; TOKENS * rows];
+        for ((threads, pool), peak) in ctx.pools.iter().zip(&peaks) {
+            let secs = pool.install(|| {
+                time_per_call(ctx.budget, 1, || {
+                    m.matmul(&q, &mut y).expect("valid shapes");
+                    black_box(&y);
+                })
+            });
+            let macs = (rows * cols * TOKENS) as f64 / secs;
+            println!(
+                "{:<24} {:>3} {:>10.2} {:>12.1} {:>7.0}%",
+                name,
+                threads,
+                secs * 1e3,
+                macs / 1e9,
+                peak.map_or(f64::NAN, |p| 100.0 * macs / p)
+            );
+        }
+    }
+    println!("%peak = ternary MACs (rows x cols x 64) per second over the vpdpbusd peak of the same threads.");
+}

@@ -532,31 +532,63 @@ mod head_x86 {
         x: &[f32],
         out: &mut [f32],
     ) {
-        let blocks = x.len() / 32;
+        // One copy of the loop per format, so the decoder's `match` folds away.
+        match p {
+            HeadPrecision::Bf16 => rows512::<0>(bytes, stride, x, out),
+            HeadPrecision::Int8 => rows512::<1>(bytes, stride, x, out),
+            HeadPrecision::Q6 => rows512::<2>(bytes, stride, x, out),
+            HeadPrecision::Q4 => rows512::<3>(bytes, stride, x, out),
+        }
+    }
+
+    const fn precision<const P: u8>() -> HeadPrecision {
+        match P {
+            0 => HeadPrecision::Bf16,
+            1 => HeadPrecision::Int8,
+            2 => HeadPrecision::Q6,
+            _ => HeadPrecision::Q4,
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+    unsafe fn rows512<const P: u8>(bytes: &[u8], stride: usize, x: &[f32], out: &mut [f32]) {
         let prefetch = crate::backend::prefetch_distance();
         let mut r = 0;
-        while r < out.len() {
-            let n = (out.len() - r).min(4);
-            let rows: [*const u8; 4] =
-                std::array::from_fn(|i| bytes.as_ptr().add((r + i.min(n - 1)) * stride));
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for b in 0..blocks {
-                let x0 = _mm512_loadu_ps(x.as_ptr().add(32 * b));
-                let x1 = _mm512_loadu_ps(x.as_ptr().add(32 * b + 16));
-                for i in 0..4 {
-                    if i < n {
-                        let at = rows[i].add(b * p.block_bytes());
-                        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(prefetch) as *const i8);
-                        let [w0, w1] = decode512(p, rows[i], b);
-                        acc[i] = _mm512_fmadd_ps(w1, x1, _mm512_fmadd_ps(w0, x0, acc[i]));
-                    }
-                }
-            }
-            for i in 0..n {
-                out[r + i] = fold512(acc[i]);
-            }
-            r += n;
+        while r + 4 <= out.len() {
+            let res = tile512::<P, 4>(bytes.as_ptr().add(r * stride), stride, x, prefetch);
+            out[r..r + 4].copy_from_slice(&res);
+            r += 4;
         }
+        while r < out.len() {
+            out[r] = tile512::<P, 1>(bytes.as_ptr().add(r * stride), stride, x, prefetch)[0];
+            r += 1;
+        }
+    }
+
+    /// `R` consecutive rows from `rows`: their canonical sums.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+    unsafe fn tile512<const P: u8, const R: usize>(
+        rows: *const u8,
+        stride: usize,
+        x: &[f32],
+        prefetch: usize,
+    ) -> [f32; R] {
+        let p = const { precision::<P>() };
+        let blocks = x.len() / 32;
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            let x0 = _mm512_loadu_ps(x.as_ptr().add(32 * b));
+            let x1 = _mm512_loadu_ps(x.as_ptr().add(32 * b + 16));
+            for (i, a) in acc.iter_mut().enumerate() {
+                let row = rows.add(i * stride);
+                let at = row.add(b * p.block_bytes());
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(prefetch) as *const i8);
+                let [w0, w1] = decode512(p, row, b);
+                *a = _mm512_fmadd_ps(w1, x1, _mm512_fmadd_ps(w0, x0, *a));
+            }
+        }
+        acc.map(|a| fold512(a))
     }
 
     /// The two halves of each 16-weight vector of [`decode512`], on 256-bit vectors.
@@ -623,6 +655,17 @@ mod head_x86 {
         x: &[f32],
         out: &mut [f32],
     ) {
+        match p {
+            HeadPrecision::Bf16 => rows256::<0>(bytes, stride, x, out),
+            HeadPrecision::Int8 => rows256::<1>(bytes, stride, x, out),
+            HeadPrecision::Q6 => rows256::<2>(bytes, stride, x, out),
+            HeadPrecision::Q4 => rows256::<3>(bytes, stride, x, out),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows256<const P: u8>(bytes: &[u8], stride: usize, x: &[f32], out: &mut [f32]) {
+        let p = const { precision::<P>() };
         let blocks = x.len() / 32;
         let prefetch = crate::backend::prefetch_distance();
         for (row, o) in bytes.chunks_exact(stride).zip(out.iter_mut()) {
