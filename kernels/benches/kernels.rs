@@ -235,14 +235,40 @@ fn main() {
             .map_or("unknown".into(), |s| s.trim().to_string())
     );
     let bw_buf = tritlab_kernels::probe::bandwidth_buffer(cold_bytes.max(512 << 20));
-    // The prefetch distance is measured, not assumed: with all threads streaming, as decoding does.
-    let (distance, rate) = pools[pools.len() - 1]
-        .1
-        .install(|| tritlab_kernels::probe::tune_prefetch(&bw_buf, budget / 2));
-    println!(
-        "prefetch distance: {distance} B (best of 0..16 KiB, {:.2} GB/s)",
-        rate / 1e9
-    );
+    // The prefetch distance is measured, not assumed: a cold cycle of 2560x6912 products on all
+    // threads, as a decode step streams its layers.
+    {
+        let (rows, cols) = (2560, 6912);
+        let mut rng = SplitMix(7);
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.01))
+            .expect("valid matrix");
+        let set: Vec<TernaryMatrix> = (0..(cold_bytes / m.packed_bytes()).max(2))
+            .map(|_| m.clone())
+            .collect();
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+        let q = QuantizedActivations::quantize(&x, 1, cols).expect("valid activations");
+        let mut y = vec![0.0f32; rows];
+        let (best, medians) = pools[pools.len() - 1].1.install(|| {
+            tritlab_kernels::probe::tune_prefetch(3, || {
+                for w in &set {
+                    w.matmul(&q, &mut y).expect("valid shapes");
+                }
+                black_box(&y);
+            })
+        });
+        let bytes = (set.len() * m.packed_bytes()) as f64;
+        println!(
+            "prefetch distance: {best} B, measured on a cold I2 decode cycle ({})",
+            medians
+                .iter()
+                .map(|(d, s)| format!("{} KiB {:.1} GB/s", d >> 10, bytes / s / 1e9))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let ctx = Ctx {
         budget,
         cold_bytes,

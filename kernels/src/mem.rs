@@ -15,6 +15,20 @@ use std::ops::{Deref, DerefMut};
 /// (a 640×2560 I2 matrix is 400 KB) for a handful of TLB entries.
 pub const HUGE_MIN_BYTES: usize = 1 << 20;
 
+/// Environment variable that turns huge pages off (`0`, `off` or `no`), to measure what they bring.
+pub const HUGE_PAGES_ENV: &str = "TRITLAB_HUGE_PAGES";
+
+/// Whether large buffers go on huge pages: yes unless [`HUGE_PAGES_ENV`] says no. Read once.
+pub fn huge_pages_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        !matches!(
+            std::env::var(HUGE_PAGES_ENV).as_deref().map(str::trim),
+            Ok("0" | "off" | "no")
+        )
+    })
+}
+
 /// The huge-page size the buffers are aligned to.
 pub const HUGE_PAGE: usize = 2 << 20;
 
@@ -44,7 +58,7 @@ impl WeightBytes {
     /// `len` zero bytes.
     pub fn zeroed(len: usize) -> Self {
         #[cfg(target_os = "linux")]
-        if len >= HUGE_MIN_BYTES {
+        if len >= HUGE_MIN_BYTES && huge_pages_enabled() {
             if let Some(storage) = map_huge(len) {
                 return Self { storage };
             }
@@ -127,7 +141,7 @@ fn map_huge(len: usize) -> Option<Storage> {
 /// it changes no contents and failures are ignored.
 pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
-    {
+    if huge_pages_enabled() {
         let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
         let end = (ptr as usize + len) / HUGE_PAGE * HUGE_PAGE;
         if end > start {

@@ -149,7 +149,7 @@ pub fn prefetch_distance() -> usize {
 
 /// Sets the prefetch distance (rounded to whole 64-byte lines, at most 64 KiB; 0 turns software
 /// prefetch off). The right distance is bandwidth × latency, which differs between hosts, so it
-/// is a run-time setting: [`crate::probe::tune_prefetch`] measures it at start-up.
+/// is a run-time setting: [`crate::probe::tune_prefetch`] measures it on the real work.
 pub fn set_prefetch_distance(bytes: usize) {
     PREFETCH_DISTANCE.store((bytes.min(64 << 10) / 64) * 64, Ordering::Relaxed);
 }
