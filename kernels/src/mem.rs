@@ -11,9 +11,12 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-/// Buffers at least this large go on huge pages. Smaller ones would waste most of a 2 MiB page
-/// (a 640×2560 I2 matrix is 400 KB) for a handful of TLB entries.
-pub const HUGE_MIN_BYTES: usize = 1 << 20;
+/// Buffers at least this large go on huge pages. The 640×2560 k/v projections of 2B-4T (400 KB
+/// of I2) are included: on 4 KiB pages each cold call of theirs starts with a hundred page walks
+/// whose page-table entries are themselves cold, and they measured slower (45–46 µs on huge
+/// pages against 53–80 µs). The price is the rest of the 2 MiB page, ~1.6 MB per such matrix
+/// (about 8% of 2B-4T); an engine that wants it back can place its matrices in one arena.
+pub const HUGE_MIN_BYTES: usize = 256 << 10;
 
 /// Environment variable that turns huge pages off (`0`, `off` or `no`), to measure what they bring.
 pub const HUGE_PAGES_ENV: &str = "TRITLAB_HUGE_PAGES";
