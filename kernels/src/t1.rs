@@ -155,9 +155,10 @@ impl T1Matrix {
             let planes = &planes;
             let run = |r0: usize, yc: &mut [f32]| {
                 let rows = &self.bytes[r0 * self.stride..(r0 + yc.len()) * self.stride];
-                // SAFETY: matmul_with checked AVX-512 (F/BW/VL/VNNI, via the backend) and VBMI;
-                // `rows` holds `yc.len()` rows of `stride` bytes and `planes` covers a row.
                 let mut dots = vec![0i32; yc.len()];
+                // SAFETY: matmul_with checked AVX-512 (F/BW/VL/VNNI, via the backend) and VBMI;
+                // `rows` holds `yc.len()` rows of `stride` bytes and `planes` covers a row (both
+                // asserted again inside).
                 unsafe { vbmi::rows(rows, self.stride, planes, prefetch, &mut dots) };
                 for (o, d) in yc.iter_mut().zip(dots) {
                     *o = (d - sum) as f32 * factor;

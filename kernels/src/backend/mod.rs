@@ -181,7 +181,22 @@ pub(crate) fn dots(
     out: &mut [i32],
 ) {
     debug_assert!(backend.is_supported());
-    debug_assert_eq!(out.len(), rows.len() / stride * tokens.len());
+    // The SIMD paths read through raw pointers: hold every shape to the contract first.
+    assert!(
+        stride > 0 && stride % crate::matrix::BLOCK_BYTES == 0 && rows.len() % stride == 0,
+        "rows are not whole rows of whole blocks"
+    );
+    assert_eq!(
+        out.len(),
+        rows.len() / stride * tokens.len(),
+        "output length"
+    );
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.natural.len() >= stride * 4 && t.pairs.len() >= stride * 4),
+        "activations shorter than a row"
+    );
     match backend {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
@@ -205,6 +220,16 @@ pub(crate) fn block_dots(
     out: &mut [i32],
 ) {
     debug_assert!(backend.is_supported());
+    assert!(
+        stride > 0 && stride % crate::matrix::BLOCK_BYTES == 0 && rows.len() % stride == 0,
+        "rows are not whole rows of whole blocks"
+    );
+    let blocks = stride / crate::matrix::BLOCK_BYTES;
+    assert_eq!(out.len(), rows.len() / stride * blocks, "output length");
+    assert!(
+        token.natural.len() >= stride * 4 && token.block_sums.len() >= blocks,
+        "activations shorter than a row"
+    );
     match backend {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
