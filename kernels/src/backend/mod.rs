@@ -183,7 +183,9 @@ pub(crate) fn dots(
     debug_assert!(backend.is_supported());
     // The SIMD paths read through raw pointers: hold every shape to the contract first.
     assert!(
-        stride > 0 && stride % crate::matrix::BLOCK_BYTES == 0 && rows.len() % stride == 0,
+        stride > 0
+            && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
+            && rows.len().is_multiple_of(stride),
         "rows are not whole rows of whole blocks"
     );
     assert_eq!(
@@ -221,7 +223,9 @@ pub(crate) fn block_dots(
 ) {
     debug_assert!(backend.is_supported());
     assert!(
-        stride > 0 && stride % crate::matrix::BLOCK_BYTES == 0 && rows.len() % stride == 0,
+        stride > 0
+            && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
+            && rows.len().is_multiple_of(stride),
         "rows are not whole rows of whole blocks"
     );
     let blocks = stride / crate::matrix::BLOCK_BYTES;
