@@ -348,11 +348,14 @@ impl TernaryMatrix {
                 (r0, acc)
             })
             .collect();
+        // Token-major writes: `y` is `[tokens, rows]`, so walking rows innermost writes it
+        // sequentially (the task's `acc` is small and cached; `y` may not be).
         for (r0, acc) in results {
             let rows = acc.len() / ntok;
-            for r in 0..rows {
-                for t in 0..ntok {
-                    y[t * self.rows + r0 + r] = acc[r * ntok + t] as f32 * factors[t];
+            for (t, &f) in factors.iter().enumerate() {
+                let yt = &mut y[t * self.rows + r0..t * self.rows + r0 + rows];
+                for (r, o) in yt.iter_mut().enumerate() {
+                    *o = acc[r * ntok + t] as f32 * f;
                 }
             }
         }
