@@ -1,22 +1,33 @@
 //! Ternary kernel benchmark: `cargo bench -p tritlab-kernels --bench kernels`
 //!
-//! For the linear-layer shapes of BitNet b1.58 2B-4T it prints, in one run, the time per call of
-//! the I2 kernel (and the T1 table kernel), the weight bytes streamed per second, and two ratios:
-//! against an f32 matrix product of the same shape (explicit SIMD, same threads) and against the
-//! machine's read bandwidth, which this binary measures itself.
+//! Sections (pick with `TRITLAB_BENCH_SECTIONS`, a comma list; default all):
 //!
-//! * hot: one matrix, called repeatedly (it sits in the last-level cache if it fits);
-//! * cold: a cycle over enough distinct matrices to exceed the last-level cache, as decoding a
-//!   real model does (every layer's weights are read once per token).
+//! * `gemv` — batch-1 products of the BitNet b1.58 2B-4T linear shapes, I2 and T1, hot and
+//!   cold, 1 and 2 threads: time per call, weight bytes per second, that rate as a fraction of
+//!   the machine's read bandwidth (measured by this binary next to each figure), and the same
+//!   shape's f32 GEMV (explicit SIMD, same threads, same hot/cold case) as the competitor.
+//! * `head` — the 128256×2560 output head (`tritlab_kernels::head`) cold, per precision.
+//! * `vnni` — the int8 multiply-accumulate peak (`vpdpbusd` throughput) and prefill GEMM
+//!   (batch 64) as a fraction of it.
+//!
+//! hot: one matrix, called repeatedly (it sits in cache if it fits); cold: a cycle over enough
+//! distinct matrices to exceed twice the last-level cache, as decoding a real model does (every
+//! layer's weights are read once per token).
 //!
 //! Environment: `TRITLAB_BENCH_SECONDS` (default 0.4) per measurement, `TRITLAB_BENCH_COLD_MB`
-//! (default 192) of distinct weights for the cold case, `TRITLAB_BENCH_FILTER` (a substring of
-//! the shape names) to run fewer shapes, `TRITLAB_KERNEL` to pick a backend.
+//! (default: twice the last-level cache, at least 256) of distinct weights for the cold case,
+//! `TRITLAB_BENCH_FILTER` (a substring of the shape names) to run fewer shapes,
+//! `TRITLAB_KERNEL` to pick a backend.
+
+// Index loops over arrays of SIMD accumulators read more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
 
 use rayon::ThreadPool;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use tritlab_kernels::{Backend, QuantizedActivations, T1Matrix, TernaryMatrix, WeightScale};
+use tritlab_kernels::{
+    Backend, HeadMatrix, HeadPrecision, QuantizedActivations, T1Matrix, TernaryMatrix, WeightScale,
+};
 
 const SHAPES: [(&str, usize, usize); 4] = [
     ("attn q/o 2560x2560", 2560, 2560),
@@ -111,7 +122,7 @@ mod f32_baseline {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(row: &[f32], x: &[f32], cols: usize, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        if out.len() == 1 && cols % 64 == 0 {
+        if out.len() == 1 && cols.is_multiple_of(64) {
             // One token: four independent FMA chains so the adds never wait on each other.
             let mut acc = [_mm512_setzero_ps(); 4];
             for c in (0..cols).step_by(64) {
@@ -149,9 +160,43 @@ mod f32_baseline {
     }
 }
 
+fn sections() -> Vec<String> {
+    std::env::var("TRITLAB_BENCH_SECTIONS")
+        .unwrap_or_else(|_| "gemv,head,vnni".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+struct Ctx {
+    budget: Duration,
+    cold_bytes: usize,
+    pools: Vec<(usize, ThreadPool)>,
+    bw_buf: Vec<u64>,
+}
+
+impl Ctx {
+    fn read_bw(&self, pool: &ThreadPool) -> f64 {
+        pool.install(|| tritlab_kernels::probe::read_bandwidth(&self.bw_buf, self.budget))
+    }
+}
+
+/// Times `f(k)` for `k` cycling over `copies` (a cold cycle) or fixed at 0 (hot).
+fn time_case(budget: Duration, copies: usize, hot: bool, mut f: impl FnMut(usize)) -> f64 {
+    let mut k = 0;
+    time_per_call(budget, if hot { 4 } else { copies }, || {
+        if !hot {
+            k = (k + 1) % copies;
+        }
+        f(k)
+    })
+}
+
 fn main() {
     let budget = Duration::from_secs_f64(env_f64("TRITLAB_BENCH_SECONDS", 0.4));
-    let cold_bytes = (env_f64("TRITLAB_BENCH_COLD_MB", 192.0) * 1e6) as usize;
+    let llc = tritlab_kernels::probe::last_level_cache_bytes();
+    let default_cold = (2 * llc.unwrap_or(128 << 20)).max(256 << 20) as f64 / 1e6;
+    let cold_bytes = (env_f64("TRITLAB_BENCH_COLD_MB", default_cold) * 1e6) as usize;
     if let Err(e) = Backend::requested() {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -179,139 +224,304 @@ fn main() {
             .collect::<Vec<_>>()
     );
     println!(
-        "cpu threads available: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "cpu threads available: {}; last-level cache: {}; cold set: {} MB",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        llc.map_or("unknown".into(), |b| format!("{} MiB", b >> 20)),
+        cold_bytes / 1_000_000
     );
-
-    // Read bandwidth on 512 MB, once up front for the record and again next to every
-    // measurement it is compared with: on a shared machine it drifts by tens of percent.
-    let bw_buf = tritlab_kernels::probe::bandwidth_buffer(512 << 20);
-    let read_bw = |pool: &ThreadPool| {
-        pool.install(|| tritlab_kernels::probe::read_bandwidth(&bw_buf, budget))
-    };
-    for (n, pool) in &pools {
+    println!(
+        "transparent huge pages: {}",
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map_or("unknown".into(), |s| s.trim().to_string())
+    );
+    let bw_buf = tritlab_kernels::probe::bandwidth_buffer(cold_bytes.max(512 << 20));
+    // The prefetch distance is measured, not assumed: a cold cycle of 2560x6912 products on all
+    // threads, as a decode step streams its layers.
+    {
+        let (rows, cols) = (2560, 6912);
+        let mut rng = SplitMix(7);
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.01))
+            .expect("valid matrix");
+        let set: Vec<TernaryMatrix> = (0..(cold_bytes / m.packed_bytes()).max(2))
+            .map(|_| m.clone())
+            .collect();
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+        let q = QuantizedActivations::quantize(&x, 1, cols).expect("valid activations");
+        let mut y = vec![0.0f32; rows];
+        let (best, medians) = pools[pools.len() - 1].1.install(|| {
+            tritlab_kernels::probe::tune_prefetch(3, || {
+                for w in &set {
+                    w.matmul(&q, &mut y).expect("valid shapes");
+                }
+                black_box(&y);
+            })
+        });
+        let bytes = (set.len() * m.packed_bytes()) as f64;
         println!(
-            "read bandwidth, {n} thread(s): {:.2} GB/s",
-            read_bw(pool) / 1e9
+            "prefetch distance: {best} B, measured on a cold I2 decode cycle ({})",
+            medians
+                .iter()
+                .map(|(d, s)| format!("{} KiB {:.1} GB/s", d >> 10, bytes / s / 1e9))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
+    let ctx = Ctx {
+        budget,
+        cold_bytes,
+        pools,
+        bw_buf,
+    };
+    for (n, pool) in &ctx.pools {
+        println!(
+            "read bandwidth, {n} thread(s): {:.2} GB/s",
+            ctx.read_bw(pool) / 1e9
+        );
+    }
+    let sections = sections();
+    if sections.iter().any(|s| s == "gemv") {
+        gemv_section(&ctx);
+    }
+    if sections.iter().any(|s| s == "head") {
+        head_section(&ctx);
+    }
+    if sections.iter().any(|s| s == "vnni") {
+        vnni_section(&ctx);
+    }
+}
+
+fn gemv_section(ctx: &Ctx) {
     println!();
+    println!("== batch-1 GEMV (decode) ==");
     println!(
-        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>8} {:>8}",
-        "shape", "batch", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32"
+        "{:<24} {:>3} {:>4} {:>6} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "shape", "thr", "case", "kernel", "us/call", "GB/s", "%read-bw", "f32 us", "x f32"
     );
     let mut rng = SplitMix(1069);
     let filter = std::env::var("TRITLAB_BENCH_FILTER").unwrap_or_default();
     for &(name, rows, cols) in SHAPES.iter().filter(|s| s.0.contains(filter.as_str())) {
-        // Distinct matrices for the cold case; the first doubles as the hot one.
-        let one = (rows * cols / 4).max(1);
-        let copies = (cold_bytes / one).max(2);
         let trits: Vec<i8> = (0..rows * cols)
             .map(|_| (rng.next() % 3) as i8 - 1)
             .collect();
-        let mats: Vec<TernaryMatrix> = (0..copies)
-            .map(|k| {
-                // Rotate the pattern so copies differ in content, not only in address.
-                let mut t = trits.clone();
-                let n = t.len();
-                t.rotate_left((k * 7919) % n);
-                TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.01))
-                    .expect("valid matrix")
-            })
-            .collect();
+        let i2 = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.01))
+            .expect("valid matrix");
         let t1 = T1Matrix::from_trits(&trits, rows, cols, 0.01).expect("valid matrix");
+        // Distinct copies for the cold case (each in its own memory).
+        let i2s: Vec<TernaryMatrix> = (0..(ctx.cold_bytes / i2.packed_bytes()).max(2))
+            .map(|_| i2.clone())
+            .collect();
+        let t1s: Vec<T1Matrix> = (0..(ctx.cold_bytes / t1.packed_bytes()).max(2))
+            .map(|_| t1.clone())
+            .collect();
         let w32: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
-        let f32_copies = (cold_bytes / (rows * cols * 4)).max(2);
-        let w32s: Vec<Vec<f32>> = (0..f32_copies)
-            .map(|k| {
-                let mut w = w32.clone();
-                w.rotate_left(k * 31);
-                w
-            })
+        let w32s: Vec<Vec<f32>> = (0..(ctx.cold_bytes / (rows * cols * 4)).max(2))
+            .map(|_| w32.clone())
             .collect();
         drop(w32);
-
-        for batch in [1usize, 16] {
-            let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
-            let q = QuantizedActivations::quantize(&x, batch, cols).expect("valid activations");
-            let mut y = vec![0.0f32; batch * rows];
-            for (threads, pool) in pools.iter() {
-                for case in ["hot", "cold"] {
-                    let bandwidth = read_bw(pool);
-                    let (i2_secs, f32_secs) = pool.install(|| {
-                        let mut k = 0;
-                        let i2 = time_per_call(
-                            budget,
-                            if case == "hot" { 8 } else { mats.len() },
-                            || {
-                                let m = if case == "hot" {
-                                    &mats[0]
-                                } else {
-                                    k = (k + 1) % mats.len();
-                                    &mats[k]
-                                };
-                                m.matmul(&q, &mut y).expect("valid shapes");
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+        let q = QuantizedActivations::quantize(&x, 1, cols).expect("valid activations");
+        let mut y = vec![0.0f32; rows];
+        for (threads, pool) in ctx.pools.iter() {
+            for hot in [true, false] {
+                let case = if hot { "hot" } else { "cold" };
+                let f32_secs = pool.install(|| {
+                    time_case(ctx.budget, w32s.len(), hot, |k| {
+                        f32_baseline::matmul(&w32s[k], rows, cols, &x, 1, &mut y);
+                        black_box(&y);
+                    })
+                });
+                for kernel in ["I2", "T1"] {
+                    let bandwidth = ctx.read_bw(pool);
+                    let (secs, bytes) = pool.install(|| {
+                        if kernel == "I2" {
+                            let s = time_case(ctx.budget, i2s.len(), hot, |k| {
+                                i2s[k].matmul(&q, &mut y).expect("valid shapes");
                                 black_box(&y);
-                            },
-                        );
-                        let mut k = 0;
-                        let f = time_per_call(
-                            budget,
-                            if case == "hot" { 2 } else { w32s.len() },
-                            || {
-                                let w = if case == "hot" {
-                                    &w32s[0]
-                                } else {
-                                    k = (k + 1) % w32s.len();
-                                    &w32s[k]
-                                };
-                                f32_baseline::matmul(w, rows, cols, &x, batch, &mut y);
+                            });
+                            (s, i2.packed_bytes())
+                        } else {
+                            let s = time_case(ctx.budget, t1s.len(), hot, |k| {
+                                t1s[k].matmul(&q, &mut y).expect("valid shapes");
                                 black_box(&y);
-                            },
-                        );
-                        (i2, f)
+                            });
+                            (s, t1.packed_bytes())
+                        }
                     });
-                    let bytes = mats[0].packed_bytes() as f64;
-                    let gbs = bytes / i2_secs;
+                    let gbs = bytes as f64 / secs;
                     println!(
-                        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}% {:>8.1} {:>7.1}x",
+                        "{:<24} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}% {:>9.1} {:>7.1}x",
                         name,
-                        batch,
                         threads,
                         case,
-                        "I2",
-                        i2_secs * 1e6,
+                        kernel,
+                        secs * 1e6,
                         gbs / 1e9,
                         100.0 * gbs / bandwidth,
                         f32_secs * 1e6,
-                        f32_secs / i2_secs
-                    );
-                }
-                if batch == 1 {
-                    let bandwidth = read_bw(pool);
-                    let secs = pool.install(|| {
-                        time_per_call(budget, 4, || {
-                            t1.matmul(&q, &mut y).expect("valid shapes");
-                            black_box(&y);
-                        })
-                    });
-                    let gbs = t1.packed_bytes() as f64 / secs;
-                    println!(
-                        "{:<24} {:>5} {:>3} {:>4} {:>6} {:>10.1} {:>9.2} {:>8.0}%",
-                        name,
-                        batch,
-                        threads,
-                        "hot",
-                        "T1",
-                        secs * 1e6,
-                        gbs / 1e9,
-                        100.0 * gbs / bandwidth
+                        f32_secs / secs
                     );
                 }
             }
         }
     }
-    println!();
     println!("GB/s = packed weight bytes per second (I2: 0.25 B/weight, T1: 0.2 B/weight); f32 streams 4 B/weight.");
-    println!("%read-bw = that rate over the read bandwidth (median of passes over 512 MB) measured just before it, same threads.");
+    println!("%read-bw = that rate over the read bandwidth (median of passes over the probe buffer) measured just before it, same threads.");
+}
+
+/// The tied output head of 2B-4T, cold, in every storage format.
+fn head_section(ctx: &Ctx) {
+    const VOCAB: usize = 128_256;
+    const HIDDEN: usize = 2560;
+    println!();
+    println!("== output head {VOCAB}x{HIDDEN}, batch 1, cold ==");
+    println!(
+        "{:<8} {:>3} {:>9} {:>10} {:>9} {:>9}",
+        "format", "thr", "MB", "ms/call", "GB/s", "%read-bw"
+    );
+    let mut rng = SplitMix(2560);
+    // Embedding-like weights: small, with the occasional larger one.
+    let w: Vec<f32> = (0..VOCAB * HIDDEN)
+        .map(|_| rng.unit() * rng.unit() * 0.1)
+        .collect();
+    let x: Vec<f32> = (0..HIDDEN).map(|_| rng.unit()).collect();
+    let mut y = vec![0.0f32; VOCAB];
+    for precision in HeadPrecision::ALL {
+        let head = HeadMatrix::from_f32(VOCAB, HIDDEN, &w, precision).expect("valid head");
+        // One copy already exceeds the cache for bf16; smaller formats cycle over several.
+        let copies = ctx.cold_bytes.div_ceil(head.bytes()).max(1);
+        let heads: Vec<HeadMatrix> = (0..copies).map(|_| head.clone()).collect();
+        drop(head);
+        for (threads, pool) in ctx.pools.iter() {
+            let bandwidth = ctx.read_bw(pool);
+            let secs = pool.install(|| {
+                time_case(ctx.budget, heads.len(), copies == 1, |k| {
+                    heads[k].gemv(&x, &mut y, 0).expect("valid shapes");
+                    black_box(&y);
+                })
+            });
+            let gbs = heads[0].bytes() as f64 / secs;
+            println!(
+                "{:<8} {:>3} {:>9.1} {:>10.2} {:>9.2} {:>8.0}%",
+                precision.to_string(),
+                threads,
+                heads[0].bytes() as f64 / 1e6,
+                secs * 1e3,
+                gbs / 1e9,
+                100.0 * gbs / bandwidth
+            );
+        }
+    }
+}
+
+/// `vpdpbusd` on 512-bit vectors, `chains` independent accumulators, `iters` rounds: the
+/// machine's int8 multiply-accumulate peak when the chains outnumber latency × throughput.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dpbusd_loop(iters: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_epi8(black_box(1));
+    let b = _mm512_set1_epi8(black_box(2));
+    let mut acc = [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for v in acc {
+        s = _mm512_add_epi32(s, v);
+    }
+    _mm512_reduce_add_epi32(s)
+}
+
+/// Int8 MAC/s of `threads` threads each running `dpbusd_loop` (median of several runs).
+fn vnni_peak(pool: &ThreadPool, threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !Backend::Avx512Vnni.is_supported() {
+            return None;
+        }
+        let iters = 2_000_000;
+        let mut rates = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            pool.install(|| {
+                rayon::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|_| {
+                            // SAFETY: AVX-512 F/BW/VNNI support was checked above.
+                            black_box(unsafe { dpbusd_loop(iters) });
+                        });
+                    }
+                })
+            });
+            rates.push((threads * iters * 12 * 64) as f64 / t.elapsed().as_secs_f64());
+        }
+        rates.sort_by(|a, b| a.total_cmp(b));
+        Some(rates[rates.len() / 2])
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (pool, threads);
+        None
+    }
+}
+
+/// The int8 multiply-accumulate peak and the prefill GEMM (64 tokens) as a fraction of it.
+fn vnni_section(ctx: &Ctx) {
+    println!();
+    println!("== int8 peak (vpdpbusd zmm, 12 chains) and prefill GEMM, batch 64, hot ==");
+    let peaks: Vec<Option<f64>> = ctx
+        .pools
+        .iter()
+        .map(|(n, pool)| vnni_peak(pool, *n))
+        .collect();
+    for ((n, _), peak) in ctx.pools.iter().zip(&peaks) {
+        match peak {
+            Some(p) => println!(
+                "vpdpbusd peak, {n} thread(s): {:.1} G int8 MAC/s ({:.2} G instr/s)",
+                p / 1e9,
+                p / 64e9
+            ),
+            None => println!("vpdpbusd peak, {n} thread(s): no AVX-512 VNNI on this CPU"),
+        }
+    }
+    println!(
+        "{:<24} {:>3} {:>10} {:>12} {:>8}",
+        "shape", "thr", "ms/call", "G MAC/s", "%peak"
+    );
+    let mut rng = SplitMix(64);
+    let filter = std::env::var("TRITLAB_BENCH_FILTER").unwrap_or_default();
+    const TOKENS: usize = 64;
+    for &(name, rows, cols) in SHAPES.iter().filter(|s| s.0.contains(filter.as_str())) {
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|_| (rng.next() % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(0.01))
+            .expect("valid matrix");
+        let x: Vec<f32> = (0..TOKENS * cols).map(|_| rng.unit()).collect();
+        let q = QuantizedActivations::quantize(&x, TOKENS, cols).expect("valid activations");
+        let mut y = vec![0.0f32; TOKENS * rows];
+        for ((threads, pool), peak) in ctx.pools.iter().zip(&peaks) {
+            let secs = pool.install(|| {
+                time_per_call(ctx.budget, 1, || {
+                    m.matmul(&q, &mut y).expect("valid shapes");
+                    black_box(&y);
+                })
+            });
+            let macs = (rows * cols * TOKENS) as f64 / secs;
+            println!(
+                "{:<24} {:>3} {:>10.2} {:>12.1} {:>7.0}%",
+                name,
+                threads,
+                secs * 1e3,
+                macs / 1e9,
+                peak.map_or(f64::NAN, |p| 100.0 * macs / p)
+            );
+        }
+    }
+    println!("%peak = ternary MACs (rows x cols x 64) per second over the vpdpbusd peak of the same threads.");
 }

@@ -13,13 +13,17 @@
 //!   (`TRITLAB_KERNEL=scalar` forces the reference path).
 //! * [`t1`] — [`T1Matrix`], products straight from the densest packing (byte permutes on
 //!   AVX-512 VBMI, a look-up table elsewhere).
+//! * [`head`] — [`HeadMatrix`], the output head (bf16, int8, Q6, Q4) as an f32 GEMV.
+//! * [`mem`] — weight buffers on 2 MiB pages, so streaming them is not held up at every 4 KiB.
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
 
 pub mod backend;
 pub mod dense;
 pub mod error;
+pub mod head;
 pub mod mapped;
 pub mod matrix;
+pub mod mem;
 pub mod pack;
 pub mod probe;
 pub mod quant;
@@ -28,6 +32,7 @@ pub mod trit;
 
 pub use backend::Backend;
 pub use error::{KernelError, Result};
+pub use head::{HeadMatrix, HeadPrecision};
 pub use matrix::TernaryMatrix;
 pub use quant::{
     quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale,

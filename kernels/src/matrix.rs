@@ -14,6 +14,7 @@
 
 use crate::backend::{self, Backend, TokenView};
 use crate::error::{KernelError, Result};
+use crate::mem::WeightBytes;
 use crate::pack::{check_matrix, hf_pack, hf_unpack};
 use crate::quant::{QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale};
 use crate::trit::{validate_trits, TritCounts};
@@ -21,6 +22,9 @@ use rayon::prelude::*;
 
 pub const BLOCK_COLS: usize = 128;
 pub const BLOCK_BYTES: usize = 32;
+
+/// The widest row the kernels accumulate exactly in i32 lanes (see `backend::avx512`).
+pub const MAX_COLS: usize = 1 << 20;
 
 const TASKS_PER_THREAD: usize = 4;
 
@@ -50,7 +54,7 @@ pub struct TernaryMatrix {
     rows: usize,
     cols: usize,
     stride: usize,
-    codes: Vec<u8>,
+    codes: WeightBytes,
     scale: WeightScale,
 }
 
@@ -59,6 +63,14 @@ impl TernaryMatrix {
     /// [`BLOCK_COLS`], so that groups are whole kernel blocks.
     pub fn from_trits(trits: &[i8], rows: usize, cols: usize, scale: WeightScale) -> Result<Self> {
         check_matrix("ternary matrix", trits.len(), rows, cols)?;
+        if cols > MAX_COLS {
+            return Err(KernelError::Shape {
+                what: "ternary matrix",
+                rows,
+                cols,
+                reason: "more than 2^20 columns would overflow the kernels' i32 lanes",
+            });
+        }
         validate_trits(trits)?;
         scale.validate(rows, cols)?;
         if let WeightScale::PerGroup { group_size, .. } = scale {
@@ -72,7 +84,7 @@ impl TernaryMatrix {
         let blocks = cols.div_ceil(BLOCK_COLS);
         let stride = blocks * BLOCK_BYTES;
         // 0x55 = four codes of 1 = four zero trits: the padding.
-        let mut codes = vec![0x55u8; rows * stride];
+        let mut codes = WeightBytes::filled(rows * stride, 0x55);
         for r in 0..rows {
             let src = &trits[r * cols..(r + 1) * cols];
             let dst = &mut codes[r * stride..(r + 1) * stride];
@@ -215,7 +227,7 @@ impl TernaryMatrix {
             table
         };
         let (mut neg, mut pos) = (0u64, 0u64);
-        for &b in &self.codes {
+        for &b in self.codes.iter() {
             let (n, p) = NEG_POS[b as usize];
             neg += n as u64;
             pos += p as u64;
@@ -336,11 +348,14 @@ impl TernaryMatrix {
                 (r0, acc)
             })
             .collect();
+        // Token-major writes: `y` is `[tokens, rows]`, so walking rows innermost writes it
+        // sequentially (the task's `acc` is small and cached; `y` may not be).
         for (r0, acc) in results {
             let rows = acc.len() / ntok;
-            for r in 0..rows {
-                for t in 0..ntok {
-                    y[t * self.rows + r0 + r] = acc[r * ntok + t] as f32 * factors[t];
+            for (t, &f) in factors.iter().enumerate() {
+                let yt = &mut y[t * self.rows + r0..t * self.rows + r0 + rows];
+                for (r, o) in yt.iter_mut().enumerate() {
+                    *o = acc[r * ntok + t] as f32 * f;
                 }
             }
         }

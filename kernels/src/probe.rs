@@ -2,18 +2,96 @@
 //!
 //! Decoding a ternary model streams each weight once per token, so its speed limit is the read
 //! bandwidth. The benchmarks compare the kernels with this figure; it is measured the way the
-//! kernels read (wide loads, prefetching 8 KiB ahead), so a kernel at 100% streams as fast as a
+//! kernels read (wide loads, prefetching as far ahead as the kernels do, on 2 MiB pages), so a kernel at 100% streams as fast as a
 //! loop that does nothing but read.
 
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// A buffer of `bytes` (rounded down to 8) of non-trivial data, for [`read_bandwidth`].
+/// A buffer of `bytes` (rounded down to 8) of non-trivial data, for [`read_bandwidth`]. Like
+/// the kernels' weights ([`crate::mem`]) it asks for 2 MiB pages, so the probe and the kernels
+/// stream from the same kind of memory.
 pub fn bandwidth_buffer(bytes: usize) -> Vec<u64> {
-    (0..(bytes / 8) as u64)
-        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect()
+    let n = bytes / 8;
+    let mut buf = Vec::with_capacity(n);
+    crate::mem::advise_huge_pages(buf.as_mut_ptr() as *mut u8, n * 8);
+    buf.extend((0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    buf
+}
+
+/// The last-level cache's size in bytes, where the system says (Linux sysfs), else `None`. A
+/// "cold" measurement must cycle through more data than this, or it measures the cache.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let mut best = None;
+    for index in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
+        let Ok(size) = std::fs::read_to_string(format!("{dir}/size")) else {
+            continue;
+        };
+        let size = size.trim();
+        let (digits, unit) =
+            size.split_at(size.trim_end_matches(|c: char| c.is_alphabetic()).len());
+        let Ok(n) = digits.parse::<usize>() else {
+            continue;
+        };
+        let bytes = match unit {
+            "K" => n << 10,
+            "M" => n << 20,
+            "G" => n << 30,
+            _ => n,
+        };
+        best = best.max(Some(bytes));
+    }
+    best
+}
+
+/// Prefetch distances [`tune_prefetch`] tries, in bytes.
+pub const PREFETCH_CANDIDATES: [usize; 6] =
+    [1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10];
+
+/// Finds the software prefetch distance at which `work` runs fastest, sets it
+/// ([`crate::backend::set_prefetch_distance`]) and returns it with every candidate's median
+/// seconds per call.
+///
+/// Why measure, and why with the real work: the distance that hides memory latency is
+/// bandwidth × latency, and both differ between hosts (a server's DRAM latency can be twice a
+/// desktop's). And it is the *kernel's* loop that needs it: a bare read loop keeps enough misses
+/// in flight from its out-of-order window alone and barely notices the distance, while a GEMV
+/// with a longer loop body ran at half speed without software prefetch on the same host. So
+/// `work` should be the decode itself, over weights well beyond the last-level cache (a decode
+/// step of the model at start-up; the benchmark uses a cycle of matrices twice the cache's
+/// size). Each candidate is timed in `rounds` interleaved rounds of at least three calls, so
+/// that a shared machine's drift falls on all of them alike; within 2% the shorter distance wins
+/// (it disturbs the caches least). Software prefetch is never turned off here.
+pub fn tune_prefetch(rounds: usize, mut work: impl FnMut()) -> (usize, Vec<(usize, f64)>) {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); PREFETCH_CANDIDATES.len()];
+    for _ in 0..rounds.max(1) {
+        for (k, &d) in PREFETCH_CANDIDATES.iter().enumerate() {
+            crate::backend::set_prefetch_distance(d);
+            work(); // the first call after a change warms nothing up but the new setting
+            for _ in 0..3 {
+                let t = Instant::now();
+                work();
+                samples[k].push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let medians: Vec<(usize, f64)> = PREFETCH_CANDIDATES
+        .iter()
+        .zip(samples.iter_mut())
+        .map(|(&d, s)| {
+            s.sort_by(|a, b| a.total_cmp(b));
+            (d, s[s.len() / 2])
+        })
+        .collect();
+    let fastest = medians.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
+    let best = medians
+        .iter()
+        .find(|m| m.1 <= fastest * 1.02)
+        .map_or(crate::backend::DEFAULT_PREFETCH_DISTANCE, |m| m.0);
+    crate::backend::set_prefetch_distance(best);
+    (best, medians)
 }
 
 /// Bytes per second at which the current rayon pool's threads read `buf` together: the median
@@ -35,18 +113,24 @@ pub fn read_bandwidth(buf: &[u64], budget: Duration) -> f64 {
 }
 
 fn fold(chunk: &[u64]) -> u64 {
+    fold_at(chunk, crate::backend::prefetch_distance())
+}
+
+fn fold_at(chunk: &[u64], distance: usize) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         // SAFETY: the feature was just checked.
-        return unsafe { fold_avx512(chunk) };
+        return unsafe { fold_avx512(chunk, distance) };
     }
+    let _ = distance;
     chunk.iter().fold(0, |x, &v| x ^ v)
 }
 
-/// 256 bytes per iteration in four independent 512-bit XORs, prefetching 8 KiB ahead.
+/// 256 bytes per iteration in four independent 512-bit XORs, prefetching `distance` ahead
+/// (none when 0).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn fold_avx512(chunk: &[u64]) -> u64 {
+unsafe fn fold_avx512(chunk: &[u64], distance: usize) -> u64 {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_setzero_si512(); 4];
     let blocks = chunk.len() / 32;
@@ -54,7 +138,9 @@ unsafe fn fold_avx512(chunk: &[u64]) -> u64 {
     for i in 0..blocks {
         let base = p.add(4 * i);
         for (k, a) in acc.iter_mut().enumerate() {
-            _mm_prefetch::<_MM_HINT_T0>((base.add(k) as *const i8).wrapping_add(8192));
+            if distance > 0 {
+                _mm_prefetch::<_MM_HINT_T0>((base.add(k) as *const i8).wrapping_add(distance));
+            }
             *a = _mm512_xor_si512(*a, _mm512_loadu_si512(base.add(k)));
         }
     }

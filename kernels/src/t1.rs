@@ -5,11 +5,13 @@
 //! therefore uses a per-token look-up table instead of decoding: for every run of five
 //! activations, the 243 possible partial sums Σ tᵢ·qᵢ are computed once, and each weight byte
 //! becomes one table load and one add, whatever its five trits are. Each row starts on a byte
-//! boundary. On AVX-512 with VBMI the bytes are decoded in registers instead: a byte permute per
-//! digit turns 64 bytes into the codes of 320 weights, which meet activations regrouped by digit.
+//! boundary. On AVX-512 with VBMI the bytes are decoded in registers instead: two 256-entry byte
+//! look-ups turn 64 bytes into the codes of 320 weights (four digits as an I2 byte, plus the
+//! fifth), which meet activations regrouped by digit.
 
 use crate::backend::Backend;
 use crate::error::{KernelError, Result};
+use crate::mem::WeightBytes;
 use crate::pack::{check_matrix, pack_t1, t1_len, unpack_t1};
 use crate::quant::QuantizedActivations;
 use rayon::prelude::*;
@@ -19,7 +21,7 @@ pub struct T1Matrix {
     rows: usize,
     cols: usize,
     stride: usize,
-    bytes: Vec<u8>,
+    bytes: WeightBytes,
     scale: f32,
 }
 
@@ -27,6 +29,14 @@ impl T1Matrix {
     /// Packs a row-major trit matrix with a per-tensor scale.
     pub fn from_trits(trits: &[i8], rows: usize, cols: usize, scale: f32) -> Result<Self> {
         check_matrix("T1 matrix", trits.len(), rows, cols)?;
+        if cols > crate::matrix::MAX_COLS {
+            return Err(KernelError::Shape {
+                what: "T1 matrix",
+                rows,
+                cols,
+                reason: "more than 2^20 columns would overflow the kernels' i32 lanes",
+            });
+        }
         if !(scale.is_finite() && scale > 0.0) {
             return Err(KernelError::BadScale {
                 what: "T1 matrix scale",
@@ -34,9 +44,12 @@ impl T1Matrix {
             });
         }
         let stride = t1_len(cols);
-        let mut bytes = Vec::with_capacity(rows * stride);
-        for row in trits.chunks_exact(cols) {
-            bytes.extend(pack_t1(row)?);
+        let mut bytes = WeightBytes::zeroed(rows * stride);
+        for (row, dst) in trits
+            .chunks_exact(cols)
+            .zip(bytes.chunks_exact_mut(stride.max(1)))
+        {
+            dst.copy_from_slice(&pack_t1(row)?);
         }
         Ok(Self {
             rows,
@@ -127,21 +140,37 @@ impl T1Matrix {
     fn matmul_vbmi(&self, x: &QuantizedActivations, y: &mut [f32]) {
         let chunks = self.stride.div_ceil(64);
         let mut planes = vec![0i8; chunks * 320];
+        // Rows per task: a few tasks per thread, in whole pairs of rows.
+        let chunk = self
+            .rows
+            .div_ceil(rayon::current_num_threads() * 4)
+            .max(16)
+            .next_multiple_of(2);
+        let prefetch = crate::backend::prefetch_distance();
         for t in 0..x.tokens() {
             digit_planes(&x.token(t)[..self.cols], &mut planes);
             let sum = x.sum(t);
             let factor = self.scale * x.scale(t);
             let yt = &mut y[t * self.rows..(t + 1) * self.rows];
             let planes = &planes;
-            yt.par_chunks_mut(256).enumerate().for_each(|(ci, yc)| {
-                for (i, o) in yc.iter_mut().enumerate() {
-                    let r = ci * 256 + i;
-                    let row = &self.bytes[r * self.stride..(r + 1) * self.stride];
-                    // SAFETY: matmul_with checked AVX-512 (F/BW/VL/VNNI, via the backend) and VBMI.
-                    let dot = unsafe { vbmi::row_code_dot(row, planes) } - sum;
-                    *o = dot as f32 * factor;
+            let run = |r0: usize, yc: &mut [f32]| {
+                let rows = &self.bytes[r0 * self.stride..(r0 + yc.len()) * self.stride];
+                let mut dots = vec![0i32; yc.len()];
+                // SAFETY: matmul_with checked AVX-512 (F/BW/VL/VNNI, via the backend) and VBMI;
+                // `rows` holds `yc.len()` rows of `stride` bytes and `planes` covers a row (both
+                // asserted again inside).
+                unsafe { vbmi::rows(rows, self.stride, planes, prefetch, &mut dots) };
+                for (o, d) in yc.iter_mut().zip(dots) {
+                    *o = (d - sum) as f32 * factor;
                 }
-            });
+            };
+            if chunk >= self.rows {
+                run(0, yt);
+            } else {
+                yt.par_chunks_mut(chunk)
+                    .enumerate()
+                    .for_each(|(ci, yc)| run(ci * chunk, yc));
+            }
         }
     }
 }
@@ -158,66 +187,159 @@ fn digit_planes(x: &[i8], planes: &mut [i8]) {
     }
 }
 
-/// T1 decoding with byte permutes: for digit `i`, a 256-entry table maps each byte to its digit
-/// `i` plus one in 0..=2 — the code that `vpdpbusd` multiplies as an unsigned byte; Σ code·q − Σ q
-/// is then Σ trit·q, as in the I2 kernels.
+/// T1 decoding with byte permutes, two look-ups per byte.
+///
+/// A byte `v` < 243 holds five base-3 digits `d0..d4` (`v = Σ dᵢ·3ⁱ`). One 256-entry table maps
+/// `v` to its first four digits as 2-bit fields — `d0 | d1<<2 | d2<<4 | d3<<6`, exactly an I2
+/// byte — and a second one to `d4`. The I2 byte is then split by masking in place (`& 0x0c` is
+/// `d1·4`), with accumulator `i` collecting `4ⁱ·Σ dᵢ·q`, divided out exactly at the end as in the
+/// I2 kernel. A 256-entry look-up is two `vpermt2b` (128 entries each) and a blend on the top
+/// bit, so a 64-byte chunk (320 weights) costs four permutes, two blends, four ANDs and five
+/// `vpdpbusd` — where decoding each digit on its own took ten permutes and five blends.
+/// Σ code·q − Σ q is Σ trit·q, as in the I2 kernels.
 #[cfg(target_arch = "x86_64")]
 mod vbmi {
     use std::arch::x86_64::*;
 
-    /// `DIGIT_CODES[i][v]` = digit `i` of `v` in base 3 (0..=2) for v < 243; 1 (trit 0) above,
-    /// though valid T1 bytes never reach there.
-    static DIGIT_CODES: [[u8; 256]; 5] = {
-        let mut t = [[1u8; 256]; 5];
+    /// `LOW4[v]` = digits 0..4 of `v` as 2-bit fields, `HIGH[v]` = digit 4; past 242 (never a
+    /// valid T1 byte) both mean trit 0 everywhere.
+    static TABLES: ([u8; 256], [u8; 256]) = {
+        let mut low = [0x55u8; 256];
+        let mut high = [1u8; 256];
         let mut v = 0;
         while v < 243 {
             let mut rest = v;
+            let mut fields = 0u8;
             let mut i = 0;
-            while i < 5 {
-                t[i][v] = (rest % 3) as u8;
+            while i < 4 {
+                fields |= ((rest % 3) as u8) << (2 * i);
                 rest /= 3;
                 i += 1;
             }
+            low[v] = fields;
+            high[v] = rest as u8;
             v += 1;
         }
-        t
+        (low, high)
     };
 
-    /// Σ code·q over one row; `planes` from `digit_planes`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn table(t: &[u8; 256]) -> [__m512i; 4] {
+        std::array::from_fn(|k| _mm512_loadu_si512(t.as_ptr().add(64 * k) as *const __m512i))
+    }
+
+    /// 64 look-ups in a 256-entry table held in four registers.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    fn lookup(t: &[__m512i; 4], v: __m512i, upper: __mmask64) -> __m512i {
+        let lo = _mm512_permutex2var_epi8(t[0], v, t[1]);
+        let hi = _mm512_permutex2var_epi8(t[2], v, t[3]);
+        _mm512_mask_blend_epi8(upper, lo, hi)
+    }
+
+    /// Σ code·q for each of `out.len()` rows of `stride` bytes, two rows at a time so each
+    /// activation load serves both.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F, BW, VL, VNNI and VBMI.
+    /// The CPU must have AVX-512 F, BW, VL, VNNI and VBMI; `rows.len() == out.len() * stride`
+    /// and `planes` holds 320 values per 64-byte chunk of a row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-    pub(super) unsafe fn row_code_dot(row: &[u8], planes: &[i8]) -> i32 {
-        let table = |i: usize, half: usize| {
-            _mm512_loadu_si512(DIGIT_CODES[i].as_ptr().add(128 * half) as *const __m512i)
-        };
-        let table_hi = |i: usize, half: usize| {
-            _mm512_loadu_si512(DIGIT_CODES[i].as_ptr().add(128 * half + 64) as *const __m512i)
-        };
-        // Each digit's 256-byte table as two 128-byte halves of two registers.
-        let lo: [(__m512i, __m512i); 5] = std::array::from_fn(|i| (table(i, 0), table_hi(i, 0)));
-        let hi: [(__m512i, __m512i); 5] = std::array::from_fn(|i| (table(i, 1), table_hi(i, 1)));
-        let mut acc = _mm512_setzero_si512();
-        for (c, chunk) in row.chunks(64).enumerate() {
-            let mask: u64 = if chunk.len() == 64 {
+    pub(super) unsafe fn rows(
+        rows: &[u8],
+        stride: usize,
+        planes: &[i8],
+        prefetch: usize,
+        out: &mut [i32],
+    ) {
+        assert_eq!(
+            rows.len(),
+            out.len() * stride,
+            "T1 rows and outputs disagree"
+        );
+        assert!(
+            planes.len() >= stride.div_ceil(64) * 320,
+            "T1 planes too short"
+        );
+        let low = table(&TABLES.0);
+        let high = table(&TABLES.1);
+        let mut r = 0;
+        while r + 2 <= out.len() {
+            let d = tile::<2>(
+                rows.as_ptr().add(r * stride),
+                stride,
+                planes,
+                &low,
+                &high,
+                prefetch,
+            );
+            out[r] = d[0];
+            out[r + 1] = d[1];
+            r += 2;
+        }
+        if r < out.len() {
+            let d = tile::<1>(
+                rows.as_ptr().add(r * stride),
+                stride,
+                planes,
+                &low,
+                &high,
+                prefetch,
+            );
+            out[r] = d[0];
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn tile<const R: usize>(
+        rows: *const u8,
+        stride: usize,
+        planes: &[i8],
+        low: &[__m512i; 4],
+        high: &[__m512i; 4],
+        prefetch: usize,
+    ) -> [i32; R] {
+        let masks = [
+            _mm512_set1_epi8(0x03),
+            _mm512_set1_epi8(0x0c),
+            _mm512_set1_epi8(0x30),
+            _mm512_set1_epi8(0xc0u8 as i8),
+        ];
+        let mut acc = [[_mm512_setzero_si512(); 5]; R];
+        let chunks = stride.div_ceil(64);
+        for c in 0..chunks {
+            let len = (stride - 64 * c).min(64);
+            let mask: u64 = if len == 64 {
                 u64::MAX
             } else {
-                (1u64 << chunk.len()) - 1
+                (1u64 << len) - 1
             };
-            let w = _mm512_maskz_loadu_epi8(mask, chunk.as_ptr() as *const i8);
-            // Bytes 128..=242 come from the upper tables; the top bit picks them.
-            let upper = _mm512_movepi8_mask(w);
-            for i in 0..5 {
-                let from_lo = _mm512_permutex2var_epi8(lo[i].0, w, lo[i].1);
-                let from_hi = _mm512_permutex2var_epi8(hi[i].0, w, hi[i].1);
-                let codes = _mm512_mask_blend_epi8(upper, from_lo, from_hi);
-                let xv =
-                    _mm512_loadu_si512(planes.as_ptr().add(c * 320 + i * 64) as *const __m512i);
-                acc = _mm512_dpbusd_epi32(acc, codes, xv);
+            let p = planes.as_ptr().add(c * 320);
+            let xv: [__m512i; 5] =
+                std::array::from_fn(|i| _mm512_loadu_si512(p.add(64 * i) as *const __m512i));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let ptr = rows.add(r * stride + 64 * c);
+                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(prefetch) as *const i8);
+                // Masked past the row's end: byte 0 decodes to digits 0, whose activations are
+                // zero there (the planes are zero-padded), so they add nothing.
+                let w = _mm512_maskz_loadu_epi8(mask, ptr as *const i8);
+                // Bytes 128..=242 come from the upper tables; the top bit picks them.
+                let upper = _mm512_movepi8_mask(w);
+                let four = lookup(low, w, upper);
+                for i in 0..4 {
+                    a[i] = _mm512_dpbusd_epi32(a[i], _mm512_and_si512(four, masks[i]), xv[i]);
+                }
+                a[4] = _mm512_dpbusd_epi32(a[4], lookup(high, w, upper), xv[4]);
             }
         }
-        _mm512_reduce_add_epi32(acc)
+        acc.map(|a| {
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(a[0], _mm512_srai_epi32::<2>(a[1])),
+                _mm512_add_epi32(_mm512_srai_epi32::<4>(a[2]), _mm512_srai_epi32::<6>(a[3])),
+            );
+            _mm512_reduce_add_epi32(_mm512_add_epi32(s, a[4]))
+        })
     }
 }
 /// For each run `g` of five activations, `table[g·243 + v]` = Σᵢ tᵢ(v)·q[5g+i], where `tᵢ(v)` is

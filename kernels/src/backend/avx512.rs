@@ -9,9 +9,6 @@ use super::TokenView;
 use crate::matrix::BLOCK_BYTES;
 use std::arch::x86_64::*;
 
-/// How far ahead of the current position each row is prefetched.
-const PREFETCH_BYTES: usize = 8192;
-
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn codes512(ptr: *const u8) -> [__m512i; 4] {
@@ -92,24 +89,11 @@ unsafe fn tile<const R: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_si512(); T]; R];
     let pairs = blocks / 2;
     for p in 0..pairs {
-        if T == 1 {
-            let xv = xs512(x[0].add(p * 256));
-            for r in 0..R {
-                // Decoding streams each row once from memory: ask for the bytes a few
-                // iterations ahead so the loads find them in cache.
-                _mm_prefetch::<_MM_HINT_T0>(
-                    w[r].add(p * 2 * BLOCK_BYTES + PREFETCH_BYTES) as *const i8
-                );
-                let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
-                acc[r][0] = dp512(acc[r][0], &c, &xv);
-            }
-        } else {
-            for r in 0..R {
-                let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
-                for t in 0..T {
-                    let xv = xs512(x[t].add(p * 256));
-                    acc[r][t] = dp512(acc[r][t], &c, &xv);
-                }
+        for r in 0..R {
+            let c = codes512(w[r].add(p * 2 * BLOCK_BYTES));
+            for t in 0..T {
+                let xv = xs512(x[t].add(p * 256));
+                acc[r][t] = dp512(acc[r][t], &c, &xv);
             }
         }
     }
@@ -125,6 +109,77 @@ unsafe fn tile<const R: usize, const T: usize>(
         }
     }
     out
+}
+
+/// One token against `R` rows; `x` in pair order. Returns Σ code·q per row.
+///
+/// Decoding must out-run memory, or loads and arithmetic take turns instead of overlapping. The
+/// shift-and-mask unpack of [`codes512`] puts three shifts next to the four `vpdpbusd` on the
+/// one port that runs both, which capped this loop near one DRAM channel's rate. Here each bit
+/// pair is isolated by a mask *in place* (`w & 0x0c` is code·4): the ANDs run on another port,
+/// and accumulator `i` collects 4^i · Σ code·q, which an arithmetic shift divides exactly at the
+/// end (every lane is a sum of multiples of 4^i). Lanes stay far below 2^31: each adds at most
+/// 4·(2·64)·128 per 256 columns, so rows up to 2^20 columns are safe (`TernaryMatrix` refuses
+/// wider ones).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemv_tile<const R: usize>(
+    w: [*const u8; R],
+    x: *const i8,
+    blocks: usize,
+    prefetch: usize,
+) -> [i32; R] {
+    let masks = [
+        _mm512_set1_epi8(0x03),
+        _mm512_set1_epi8(0x0c),
+        _mm512_set1_epi8(0x30),
+        _mm512_set1_epi8(0xc0u8 as i8),
+    ];
+    let mut acc = [[_mm512_setzero_si512(); 4]; R];
+    let pairs = blocks / 2;
+    for p in 0..pairs {
+        let xv = xs512(x.add(p * 256));
+        for r in 0..R {
+            let ptr = w[r].add(p * 2 * BLOCK_BYTES);
+            // Each row is streamed once from memory: ask for its bytes `prefetch` ahead so the
+            // loads find them in cache. `wrapping_add`: the hint may point past the matrix,
+            // which a prefetch tolerates and a pointer `add` would not.
+            _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(prefetch) as *const i8);
+            let v = _mm512_loadu_si512(ptr as *const __m512i);
+            for i in 0..4 {
+                acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], _mm512_and_si512(v, masks[i]), xv[i]);
+            }
+        }
+    }
+    let mut out = [0i32; R];
+    for r in 0..R {
+        let sum = _mm512_add_epi32(
+            _mm512_add_epi32(acc[r][0], _mm512_srai_epi32::<2>(acc[r][1])),
+            _mm512_add_epi32(
+                _mm512_srai_epi32::<4>(acc[r][2]),
+                _mm512_srai_epi32::<6>(acc[r][3]),
+            ),
+        );
+        out[r] = _mm512_reduce_add_epi32(sum);
+        if blocks % 2 == 1 {
+            // Pair order leaves an odd final block in natural order.
+            out[r] += hsum256(block256(
+                w[r].add(pairs * 2 * BLOCK_BYTES),
+                x.add(pairs * 256),
+            ));
+        }
+    }
+    out
+}
+
+macro_rules! run_gemv_tile {
+    ($R:literal, $rows:expr, $stride:expr, $r:expr, $token:expr, $prefetch:expr, $out:expr) => {{
+        let w: [*const u8; $R] = std::array::from_fn(|i| $rows.as_ptr().add(($r + i) * $stride));
+        let res = gemv_tile::<$R>(w, $token.pairs.as_ptr(), $stride / BLOCK_BYTES, $prefetch);
+        for i in 0..$R {
+            $out[$r + i] = res[i] - $token.sum;
+        }
+    }};
 }
 
 macro_rules! run_tile {
@@ -147,38 +202,44 @@ pub(crate) unsafe fn dots(rows: &[u8], stride: usize, tokens: &[TokenView], out:
     let nrows = rows.len() / stride;
     let ntok = tokens.len();
     if ntok == 1 {
+        let prefetch = super::prefetch_distance();
+        let token = &tokens[0];
         let mut r = 0;
         while r + 4 <= nrows {
-            run_tile!(4, 1, rows, stride, r, tokens, 0, out);
+            run_gemv_tile!(4, rows, stride, r, token, prefetch, out);
             r += 4;
         }
         while r < nrows {
-            run_tile!(1, 1, rows, stride, r, tokens, 0, out);
+            run_gemv_tile!(1, rows, stride, r, token, prefetch, out);
             r += 1;
         }
         return;
     }
-    let mut r = 0;
-    while r < nrows {
-        let two = nrows - r >= 2;
+    // Cache blocking: a band of rows (≤ 32 KiB of codes) meets one group of four tokens at a
+    // time, so both stay in L1 while every pair of rows in the band passes them. Going row pair
+    // by row pair over *all* tokens instead re-streamed every token's activations from L2 for
+    // each pair of rows (160 KB per pair at 64 tokens × 2560 columns).
+    let band = ((32 << 10) / stride).clamp(2, 64) & !1;
+    let mut r0 = 0;
+    while r0 < nrows {
+        let r1 = (r0 + band).min(nrows);
         let mut t = 0;
-        while t + 4 <= ntok {
-            if two {
-                run_tile!(2, 4, rows, stride, r, tokens, t, out);
-            } else {
-                run_tile!(1, 4, rows, stride, r, tokens, t, out);
-            }
-            t += 4;
-        }
         while t < ntok {
-            if two {
-                run_tile!(2, 1, rows, stride, r, tokens, t, out);
-            } else {
-                run_tile!(1, 1, rows, stride, r, tokens, t, out);
+            let four = ntok - t >= 4;
+            let mut r = r0;
+            while r < r1 {
+                let two = r1 - r >= 2;
+                match (two, four) {
+                    (true, true) => run_tile!(2, 4, rows, stride, r, tokens, t, out),
+                    (false, true) => run_tile!(1, 4, rows, stride, r, tokens, t, out),
+                    (true, false) => run_tile!(2, 1, rows, stride, r, tokens, t, out),
+                    (false, false) => run_tile!(1, 1, rows, stride, r, tokens, t, out),
+                }
+                r += if two { 2 } else { 1 };
             }
-            t += 1;
+            t += if four { 4 } else { 1 };
         }
-        r += if two { 2 } else { 1 };
+        r0 = r1;
     }
 }
 

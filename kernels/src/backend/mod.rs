@@ -5,6 +5,7 @@
 //! produce bit-identical outputs.
 
 use crate::error::{KernelError, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
@@ -134,6 +135,25 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// Bytes ahead of the current position at which single-token kernels prefetch each row.
+static PREFETCH_DISTANCE: AtomicUsize = AtomicUsize::new(DEFAULT_PREFETCH_DISTANCE);
+
+/// The prefetch distance until [`set_prefetch_distance`] says otherwise: 8 KiB keeps about
+/// 128 lines in flight per stream, enough for ~30 GB/s at ~250 ns of latency.
+pub const DEFAULT_PREFETCH_DISTANCE: usize = 8192;
+
+/// How far ahead single-token kernels prefetch weight rows, in bytes.
+pub fn prefetch_distance() -> usize {
+    PREFETCH_DISTANCE.load(Ordering::Relaxed)
+}
+
+/// Sets the prefetch distance (rounded to whole 64-byte lines, at most 64 KiB; 0 turns software
+/// prefetch off). The right distance is bandwidth × latency, which differs between hosts, so it
+/// is a run-time setting: [`crate::probe::tune_prefetch`] measures it on the real work.
+pub fn set_prefetch_distance(bytes: usize) {
+    PREFETCH_DISTANCE.store((bytes.min(64 << 10) / 64) * 64, Ordering::Relaxed);
+}
+
 /// One token's activations as the kernels read them. (NEON multiplies trits directly and reads
 /// only the natural order.)
 #[derive(Clone, Copy)]
@@ -161,7 +181,24 @@ pub(crate) fn dots(
     out: &mut [i32],
 ) {
     debug_assert!(backend.is_supported());
-    debug_assert_eq!(out.len(), rows.len() / stride * tokens.len());
+    // The SIMD paths read through raw pointers: hold every shape to the contract first.
+    assert!(
+        stride > 0
+            && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
+            && rows.len().is_multiple_of(stride),
+        "rows are not whole rows of whole blocks"
+    );
+    assert_eq!(
+        out.len(),
+        rows.len() / stride * tokens.len(),
+        "output length"
+    );
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.natural.len() >= stride * 4 && t.pairs.len() >= stride * 4),
+        "activations shorter than a row"
+    );
     match backend {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
@@ -185,6 +222,18 @@ pub(crate) fn block_dots(
     out: &mut [i32],
 ) {
     debug_assert!(backend.is_supported());
+    assert!(
+        stride > 0
+            && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
+            && rows.len().is_multiple_of(stride),
+        "rows are not whole rows of whole blocks"
+    );
+    let blocks = stride / crate::matrix::BLOCK_BYTES;
+    assert_eq!(out.len(), rows.len() / stride * blocks, "output length");
+    assert!(
+        token.natural.len() >= stride * 4 && token.block_sums.len() >= blocks,
+        "activations shorter than a row"
+    );
     match backend {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
