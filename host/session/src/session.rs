@@ -603,7 +603,7 @@ impl Session {
         }
         let m = self.require_model()?;
         for layer in m.model.layers() {
-            for lin in layer.linears() {
+            for lin in layer.projections() {
                 if lin.name() == full {
                     let trits = lin.matrix().to_trits();
                     return Ok((
@@ -919,11 +919,7 @@ impl Session {
                         let c = tritlab_kernels::count_trits(&l.trits).unwrap_or_default();
                         ph::LayerCounts {
                             layer: l.name.clone(),
-                            counts: ph::TritCounts {
-                                negative: c.neg,
-                                zero: c.zero,
-                                positive: c.pos,
-                            },
+                            counts: c,
                         }
                     })
                     .collect()
@@ -931,16 +927,12 @@ impl Session {
                 m.model
                     .layers()
                     .iter()
-                    .flat_map(|l| l.linears())
+                    .flat_map(|l| l.projections())
                     .map(|lin| {
                         let c = lin.trits().counts();
                         ph::LayerCounts {
                             layer: lin.name().to_string(),
-                            counts: ph::TritCounts {
-                                negative: c.neg,
-                                zero: c.zero,
-                                positive: c.pos,
-                            },
+                            counts: c,
                         }
                     })
                     .collect()

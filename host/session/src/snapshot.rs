@@ -3,7 +3,6 @@
 
 use crate::convert;
 use crate::session::Session;
-use crate::training::world_gf3;
 use std::path::PathBuf;
 use tritlab_workbook::Image;
 
@@ -30,6 +29,17 @@ pub struct ModelSummary {
     pub tensors: Vec<TensorRow>,
 }
 
+impl ModelSummary {
+    /// The trits of every ternary tensor together (their GF(3) residue is `.gf3_sum()`).
+    pub fn total_trits(&self) -> tritlab_kernels::TritCounts {
+        let mut total = tritlab_kernels::TritCounts::default();
+        for t in &self.tensors {
+            total.merge(&t.counts());
+        }
+        total
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TensorRow {
     pub name: String,
@@ -41,6 +51,16 @@ pub struct TensorRow {
     pub gf3: u8,
     pub scale: f32,
     pub thumbnail: Option<Image>,
+}
+
+impl TensorRow {
+    pub fn counts(&self) -> tritlab_kernels::TritCounts {
+        tritlab_kernels::TritCounts {
+            neg: self.neg,
+            zero: self.zero,
+            pos: self.pos,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +119,7 @@ impl Snapshot {
                 .model
                 .layers()
                 .iter()
-                .flat_map(|l| l.linears())
+                .flat_map(|l| l.projections())
                 .map(|lin| {
                     let t = lin.trits();
                     TensorRow {
@@ -174,7 +194,7 @@ impl Snapshot {
                     learning_rate: rec.learning_rate,
                     grad_norm: rec.grad_norm,
                     flips: rec.flipped_trits(),
-                    gf3: world_gf3(rec),
+                    gf3: rec.gf3_after(),
                     colour: r.colours.get(i).copied().flatten(),
                 })
                 .collect();
