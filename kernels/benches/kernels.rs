@@ -111,7 +111,7 @@ mod f32_baseline {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512(row: &[f32], x: &[f32], cols: usize, out: &mut [f32]) {
         use std::arch::x86_64::*;
-        if out.len() == 1 && cols % 64 == 0 {
+        if out.len() == 1 && cols.is_multiple_of(64) {
             // One token: four independent FMA chains so the adds never wait on each other.
             let mut acc = [_mm512_setzero_ps(); 4];
             for c in (0..cols).step_by(64) {
@@ -119,10 +119,10 @@ mod f32_baseline {
                 _mm_prefetch::<_MM_HINT_T0>(
                     (row.as_ptr().add(c + 32) as *const i8).wrapping_add(8192),
                 );
-                for k in 0..4 {
+                for (k, a) in acc.iter_mut().enumerate() {
                     let wv = _mm512_loadu_ps(row.as_ptr().add(c + 16 * k));
                     let xv = _mm512_loadu_ps(x.as_ptr().add(c + 16 * k));
-                    acc[k] = _mm512_fmadd_ps(wv, xv, acc[k]);
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
                 }
             }
             let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -137,9 +137,9 @@ mod f32_baseline {
                 // its weights as well as memory allows.
                 _mm_prefetch::<_MM_HINT_T0>((row.as_ptr().add(c) as *const i8).wrapping_add(8192));
                 let wv = _mm512_loadu_ps(row.as_ptr().add(c));
-                for t in 0..oc.len() {
+                for (t, a) in acc.iter_mut().enumerate().take(oc.len()) {
                     let xv = _mm512_loadu_ps(x.as_ptr().add((tc * 8 + t) * cols + c));
-                    acc[t] = _mm512_fmadd_ps(wv, xv, acc[t]);
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
                 }
             }
             for (t, o) in oc.iter_mut().enumerate() {

@@ -298,7 +298,9 @@ fn run_json_is_validated_when_a_run_is_opened() {
     let new = new_run(dir.path(), "run", 2, 4);
     train(&new);
     let good = std::fs::read(new.out.join("run.json")).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    // (what is wrong, how to make run.json so, what the error must name)
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "checkpoint_every 0",
             Box::new(|v| v["options"]["checkpoint_every"] = 0.into()),
