@@ -552,7 +552,7 @@ impl Model {
 
     /// KV-cache bytes per position.
     pub fn kv_bytes_per_position(&self) -> usize {
-        2 * self.layers.len() * self.config.num_kv_heads() * self.config.head_dim() * 4
+        2 * self.layers.len() * Dims::of(&self.config).kv_width * 4
     }
 
     /// Trit counts and GF(3) sums of every layer's ternary weights.

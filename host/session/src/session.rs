@@ -616,8 +616,11 @@ impl Session {
                 }
             }
         }
+        let example =
+            tritlab_engine::layout::ModelTensor::proj(0, tritlab_engine::layout::Proj::Up);
         Err(format!(
-            "no ternary tensor `{name}`; `layers` lists them (e.g. layers.0.mlp.up_proj)"
+            "no ternary tensor `{name}`; `layers` lists them (e.g. {})",
+            example.hf_module()
         ))
     }
 
