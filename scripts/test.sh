@@ -31,6 +31,15 @@ if [[ -x scripts/build-plugins.sh ]]; then
   scripts/build-plugins.sh
 fi
 
+# Guard rails: formatting, then every lint as an error (workspace lints forbid `unsafe` outside
+# the kernels and the plugin host; see Cargo.toml).
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" \
+    || rustup component add "$component"
+done
+cargo fmt --all --check
+cargo clippy --workspace --release --locked --all-targets -- -D warnings
+
 # One build of every target (libraries, binaries, tests, benches, examples) with one feature
 # resolution: the workbook runner and the GUI smoke test below use the binaries it makes instead of
 # building the stack again with the smaller feature sets a `-p` build would resolve.

@@ -130,10 +130,10 @@ mod f32_baseline {
                 _mm_prefetch::<_MM_HINT_T0>(
                     (row.as_ptr().add(c + 32) as *const i8).wrapping_add(8192),
                 );
-                for k in 0..4 {
+                for (k, a) in acc.iter_mut().enumerate() {
                     let wv = _mm512_loadu_ps(row.as_ptr().add(c + 16 * k));
                     let xv = _mm512_loadu_ps(x.as_ptr().add(c + 16 * k));
-                    acc[k] = _mm512_fmadd_ps(wv, xv, acc[k]);
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
                 }
             }
             let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -148,9 +148,9 @@ mod f32_baseline {
                 // its weights as well as memory allows.
                 _mm_prefetch::<_MM_HINT_T0>((row.as_ptr().add(c) as *const i8).wrapping_add(8192));
                 let wv = _mm512_loadu_ps(row.as_ptr().add(c));
-                for t in 0..oc.len() {
+                for (t, a) in acc.iter_mut().enumerate().take(oc.len()) {
                     let xv = _mm512_loadu_ps(x.as_ptr().add((tc * 8 + t) * cols + c));
-                    acc[t] = _mm512_fmadd_ps(wv, xv, acc[t]);
+                    *a = _mm512_fmadd_ps(wv, xv, *a);
                 }
             }
             for (t, o) in oc.iter_mut().enumerate() {

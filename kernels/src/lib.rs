@@ -1,7 +1,8 @@
 //! Ternary kernels for BitNet b1.58: trit packings, quantizers and integer matrix products.
 //!
 //! Everything numeric in tritlab stands on this crate, so it depends on nothing heavy: `std`,
-//! `rayon` for threads and `thiserror` for errors.
+//! `rayon` for threads, `thiserror` for errors and `serde` so that [`Trit`] and [`TritCounts`],
+//! the one trit type and count type every crate shares, serialise the same everywhere.
 //!
 //! * [`pack`] — lossless encodings: I2 (2 bits/trit), T1 (base 3, 1.6 bits/trit) and the Hugging
 //!   Face BitNet packed layout.
@@ -38,4 +39,4 @@ pub use quant::{
     quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale,
 };
 pub use t1::T1Matrix;
-pub use trit::{count_trits, TritCounts};
+pub use trit::{count_trits, gf3_add, NotATrit, Trit, TritCounts};

@@ -66,9 +66,10 @@ pub fn pack_t1(trits: &[i8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(t1_len(trits.len()));
     for chunk in trits.chunks(5) {
         let mut byte = 0u8;
-        for (i, pow) in POW3.iter().enumerate() {
+        for (i, &p) in POW3.iter().enumerate() {
+            // A short last chunk is padded with zero trits (digit 1).
             let digit = chunk.get(i).map_or(1, |&t| (t + 1) as u8);
-            byte += digit * pow;
+            byte += digit * p;
         }
         out.push(byte);
     }

@@ -195,6 +195,21 @@ pub fn round_half_even(v: f32) -> f32 {
 /// Columns of an activation row are padded to a multiple of this, the kernels' block width.
 pub const ACT_ALIGN: usize = crate::matrix::BLOCK_COLS;
 
+/// One token's absmax int8 quantisation, BitLinear's activation quantiser: writes
+/// `clamp(round_half_even(x · 127 / max(max|x|, ε)), −128, 127)` into `out` and returns the scale
+/// that turns the integers back into activations. The engine's kernels ([`QuantizedActivations`])
+/// and the trainer's fake quantisation both call this, so what training sees is bit for bit what
+/// the engine computes with.
+pub fn quantize_token(row: &[f32], out: &mut [i8]) -> f32 {
+    let absmax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let inv = 127.0 / absmax.max(QUANT_EPS);
+    for (q, &v) in out.iter_mut().zip(row) {
+        // |v · inv| ≤ 127 by construction: within round_half_even's range.
+        *q = round_half_even(v * inv).clamp(-128.0, 127.0) as i8;
+    }
+    1.0 / inv
+}
+
 /// Per-token int8 activations, laid out for the kernels.
 ///
 /// Each token's row is zero-padded to a multiple of [`ACT_ALIGN`] columns so kernels never need
@@ -237,14 +252,8 @@ impl QuantizedActivations {
         self.block_sums.resize(tokens * blocks, 0);
         for t in 0..tokens {
             let row = &x[t * cols..(t + 1) * cols];
-            let absmax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let inv = 127.0 / absmax.max(QUANT_EPS);
             let dst = &mut self.values[t * stride..t * stride + cols];
-            for (q, &v) in dst.iter_mut().zip(row) {
-                // |v · inv| ≤ 127 by construction: within round_half_even's range.
-                *q = round_half_even(v * inv).clamp(-128.0, 127.0) as i8;
-            }
-            self.scales.push(1.0 / inv);
+            self.scales.push(quantize_token(row, dst));
             let padded = &self.values[t * stride..(t + 1) * stride];
             for (b, chunk) in padded.chunks_exact(ACT_ALIGN).enumerate() {
                 self.block_sums[t * blocks + b] = chunk.iter().map(|&v| v as i32).sum();

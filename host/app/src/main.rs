@@ -40,7 +40,7 @@ enum Command {
     /// Show a model's configuration and per-layer trit statistics.
     Info(cmd::info::Args),
     /// Train a ternary model with quantisation-aware training and a morphism log.
-    Train(cmd::train::Args),
+    Train(Box<cmd::train::Args>),
     /// Verify a training run by recomputing it, or export the model at any step.
     Replay(cmd::replay::Args),
     /// List the steps of a morphism log, or show one in full.
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd::synth::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
-        Command::Train(a) => cmd::train::run(a, threads.unwrap_or(1)),
+        Command::Train(a) => cmd::train::run(*a, threads.unwrap_or(1)),
         Command::Replay(a) => cmd::replay::run(a),
         Command::Log(a) => cmd::replay::run_log(a),
         Command::Tour(a) => cmd::tour::run(a),

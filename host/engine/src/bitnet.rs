@@ -21,6 +21,7 @@
 
 use crate::config::{Activation, BitNetConfig, LinearClass, QuantizationMode};
 use crate::error::{EngineError, Result};
+use crate::layout::{Dims, LayerTensors, ModelTensor, Proj};
 use crate::ops::{self, AttentionShape, Rope};
 use crate::stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 use crate::weights::{FloatMatrix, TensorRef, WeightSet};
@@ -105,34 +106,8 @@ impl BitLinear {
     }
 }
 
-/// One decoder layer's weights.
-pub struct DecoderLayer {
-    input_layernorm: Vec<f32>,
-    post_attention_layernorm: Vec<f32>,
-    attn_sub_norm: Vec<f32>,
-    ffn_sub_norm: Vec<f32>,
-    pub q_proj: BitLinear,
-    pub k_proj: BitLinear,
-    pub v_proj: BitLinear,
-    pub o_proj: BitLinear,
-    pub gate_proj: BitLinear,
-    pub up_proj: BitLinear,
-    pub down_proj: BitLinear,
-}
-
-impl DecoderLayer {
-    pub fn linears(&self) -> [&BitLinear; 7] {
-        [
-            &self.q_proj,
-            &self.k_proj,
-            &self.v_proj,
-            &self.o_proj,
-            &self.gate_proj,
-            &self.up_proj,
-            &self.down_proj,
-        ]
-    }
-}
+/// One decoder layer's weights: RMSNorm gains in f32 and the seven ternary projections.
+pub type DecoderLayer = LayerTensors<Vec<f32>, BitLinear>;
 
 /// Keys and values of every position seen so far, per layer (`[positions, kv_heads·head_dim]`).
 #[derive(Debug, Clone, Default)]
@@ -261,14 +236,18 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn norm(&self, name: &str, size: usize) -> Result<Vec<f32>> {
-        let t = self.weights.get(name)?;
-        t.expect_shape(&[size])?;
+    fn norm(&self, tensor: ModelTensor, dims: &Dims) -> Result<Vec<f32>> {
+        let t = self.weights.get(&tensor.hf_name())?;
+        t.expect_shape(&tensor.shape(dims))?;
         t.to_f32_finite()
     }
 
-    fn linear(&self, name: &str, out_f: usize, in_f: usize) -> Result<BitLinear> {
-        let wname = format!("{name}.weight");
+    fn linear(&self, tensor: ModelTensor, dims: &Dims) -> Result<BitLinear> {
+        let (out_f, in_f) = match tensor.shape(dims)[..] {
+            [o, i] => (o, i),
+            _ => return Err(EngineError::Invalid(format!("{tensor:?} is not a matrix"))),
+        };
+        let wname = tensor.hf_name();
         let t = self.weights.get(&wname)?;
         let kernel_err = |t: &TensorRef, e: tritlab_kernels::KernelError| {
             EngineError::tensor_value(t.path(), &t.name, e.to_string())
@@ -276,7 +255,7 @@ impl Loader<'_> {
         self.check_linear(&t, out_f, in_f)?;
         let (matrix, counts) = match self.mode {
             QuantizationMode::Offline => {
-                let scale = self.weight_scale(name)?;
+                let scale = self.weight_scale(&tensor.hf_scale_name())?;
                 let trits =
                     pack::hf_unpack(t.bytes(), out_f, in_f).map_err(|e| kernel_err(&t, e))?;
                 let counts = count_trits(&trits).map_err(|e| kernel_err(&t, e))?;
@@ -344,47 +323,24 @@ impl Loader<'_> {
     /// anything is converted or allocated: a checkpoint that contradicts its config fails in
     /// milliseconds, naming the tensor, rather than after converting the layers before it.
     fn check_shapes(&self, c: &BitNetConfig) -> Result<()> {
-        let shape = |name: &str, expected: &[usize]| -> Result<()> {
-            self.weights.get(name)?.expect_shape(expected)
-        };
-        shape("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?;
-        if !c.tie_word_embeddings {
-            shape("lm_head.weight", &[c.vocab_size, c.hidden_size])?;
-        }
-        shape("model.norm.weight", &[c.hidden_size])?;
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let (h, inter) = (c.hidden_size, c.intermediate_size);
-            // validate() bounded both products.
-            let (q_dim, kv_dim) = (
-                c.num_attention_heads * c.head_dim(),
-                c.num_kv_heads() * c.head_dim(),
-            );
-            shape(&format!("{p}.input_layernorm.weight"), &[h])?;
-            shape(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
-            shape(&format!("{p}.self_attn.attn_sub_norm.weight"), &[q_dim])?;
-            shape(&format!("{p}.mlp.ffn_sub_norm.weight"), &[inter])?;
-            for (name, out_f, in_f) in [
-                ("self_attn.q_proj", q_dim, h),
-                ("self_attn.k_proj", kv_dim, h),
-                ("self_attn.v_proj", kv_dim, h),
-                ("self_attn.o_proj", h, q_dim),
-                ("mlp.gate_proj", inter, h),
-                ("mlp.up_proj", inter, h),
-                ("mlp.down_proj", h, inter),
-            ] {
-                let t = self.weights.get(&format!("{p}.{name}.weight"))?;
-                self.check_linear(&t, out_f, in_f)?;
-                if self.mode == QuantizationMode::Offline {
-                    let scale = self.weights.get(&format!("{p}.{name}.weight_scale"))?;
-                    if scale.numel() != 1 {
-                        return Err(EngineError::TensorShape {
-                            path: scale.path().to_path_buf(),
-                            tensor: scale.name.clone(),
-                            expected: vec![1],
-                            actual: scale.shape.clone(),
-                        });
-                    }
+        let dims = Dims::of(c);
+        for tensor in ModelTensor::of_config(c) {
+            let shape = tensor.shape(&dims);
+            let t = self.weights.get(&tensor.hf_name())?;
+            if !tensor.is_ternary() {
+                t.expect_shape(&shape)?;
+                continue;
+            }
+            self.check_linear(&t, shape[0], shape[1])?;
+            if self.mode == QuantizationMode::Offline {
+                let scale = self.weights.get(&tensor.hf_scale_name())?;
+                if scale.numel() != 1 {
+                    return Err(EngineError::TensorShape {
+                        path: scale.path().to_path_buf(),
+                        tensor: scale.name.clone(),
+                        expected: vec![1],
+                        actual: scale.shape.clone(),
+                    });
                 }
             }
         }
@@ -392,8 +348,8 @@ impl Loader<'_> {
     }
 
     /// The kernels' multiplier from `weight_scale` (one value, finite and positive).
-    fn weight_scale(&self, name: &str) -> Result<f32> {
-        let t = self.weights.get(&format!("{name}.weight_scale"))?;
+    fn weight_scale(&self, scale_name: &str) -> Result<f32> {
+        let t = self.weights.get(scale_name)?;
         if t.numel() != 1 {
             return Err(EngineError::TensorShape {
                 path: t.path().to_path_buf(),
@@ -424,27 +380,11 @@ impl Loader<'_> {
         Ok(s)
     }
 
-    fn layer(&self, i: usize, c: &BitNetConfig) -> Result<DecoderLayer> {
-        let p = format!("model.layers.{i}");
-        let (h, inter) = (c.hidden_size, c.intermediate_size);
-        let (q_dim, kv_dim) = (
-            c.num_attention_heads * c.head_dim(),
-            c.num_kv_heads() * c.head_dim(),
-        );
-        Ok(DecoderLayer {
-            input_layernorm: self.norm(&format!("{p}.input_layernorm.weight"), h)?,
-            post_attention_layernorm: self
-                .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
-            attn_sub_norm: self.norm(&format!("{p}.self_attn.attn_sub_norm.weight"), q_dim)?,
-            ffn_sub_norm: self.norm(&format!("{p}.mlp.ffn_sub_norm.weight"), inter)?,
-            q_proj: self.linear(&format!("{p}.self_attn.q_proj"), q_dim, h)?,
-            k_proj: self.linear(&format!("{p}.self_attn.k_proj"), kv_dim, h)?,
-            v_proj: self.linear(&format!("{p}.self_attn.v_proj"), kv_dim, h)?,
-            o_proj: self.linear(&format!("{p}.self_attn.o_proj"), h, q_dim)?,
-            gate_proj: self.linear(&format!("{p}.mlp.gate_proj"), inter, h)?,
-            up_proj: self.linear(&format!("{p}.mlp.up_proj"), inter, h)?,
-            down_proj: self.linear(&format!("{p}.mlp.down_proj"), h, inter)?,
-        })
+    fn layer(&self, i: usize, dims: &Dims) -> Result<DecoderLayer> {
+        LayerTensors::try_build(
+            |n| self.norm(ModelTensor::norm(i, n), dims),
+            |p| self.linear(ModelTensor::proj(i, p), dims),
+        )
     }
 }
 
@@ -477,7 +417,7 @@ impl Model {
         let mode = match c.quantization_mode(config_path)? {
             Some(m) => m,
             None => {
-                let probe = weights.get("model.layers.0.self_attn.q_proj.weight")?;
+                let probe = weights.get(&ModelTensor::proj(0, Proj::Q).hf_name())?;
                 if probe.dtype == Dtype::U8 {
                     QuantizationMode::Offline
                 } else {
@@ -487,19 +427,16 @@ impl Model {
         };
         // Layers beyond num_hidden_layers mean the config describes another model.
         for name in weights.names() {
-            if let Some(rest) = name.strip_prefix("model.layers.") {
-                let idx = rest.split('.').next().and_then(|n| n.parse::<usize>().ok());
-                if let Some(idx) = idx {
-                    if idx >= c.num_hidden_layers {
-                        return Err(EngineError::ConfigMismatch {
-                            path: weights.origin().to_path_buf(),
-                            tensor: name.to_string(),
-                            message: format!(
-                                "num_hidden_layers is {}, but this layer exists",
-                                c.num_hidden_layers
-                            ),
-                        });
-                    }
+            if let Some(idx) = crate::layout::hf_layer_index(name) {
+                if idx >= c.num_hidden_layers {
+                    return Err(EngineError::ConfigMismatch {
+                        path: weights.origin().to_path_buf(),
+                        tensor: name.to_string(),
+                        message: format!(
+                            "num_hidden_layers is {}, but this layer exists",
+                            c.num_hidden_layers
+                        ),
+                    });
                 }
             }
         }
@@ -509,7 +446,8 @@ impl Model {
             linear_class,
             weight_group_size: c.weight_group_size(config_path)?,
         };
-        let embed_t = weights.get("model.embed_tokens.weight")?;
+        let dims = Dims::of(c);
+        let embed_t = weights.get(&ModelTensor::Embedding.hf_name())?;
         if embed_t.shape.len() == 2 && embed_t.shape[1] != c.hidden_size {
             return Err(EngineError::ConfigMismatch {
                 path: embed_t.path().to_path_buf(),
@@ -525,14 +463,14 @@ impl Model {
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            let t = weights.get("lm_head.weight")?;
+            let t = weights.get(&ModelTensor::LmHead.hf_name())?;
             Some(t.to_float_matrix(c.vocab_size, c.hidden_size)?)
         };
-        let norm = loader.norm("model.norm.weight", c.hidden_size)?;
+        let norm = loader.norm(ModelTensor::FinalNorm, &dims)?;
         // Layers convert independently; each holds only its own tensor's trits while converting.
         let layers = (0..c.num_hidden_layers)
             .into_par_iter()
-            .map(|i| loader.layer(i, c))
+            .map(|i| loader.layer(i, &dims))
             .collect::<Result<Vec<_>>>()?;
         let mut eos = c.eos_token_ids();
         let dir = config_path.parent().unwrap_or(Path::new("."));
@@ -602,7 +540,7 @@ impl Model {
     pub fn ternary_bytes(&self) -> usize {
         self.layers
             .iter()
-            .flat_map(|l| l.linears())
+            .flat_map(|l| l.projections())
             .map(|b| b.matrix.packed_bytes())
             .sum()
     }
@@ -614,7 +552,7 @@ impl Model {
 
     /// KV-cache bytes per position.
     pub fn kv_bytes_per_position(&self) -> usize {
-        2 * self.layers.len() * self.config.num_kv_heads() * self.config.head_dim() * 4
+        2 * self.layers.len() * Dims::of(&self.config).kv_width * 4
     }
 
     /// Trit counts and GF(3) sums of every layer's ternary weights.
@@ -623,7 +561,8 @@ impl Model {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let tensors: Vec<TensorTritStats> = l.linears().iter().map(|b| b.stats()).collect();
+                let tensors: Vec<TensorTritStats> =
+                    l.projections().iter().map(|b| b.stats()).collect();
                 let mut total = TritSummary::default();
                 for t in &tensors {
                     total.merge(&t.trits);
@@ -691,9 +630,9 @@ impl Model {
                 c.max_position_embeddings
             )));
         }
-        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let d = Dims::of(c);
+        let (h, inter, q_dim, kv_dim) = (d.hidden, d.intermediate, d.query_width, d.kv_width);
         let hd = c.head_dim();
-        let (q_dim, kv_dim) = (c.num_attention_heads * hd, c.num_kv_heads() * hd);
         let shape = AttentionShape {
             heads: c.num_attention_heads,
             kv_heads: c.num_kv_heads(),
@@ -723,10 +662,17 @@ impl Model {
                             x: &[f32],
                             cols: usize,
                             layer: usize,
-                            what: &str|
+                            what: &[Proj]|
          -> Result<()> {
             qa.quantize_into(x, t_len, cols).map_err(|e| {
-                EngineError::kernel(format!("layer {layer}: quantising the input of {what}"), e)
+                let names: Vec<&str> = what.iter().map(|p| p.hf()).collect();
+                EngineError::kernel(
+                    format!(
+                        "layer {layer}: quantising the input of {}",
+                        names.join(", ")
+                    ),
+                    e,
+                )
             })?;
             if let Some(tr) = trace.as_deref_mut() {
                 tr.record(layer, &qa.token(last)[..cols]);
@@ -738,7 +684,7 @@ impl Model {
             for (li, layer) in self.layers.iter().enumerate() {
                 // Attention block.
                 ops::rms_norm_into(&hidden, &layer.input_layernorm, eps, &mut x);
-                quantize(&mut qa, &x, h, li, "q/k/v_proj")?;
+                quantize(&mut qa, &x, h, li, &[Proj::Q, Proj::K, Proj::V])?;
                 BitLinear::forward_many(
                     &[&layer.q_proj, &layer.k_proj, &layer.v_proj],
                     &qa,
@@ -762,14 +708,14 @@ impl Model {
                     &mut attn,
                 );
                 ops::rms_norm(&mut attn, &layer.attn_sub_norm, eps);
-                quantize(&mut qa, &attn, q_dim, li, "o_proj")?;
+                quantize(&mut qa, &attn, q_dim, li, &[Proj::O])?;
                 layer.o_proj.forward(&qa, &mut proj)?;
                 for (a, b) in hidden.iter_mut().zip(&proj) {
                     *a += b;
                 }
                 // Feed-forward block.
                 ops::rms_norm_into(&hidden, &layer.post_attention_layernorm, eps, &mut x);
-                quantize(&mut qa, &x, h, li, "gate/up_proj")?;
+                quantize(&mut qa, &x, h, li, &[Proj::Gate, Proj::Up])?;
                 BitLinear::forward_many(
                     &[&layer.gate_proj, &layer.up_proj],
                     &qa,
@@ -780,7 +726,7 @@ impl Model {
                     Activation::Silu => ops::silu_mul(&mut gate, &up),
                 }
                 ops::rms_norm(&mut gate, &layer.ffn_sub_norm, eps);
-                quantize(&mut qa, &gate, inter, li, "down_proj")?;
+                quantize(&mut qa, &gate, inter, li, &[Proj::Down])?;
                 layer.down_proj.forward(&qa, &mut proj)?;
                 for (a, b) in hidden.iter_mut().zip(&proj) {
                     *a += b;

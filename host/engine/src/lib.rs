@@ -9,6 +9,8 @@
 //!   seeded ChaCha20) and report every [`GenerationStep`] to a callback.
 //! * A `.gguf` file loads wherever a checkpoint directory does ([`bitnet::gguf_load`]), and
 //!   [`Model::export_gguf`] / [`Model::export_hf`] write models back out.
+//! * [`layout`] names every tensor of the model once: its transformers and GGUF names, its shape
+//!   and whether it is ternary; everything that reads or writes checkpoints goes through it.
 //! * [`verify()`] says whether a checkpoint's weights are really ternary; [`synth()`] writes random
 //!   checkpoints with real shapes.
 
@@ -16,6 +18,7 @@ pub mod bitnet;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod layout;
 pub mod ops;
 pub mod sampling;
 pub mod stats;

@@ -9,6 +9,7 @@
 
 use crate::config::BitNetConfig;
 use crate::error::{EngineError, Result};
+use crate::layout::{Dims, ModelTensor, TensorKind};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, View};
@@ -162,11 +163,7 @@ impl View for &LazyTensor {
 }
 
 fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
-    let (h, inter) = (c.hidden_size, c.intermediate_size);
-    let (q_dim, kv_dim) = (
-        c.num_attention_heads * c.head_dim(),
-        c.num_kv_heads() * c.head_dim(),
-    );
+    let dims = Dims::of(c);
     let t = |name: String, dtype: Dtype, shape: Vec<usize>, content: Content| LazyTensor {
         name,
         seed,
@@ -174,62 +171,40 @@ fn tensors(c: &BitNetConfig, seed: u64) -> Vec<LazyTensor> {
         shape,
         content,
     };
-    let mut out = vec![
-        // Logits std ≈ std·√hidden with the tied output projection; 0.05 keeps them near 2.5.
-        t(
-            "model.embed_tokens.weight".into(),
-            Dtype::BF16,
-            vec![c.vocab_size, h],
-            Content::Normal {
-                std: 0.05,
-                n: c.vocab_size * h,
-            },
-        ),
-        t(
-            "model.norm.weight".into(),
-            Dtype::BF16,
-            vec![h],
-            Content::Const { value: 1.0, n: h },
-        ),
-    ];
-    for i in 0..c.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        for (name, n) in [
-            ("input_layernorm", h),
-            ("post_attention_layernorm", h),
-            ("self_attn.attn_sub_norm", q_dim),
-            ("mlp.ffn_sub_norm", inter),
-        ] {
-            out.push(t(
-                format!("{p}.{name}.weight"),
+    let mut out = Vec::new();
+    for tensor in ModelTensor::of_config(c) {
+        let shape = tensor.shape(&dims);
+        let n = shape.iter().product();
+        match (tensor.kind(), shape.as_slice()) {
+            // Logits std ≈ std·√hidden with the tied output projection; 0.05 keeps them near 2.5.
+            (TensorKind::Embedding, _) => out.push(t(
+                tensor.hf_name(),
                 Dtype::BF16,
-                vec![n],
+                shape.clone(),
+                Content::Normal { std: 0.05, n },
+            )),
+            (TensorKind::Ternary, &[o, inp]) => {
+                out.push(t(
+                    tensor.hf_name(),
+                    Dtype::U8,
+                    vec![o.div_ceil(4), inp],
+                    Content::Packed { out: o, inp },
+                ));
+                // autobitlinear multiplies by this: 1/√(nonzero fraction · in) keeps outputs near unit scale.
+                let scale = (1.0 / ((1.0 - ZERO_FRACTION) * inp as f64).sqrt()) as f32;
+                out.push(t(
+                    tensor.hf_scale_name(),
+                    Dtype::BF16,
+                    vec![1],
+                    Content::Const { value: scale, n: 1 },
+                ));
+            }
+            _ => out.push(t(
+                tensor.hf_name(),
+                Dtype::BF16,
+                shape.clone(),
                 Content::Const { value: 1.0, n },
-            ));
-        }
-        for (name, o, inp) in [
-            ("self_attn.q_proj", q_dim, h),
-            ("self_attn.k_proj", kv_dim, h),
-            ("self_attn.v_proj", kv_dim, h),
-            ("self_attn.o_proj", h, q_dim),
-            ("mlp.gate_proj", inter, h),
-            ("mlp.up_proj", inter, h),
-            ("mlp.down_proj", h, inter),
-        ] {
-            out.push(t(
-                format!("{p}.{name}.weight"),
-                Dtype::U8,
-                vec![o.div_ceil(4), inp],
-                Content::Packed { out: o, inp },
-            ));
-            // autobitlinear multiplies by this: 1/√(nonzero fraction · in) keeps outputs near unit scale.
-            let scale = (1.0 / ((1.0 - ZERO_FRACTION) * inp as f64).sqrt()) as f32;
-            out.push(t(
-                format!("{p}.{name}.weight_scale"),
-                Dtype::BF16,
-                vec![1],
-                Content::Const { value: scale, n: 1 },
-            ));
+            )),
         }
     }
     out
@@ -358,7 +333,7 @@ pub fn synth(shape: SynthShape, seed: u64, out_dir: impl AsRef<Path>) -> Result<
         .sum();
     let float_params = tensors
         .iter()
-        .filter(|t| t.dtype == Dtype::BF16 && !t.name.ends_with("weight_scale"))
+        .filter(|t| t.dtype == Dtype::BF16 && !t.name.ends_with(crate::layout::SCALE_SUFFIX))
         .map(|t| t.shape.iter().product::<usize>() as u64)
         .sum();
     let model_path = dir.join("model.safetensors");

@@ -8,6 +8,7 @@
 //! are quantised when loaded, or is not ternary at all.
 
 use crate::error::{EngineError, Result};
+use crate::layout::{self, Dim};
 use crate::stats::TritSummary;
 use crate::weights::{TensorRef, WeightSet};
 use safetensors::tensor::Dtype;
@@ -135,31 +136,14 @@ impl ConfigClaims {
 
     /// out_features of a packed tensor, from its name and the config (packed rows hide it).
     fn out_features(&self, name: &str) -> Option<usize> {
-        if name.contains("q_proj") || name.contains("o_proj") || name.contains("down_proj") {
-            if name.contains("q_proj") {
-                self.q_dim
-            } else {
-                self.hidden
-            }
-        } else if name.contains("k_proj") || name.contains("v_proj") {
-            self.kv_dim
-        } else if name.contains("gate_proj") || name.contains("up_proj") {
-            self.intermediate
-        } else {
-            None
+        match layout::proj_of_weight_name(name)?.out_dim() {
+            Dim::Hidden => self.hidden,
+            Dim::Intermediate => self.intermediate,
+            Dim::QueryWidth => self.q_dim,
+            Dim::KvWidth => self.kv_dim,
+            Dim::Vocab => None,
         }
     }
-}
-
-fn is_linear_name(name: &str) -> bool {
-    name.ends_with("_proj.weight")
-}
-
-fn is_full_precision_name(name: &str) -> bool {
-    name.contains("embed")
-        || name.contains("lm_head")
-        || name.contains("norm")
-        || name.ends_with("weight_scale")
 }
 
 /// Verifies a model directory or a single `.safetensors` file (with `config.json` beside it, if any).
@@ -174,12 +158,15 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let weights = WeightSet::open(path)?;
 
     let names: Vec<String> = weights.names().map(str::to_string).collect();
-    let mut linear_names: Vec<&String> = names.iter().filter(|n| is_linear_name(n)).collect();
+    let mut linear_names: Vec<&String> = names
+        .iter()
+        .filter(|n| layout::is_projection_name(n))
+        .collect();
     if linear_names.is_empty() {
         // A checkpoint with other names: every 2-D matrix that BitNet would quantise.
         linear_names = names
             .iter()
-            .filter(|n| !is_full_precision_name(n))
+            .filter(|n| !layout::is_full_precision_name(n))
             .filter(|n| weights.get(n).map(|t| t.shape.len() == 2).unwrap_or(false))
             .collect();
     }
@@ -297,10 +284,7 @@ fn check_tensor(weights: &WeightSet, t: &TensorRef, claims: &ConfigClaims) -> Re
             .filter(|&o| o.div_ceil(4) == r0)
             .unwrap_or(4 * r0);
         let (counts, invalid) = count_packed(t.bytes(), r0, rows, cols);
-        let scale_name = t
-            .name
-            .strip_suffix(".weight")
-            .map(|p| format!("{p}.weight_scale"));
+        let scale_name = layout::scale_name_of(&t.name);
         let scale = match scale_name {
             Some(n) if weights.contains(&n) => {
                 let s = weights.get(&n)?.to_f32()?.first().copied();

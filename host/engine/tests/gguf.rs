@@ -21,7 +21,7 @@ fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
 fn same_weights(a: &Model, b: &Model) {
     assert_eq!(a.layers().len(), b.layers().len());
     for (la, lb) in a.layers().iter().zip(b.layers()) {
-        for (x, y) in la.linears().iter().zip(lb.linears()) {
+        for (x, y) in la.projections().iter().zip(lb.projections()) {
             assert_eq!(x.matrix().to_trits(), y.matrix().to_trits(), "{}", x.name());
             assert_eq!(x.matrix().scale(), y.matrix().scale(), "{}", x.name());
         }

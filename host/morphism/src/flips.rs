@@ -2,7 +2,7 @@
 //! what to what, and the 3×3 transition counts that summarise it.
 
 use thiserror::Error;
-use tritlab_kernels::trit::{gf3_from_counts, TritCounts};
+use tritlab_kernels::trit::TritCounts;
 
 /// Why a set of flips cannot be built, decoded or applied.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -274,14 +274,12 @@ impl TritFlips {
 
     /// Σ trits mod 3 before the step, in {0, 1, 2} (the kernels' definition).
     pub fn gf3_before(&self) -> u8 {
-        let counts = self.counts_before();
-        gf3_from_counts(counts.neg, counts.pos)
+        self.counts_before().gf3_sum()
     }
 
     /// Σ trits mod 3 after the step, in {0, 1, 2} (the kernels' definition).
     pub fn gf3_after(&self) -> u8 {
-        let counts = self.counts_after();
-        gf3_from_counts(counts.neg, counts.pos)
+        self.counts_after().gf3_sum()
     }
 
     /// Turns the tensor as it was before the step into the tensor after it.

@@ -98,6 +98,11 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// Σ of every logged layer's trits mod 3 after the step, in {0, 1, 2}: the world's residue.
+    pub fn gf3_after(&self) -> u8 {
+        tritlab_kernels::gf3_add(self.layers.iter().map(LayerMorphism::gf3_after))
+    }
+
     /// Finds a layer's morphism by name.
     pub fn layer(&self, name: &str) -> Option<&LayerMorphism> {
         self.layers.iter().find(|layer| layer.name == name)

@@ -86,9 +86,9 @@ fn step(i: u64) -> GenerationStep {
             entropy: 2.25,
         },
         trits: TritCounts {
-            negative: 700_000,
+            neg: 700_000,
             zero: 1_100_000,
-            positive: 700_003,
+            pos: 700_003,
         },
     }
 }

@@ -19,9 +19,9 @@ fn trits_to_wit(trits: &[Trit]) -> Vec<i8> {
 
 fn counts_to_wit(counts: &TritCounts) -> wit::TritCounts {
     wit::TritCounts {
-        negative: counts.negative,
+        negative: counts.neg,
         zero: counts.zero,
-        positive: counts.positive,
+        positive: counts.pos,
     }
 }
 

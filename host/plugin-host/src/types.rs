@@ -9,58 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A balanced-ternary weight, an element of GF(3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "i8", into = "i8")]
-#[repr(i8)]
-pub enum Trit {
-    Negative = -1,
-    Zero = 0,
-    Positive = 1,
-}
-
-impl Trit {
-    /// The trit as -1, 0 or +1.
-    pub const fn value(self) -> i8 {
-        self as i8
-    }
-
-    /// The trit of `value`, if it is -1, 0 or +1.
-    pub const fn from_i8(value: i8) -> Option<Trit> {
-        match value {
-            -1 => Some(Trit::Negative),
-            0 => Some(Trit::Zero),
-            1 => Some(Trit::Positive),
-            _ => None,
-        }
-    }
-
-    /// The sum of `trits` reduced mod 3 into 0..=2: 0 means GF(3)-balanced.
-    pub fn gf3_sum(trits: impl IntoIterator<Item = Trit>) -> u8 {
-        let sum: i64 = trits.into_iter().map(|t| i64::from(t.value())).sum();
-        sum.rem_euclid(3) as u8
-    }
-}
-
-impl From<Trit> for i8 {
-    fn from(trit: Trit) -> i8 {
-        trit.value()
-    }
-}
-
-impl TryFrom<i8> for Trit {
-    type Error = String;
-
-    fn try_from(value: i8) -> Result<Trit, String> {
-        Trit::from_i8(value).ok_or_else(|| format!("{value} is not a trit (-1, 0 or +1)"))
-    }
-}
-
-impl fmt::Display for Trit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:+}", self.value())
-    }
-}
+/// The trit and count types are the kernels' (one definition for all of tritlab); the contract
+/// re-exports them so callers need not name the kernels crate.
+pub use tritlab_kernels::trit::{NotATrit, Trit, TritCounts};
 
 /// Which world a plugin implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,34 +48,6 @@ pub struct PluginInfo {
     pub kind: PluginKind,
     pub description: String,
     pub options: Vec<OptionSpec>,
-}
-
-/// How many trits of each value a set of weights holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TritCounts {
-    pub negative: u64,
-    pub zero: u64,
-    pub positive: u64,
-}
-
-impl TritCounts {
-    /// Counts the trits of `trits`.
-    pub fn of(trits: &[Trit]) -> TritCounts {
-        let mut counts = TritCounts::default();
-        for trit in trits {
-            match trit {
-                Trit::Negative => counts.negative += 1,
-                Trit::Zero => counts.zero += 1,
-                Trit::Positive => counts.positive += 1,
-            }
-        }
-        counts
-    }
-
-    /// Σ trits mod 3, in 0..=2.
-    pub fn gf3_sum(&self) -> u8 {
-        (i128::from(self.positive) - i128::from(self.negative)).rem_euclid(3) as u8
-    }
 }
 
 /// One candidate token and its logit.

@@ -59,9 +59,9 @@ fn example_template_colours_by_trit_balance_and_logs() {
     let mut host = host_with(&["example"]);
     let mut step = token(0, "tok");
     step.trits = TritCounts {
-        negative: 3,
+        neg: 3,
         zero: 5,
-        positive: 9,
+        pos: 9,
     };
     let annotation = host.trace_generation("example", &step).expect("traces");
     assert_eq!(
@@ -69,9 +69,9 @@ fn example_template_colours_by_trit_balance_and_logs() {
         (1, "tok")
     );
     step.trits = TritCounts {
-        negative: 9,
+        neg: 9,
         zero: 5,
-        positive: 3,
+        pos: 3,
     };
     assert_eq!(
         host.trace_generation("example", &step)

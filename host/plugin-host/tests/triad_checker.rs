@@ -38,9 +38,9 @@ fn layer_counts_balance_mod_3() {
         CheckSubject::Layer(LayerCounts {
             layer: "blk.0.attn_q".into(),
             counts: TritCounts {
-                negative,
+                neg: negative,
                 zero: 17,
-                positive,
+                pos: positive,
             },
         })
     };

@@ -43,9 +43,9 @@ fn histogram_counts(plot: &Plot) -> TritCounts {
     let xs: Vec<f32> = points.iter().map(|p| p.x).collect();
     assert_eq!(xs, [-1.0, 0.0, 1.0]);
     TritCounts {
-        negative: points[0].y as u64,
+        neg: points[0].y as u64,
         zero: points[1].y as u64,
-        positive: points[2].y as u64,
+        pos: points[2].y as u64,
     }
 }
 
@@ -78,9 +78,9 @@ fn small_matrix_is_drawn_one_pixel_per_trit() {
     assert_eq!(
         histogram_counts(&plot),
         TritCounts {
-            negative: 2,
+            neg: 2,
             zero: 1,
-            positive: 3
+            pos: 3
         }
     );
 }

@@ -3,7 +3,7 @@
 
 use tritlab_morphism::StepRecord;
 use tritlab_plugin_host as ph;
-use tritlab_workbook::{Image, Output, Plot, Rgb, Series, TraceToken, Trit};
+use tritlab_workbook::{Image, Output, Plot, Rgb, Series, TraceToken};
 
 /// The engine's generated token, in the plugin contract's terms.
 pub fn generation_step(step: &tritlab_engine::GenerationStep) -> ph::GenerationStep {
@@ -27,11 +27,7 @@ pub fn generation_step(step: &tritlab_engine::GenerationStep) -> ph::GenerationS
             mean_logit: step.logit_stats.mean,
             entropy: step.logit_stats.entropy,
         },
-        trits: ph::TritCounts {
-            negative: t.neg,
-            zero: t.zero,
-            positive: t.pos,
-        },
+        trits: t.counts(),
     }
 }
 
@@ -42,15 +38,8 @@ pub fn training_step(r: &StepRecord) -> ph::TrainingStep {
         .layers
         .iter()
         .map(|l| {
-            let c = l.counts_after();
-            let counts = ph::TritCounts {
-                negative: c.neg,
-                zero: c.zero,
-                positive: c.pos,
-            };
-            total.negative += c.neg;
-            total.zero += c.zero;
-            total.positive += c.pos;
+            let counts = l.counts_after();
+            total.merge(&counts);
             ph::LayerTransition {
                 layer: l.name.clone(),
                 transitions: l.flips.transitions().counts,
@@ -72,14 +61,6 @@ pub fn training_step(r: &StepRecord) -> ph::TrainingStep {
     }
 }
 
-pub fn trit(t: ph::Trit) -> Trit {
-    match t.value() {
-        v if v < 0 => Trit::Minus,
-        0 => Trit::Zero,
-        _ => Trit::Plus,
-    }
-}
-
 pub fn rgb(c: ph::Rgba) -> Rgb {
     Rgb([c.r, c.g, c.b])
 }
@@ -89,7 +70,7 @@ pub fn trace_token(text: &str, annotation: Option<&ph::Annotation>, note: String
     TraceToken {
         text: text.to_string(),
         rgb: annotation.map(|a| rgb(a.colour)),
-        trit: annotation.map(|a| trit(a.trit)),
+        trit: annotation.map(|a| a.trit),
         note: Some(match annotation {
             Some(a) if !a.label.is_empty() => format!("{note} · {}", a.label),
             _ => note,

@@ -620,7 +620,7 @@ impl Session {
         }
         let m = self.require_model()?;
         for layer in m.model.layers() {
-            for lin in layer.linears() {
+            for lin in layer.projections() {
                 if lin.name() == full {
                     let trits = lin.matrix().to_trits();
                     return Ok((
@@ -633,8 +633,11 @@ impl Session {
                 }
             }
         }
+        let example =
+            tritlab_engine::layout::ModelTensor::proj(0, tritlab_engine::layout::Proj::Up);
         Err(format!(
-            "no ternary tensor `{name}`; `layers` lists them (e.g. layers.0.mlp.up_proj)"
+            "no ternary tensor `{name}`; `layers` lists them (e.g. {})",
+            example.hf_module()
         ))
     }
 
@@ -936,11 +939,7 @@ impl Session {
                         let c = tritlab_kernels::count_trits(&l.trits).unwrap_or_default();
                         ph::LayerCounts {
                             layer: l.name.clone(),
-                            counts: ph::TritCounts {
-                                negative: c.neg,
-                                zero: c.zero,
-                                positive: c.pos,
-                            },
+                            counts: c,
                         }
                     })
                     .collect()
@@ -948,16 +947,12 @@ impl Session {
                 m.model
                     .layers()
                     .iter()
-                    .flat_map(|l| l.linears())
+                    .flat_map(|l| l.projections())
                     .map(|lin| {
                         let c = lin.trits().counts();
                         ph::LayerCounts {
                             layer: lin.name().to_string(),
-                            counts: ph::TritCounts {
-                                negative: c.neg,
-                                zero: c.zero,
-                                positive: c.pos,
-                            },
+                            counts: c,
                         }
                     })
                     .collect()

@@ -11,7 +11,6 @@
 
 use crate::convert;
 use crate::session::{LoadedModel, Session};
-use crate::training::world_gf3;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tritlab_kernels::TernaryMatrix;
@@ -40,6 +39,17 @@ pub struct ModelSummary {
     pub tensors: Vec<TensorRow>,
 }
 
+impl ModelSummary {
+    /// The trits of every ternary tensor together (their GF(3) residue is `.gf3_sum()`).
+    pub fn total_trits(&self) -> tritlab_kernels::TritCounts {
+        let mut total = tritlab_kernels::TritCounts::default();
+        for t in &self.tensors {
+            total.merge(&t.counts());
+        }
+        total
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TensorRow {
     pub name: String,
@@ -51,6 +61,16 @@ pub struct TensorRow {
     pub gf3: u8,
     pub scale: f32,
     pub thumbnail: Option<Image>,
+}
+
+impl TensorRow {
+    pub fn counts(&self) -> tritlab_kernels::TritCounts {
+        tritlab_kernels::TritCounts {
+            neg: self.neg,
+            zero: self.zero,
+            pos: self.pos,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +204,7 @@ impl SnapshotCache {
             .model
             .layers()
             .iter()
-            .flat_map(|l| l.linears())
+            .flat_map(|l| l.projections())
             .collect();
         if let Some(lin) = linears.get(drawn.len()) {
             drawn.push(thumbnail(lin.matrix(), THUMBNAIL_SIDE));
@@ -210,7 +230,7 @@ fn model_summary(m: &LoadedModel) -> ModelSummary {
         .model
         .layers()
         .iter()
-        .flat_map(|l| l.linears())
+        .flat_map(|l| l.projections())
         .map(|lin| {
             let t = lin.trits();
             TensorRow {
@@ -284,7 +304,7 @@ fn run_summary(s: &Session) -> Option<RunSummary> {
             learning_rate: rec.learning_rate,
             grad_norm: rec.grad_norm,
             flips: rec.flipped_trits(),
-            gf3: world_gf3(rec),
+            gf3: rec.gf3_after(),
             colour: r.colours.get(i).copied().flatten(),
         })
         .collect();

@@ -232,7 +232,7 @@ impl Session {
                             format!("{:.4}", r.loss),
                             format!("{:.4}", r.grad_norm),
                             r.flipped_trits().to_string(),
-                            world_gf3(r).to_string(),
+                            r.gf3_after().to_string(),
                             r.world_after.to_string()[..16].to_string(),
                         ]
                     })
@@ -421,11 +421,6 @@ fn colour_of(run: &OpenRun, step: u64) -> Option<[u8; 3]> {
         .get(step.checked_sub(first)? as usize)
         .copied()
         .flatten()
-}
-
-/// Σ of every layer's trit sum, mod 3, after the step.
-pub fn world_gf3(r: &StepRecord) -> u8 {
-    (r.layers.iter().map(|l| l.gf3_after() as u32).sum::<u32>() % 3) as u8
 }
 
 fn step_token(r: &StepRecord, colour: Option<[u8; 3]>) -> TraceToken {

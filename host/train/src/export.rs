@@ -265,7 +265,7 @@ fn write_export(
                     vec![layer.rows.div_ceil(4), layer.cols],
                     packed,
                 ));
-                let scale_name = name.replace(".weight", ".weight_scale");
+                let scale_name = p.spec.tensor.hf_scale_name();
                 owned.push((
                     scale_name,
                     Dtype::F32,

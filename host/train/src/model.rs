@@ -20,31 +20,38 @@ use crate::ops::{CrossEntropy, Int8Activations, TernaryWeights};
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::sync::Arc;
+use tritlab_engine::layout::{Dims, LayerTensors, ModelTensor};
 use tritlab_engine::ops::Rope;
 use tritlab_engine::{Activation, BitNetConfig};
 use tritlab_kernels::ScaleGranularity;
 
-/// What a parameter is, which decides its initialisation, weight decay and quantisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    /// A BitLinear's latent weights `[out, in]`: ternarised in the forward pass.
-    Ternary,
-    /// The token embedding, tied to the output projection.
-    Embedding,
-    /// An RMSNorm gain.
-    Norm,
-}
+/// What a parameter is, which decides its initialisation, weight decay and quantisation: the
+/// engine layout's kind of the tensor (the trainer's embedding is also its output projection).
+pub use tritlab_engine::layout::TensorKind as ParamKind;
 
-/// One parameter's name (in the Hugging Face layout), shape and kind.
+/// One parameter: which tensor of the layout it is, its name (in the Hugging Face layout), shape
+/// and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamSpec {
+    pub tensor: ModelTensor,
     pub name: String,
     pub shape: Vec<usize>,
     pub kind: ParamKind,
 }
 
 impl ParamSpec {
+    /// The spec of one tensor of the layout for a config.
+    pub fn of(tensor: ModelTensor, dims: &Dims) -> ParamSpec {
+        ParamSpec {
+            tensor,
+            name: tensor.hf_name(),
+            shape: tensor.shape(dims),
+            kind: tensor.kind(),
+        }
+    }
+
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -63,47 +70,21 @@ impl ParamSpec {
     }
 }
 
-/// The parameter list of a config, in a fixed order (the order of the world hash).
+/// The parameter list of a config, in the layout's order (the order of the world hash). The
+/// trainer always ties the output projection to the embedding, so there is no `lm_head`.
 pub fn param_specs(c: &BitNetConfig) -> Vec<ParamSpec> {
-    let (h, inter) = (c.hidden_size, c.intermediate_size);
-    let (q_dim, kv_dim) = (
-        c.num_attention_heads * c.head_dim(),
-        c.num_kv_heads() * c.head_dim(),
-    );
-    let spec = |name: String, shape: Vec<usize>, kind| ParamSpec { name, shape, kind };
-    let mut out = vec![spec(
-        "model.embed_tokens.weight".into(),
-        vec![c.vocab_size, h],
-        ParamKind::Embedding,
-    )];
-    for i in 0..c.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        for (name, n) in [
-            ("input_layernorm", h),
-            ("post_attention_layernorm", h),
-            ("self_attn.attn_sub_norm", q_dim),
-            ("mlp.ffn_sub_norm", inter),
-        ] {
-            out.push(spec(format!("{p}.{name}.weight"), vec![n], ParamKind::Norm));
-        }
-        for (name, o, i_) in [
-            ("self_attn.q_proj", q_dim, h),
-            ("self_attn.k_proj", kv_dim, h),
-            ("self_attn.v_proj", kv_dim, h),
-            ("self_attn.o_proj", h, q_dim),
-            ("mlp.gate_proj", inter, h),
-            ("mlp.up_proj", inter, h),
-            ("mlp.down_proj", h, inter),
-        ] {
-            out.push(spec(
-                format!("{p}.{name}.weight"),
-                vec![o, i_],
-                ParamKind::Ternary,
-            ));
-        }
-    }
-    out.push(spec("model.norm.weight".into(), vec![h], ParamKind::Norm));
-    out
+    let dims = Dims::of(c);
+    ModelTensor::all(c.num_hidden_layers, true)
+        .into_iter()
+        .map(|t| ParamSpec::of(t, &dims))
+        .collect()
+}
+
+/// The forward pass's view of the parameters, by role.
+struct Weights<'a> {
+    embed: &'a Tensor,
+    layers: Vec<LayerTensors<&'a Tensor, &'a Tensor>>,
+    norm: &'a Tensor,
 }
 
 /// A parameter's value and its AdamW moments.
@@ -209,6 +190,8 @@ pub enum Precision {
 pub struct Network {
     pub config: BitNetConfig,
     pub specs: Vec<ParamSpec>,
+    /// Where each tensor of the layout sits in `specs` (and in the parameter slices).
+    index: HashMap<ModelTensor, usize>,
     activation: Activation,
     rope: Rope,
     device: Device,
@@ -221,9 +204,15 @@ fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
 impl Network {
     pub fn new(config: BitNetConfig) -> crate::Result<Self> {
         let activation = config.activation(std::path::Path::new("config.json"))?;
+        let specs = param_specs(&config);
         Ok(Network {
             rope: Rope::new(config.head_dim(), config.rope_theta()),
-            specs: param_specs(&config),
+            index: specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.tensor, i))
+                .collect(),
+            specs,
             activation,
             config,
             device: Device::Cpu,
@@ -290,6 +279,28 @@ impl Network {
         ))
     }
 
+    /// Names each parameter of a slice in spec order by its role in the layout.
+    fn weights<'a>(&self, params: &'a [Tensor]) -> candle_core::Result<Weights<'a>> {
+        let get = |t: ModelTensor| -> candle_core::Result<&'a Tensor> {
+            self.index
+                .get(&t)
+                .and_then(|&i| params.get(i))
+                .ok_or_else(|| candle_core::Error::Msg(format!("no parameter `{}`", t.hf_name())))
+        };
+        Ok(Weights {
+            embed: get(ModelTensor::Embedding)?,
+            layers: (0..self.config.num_hidden_layers)
+                .map(|i| {
+                    LayerTensors::try_build(
+                        |n| get(ModelTensor::norm(i, n)),
+                        |p| get(ModelTensor::proj(i, p)),
+                    )
+                })
+                .collect::<candle_core::Result<_>>()?,
+            norm: get(ModelTensor::FinalNorm)?,
+        })
+    }
+
     fn logits_inner(
         &self,
         params: &[Tensor],
@@ -348,24 +359,19 @@ impl Network {
         };
 
         let ids = Tensor::from_slice(inputs, n, &self.device)?;
-        let embed = &params[0];
-        let mut h = embed.embedding(&ids)?;
-        let per_layer = 11;
-        for layer in 0..c.num_hidden_layers {
-            let p = &params[1 + layer * per_layer..1 + (layer + 1) * per_layer];
-            let (in_norm, post_norm, attn_norm, ffn_norm) = (&p[0], &p[1], &p[2], &p[3]);
-            let (wq, wk, wv, wo, wg, wu, wd) = (&p[4], &p[5], &p[6], &p[7], &p[8], &p[9], &p[10]);
-
-            let x = rms(&h, in_norm)?;
-            let q = linear(&x, wq)?
+        let w = self.weights(params)?;
+        let mut h = w.embed.embedding(&ids)?;
+        for l in &w.layers {
+            let x = rms(&h, l.input_layernorm)?;
+            let q = linear(&x, l.q_proj)?
                 .reshape((batch, seq, heads, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let k = linear(&x, wk)?
+            let k = linear(&x, l.k_proj)?
                 .reshape((batch, seq, kv_heads, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let v = linear(&x, wv)?
+            let v = linear(&x, l.v_proj)?
                 .reshape((batch, seq, kv_heads, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
@@ -382,21 +388,20 @@ impl Network {
                 .reshape((batch, heads, seq, hd))?
                 .transpose(1, 2)?
                 .reshape((n, heads * hd))?;
-            let attn = rms(&attn, attn_norm)?;
-            h = (h + linear(&attn, wo)?)?;
+            let attn = rms(&attn, l.attn_sub_norm)?;
+            h = (h + linear(&attn, l.o_proj)?)?;
 
-            let y = rms(&h, post_norm)?;
-            let gate = linear(&y, wg)?;
+            let y = rms(&h, l.post_attention_layernorm)?;
+            let gate = linear(&y, l.gate_proj)?;
             let gate = match self.activation {
                 Activation::Relu2 => gate.relu()?.sqr()?,
                 Activation::Silu => gate.silu()?,
             };
-            let ff = rms(&(gate * linear(&y, wu)?)?, ffn_norm)?;
-            h = (h + linear(&ff, wd)?)?;
+            let ff = rms(&(gate * linear(&y, l.up_proj)?)?, l.ffn_sub_norm)?;
+            h = (h + linear(&ff, l.down_proj)?)?;
         }
-        let norm = &params[params.len() - 1];
-        let h = rms(&h, norm)?;
-        h.matmul(&embed.t()?)
+        let h = rms(&h, w.norm)?;
+        h.matmul(&w.embed.t()?)
     }
 
     /// Mean loss of each validation window, without building a backward graph.

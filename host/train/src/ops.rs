@@ -8,13 +8,13 @@
 //!   `[tokens, vocab]` softmax is never materialised as a chain of autograd nodes.
 //!
 //! The quantisers are the kernels' own ([`tritlab_kernels::quantize_absmean`] and
-//! [`tritlab_kernels::quant::round_half_even`]), so what training sees is bit for bit what the
+//! [`tritlab_kernels::quant::quantize_token`]), so what training sees is bit for bit what the
 //! engine will compute with after export.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
-use tritlab_kernels::quant::{round_half_even, QUANT_EPS};
+use tritlab_kernels::quant::quantize_token;
 use tritlab_kernels::{quantize_absmean, ScaleGranularity};
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -55,13 +55,13 @@ impl CustomOp1 for TernaryWeights {
     }
 }
 
-/// Per-row absmax int8 fake quantisation, as the engine quantises each token's activations.
+/// Per-row absmax int8 fake quantisation: the kernels' own token quantiser
+/// ([`tritlab_kernels::quant::quantize_token`]), its integers times its scale.
 pub fn fake_quantize_row(row: &[f32], out: &mut [f32]) {
-    let absmax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let inv = 127.0 / absmax.max(QUANT_EPS);
-    let scale = 1.0 / inv;
-    for (o, &v) in out.iter_mut().zip(row) {
-        *o = round_half_even(v * inv).clamp(-128.0, 127.0) * scale;
+    let mut q = vec![0i8; row.len()];
+    let scale = quantize_token(row, &mut q);
+    for (o, &v) in out.iter_mut().zip(&q) {
+        *o = f32::from(v) * scale;
     }
 }
 

@@ -95,6 +95,7 @@ mod tests {
             step: 0,
             params: vec![Param {
                 spec: ParamSpec {
+                    tensor: tritlab_engine::layout::ModelTensor::FinalNorm,
                     name: "w".into(),
                     shape: vec![n],
                     kind: ParamKind::Norm,

@@ -136,9 +136,7 @@ impl Timeline {
             let (trits, scale) = if t.dtype == safetensors::Dtype::U8 {
                 let trits = tritlab_kernels::pack::hf_unpack(t.bytes(), rows, cols)
                     .map_err(|e| TrainError::format(model_dir, format!("`{}`: {e}", spec.name)))?;
-                let s = weights
-                    .get(&spec.name.replace(".weight", ".weight_scale"))?
-                    .to_f32()?;
+                let s = weights.get(&spec.tensor.hf_scale_name())?.to_f32()?;
                 (trits, s.first().copied().unwrap_or(0.0))
             } else {
                 let granularity = match group {

@@ -138,7 +138,7 @@ fn live_tokens_progress_and_cancel() {
 
     // Half-way: two tokens streamed, a progress report.
     scripted.push(WorkerEvent::Started(1));
-    for (text, trit) in [("To", Trit::Minus), (" be", Trit::Plus)] {
+    for (text, trit) in [("To", Trit::Negative), (" be", Trit::Positive)] {
         scripted.push(WorkerEvent::Live(
             1,
             LiveEvent::Token(TraceToken {

@@ -220,52 +220,9 @@ impl<'de> Deserialize<'de> for Rgb {
     }
 }
 
-/// An element of GF(3) as BitNet writes it: −1, 0 or +1. Serialised as that integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "i8", into = "i8")]
-pub enum Trit {
-    Minus,
-    Zero,
-    Plus,
-}
-
-impl From<Trit> for i8 {
-    fn from(trit: Trit) -> i8 {
-        match trit {
-            Trit::Minus => -1,
-            Trit::Zero => 0,
-            Trit::Plus => 1,
-        }
-    }
-}
-
-/// Why an integer is not a trit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0} is not a trit (expected -1, 0 or 1)")]
-pub struct NotATrit(pub i8);
-
-impl TryFrom<i8> for Trit {
-    type Error = NotATrit;
-
-    fn try_from(value: i8) -> Result<Self, NotATrit> {
-        match value {
-            -1 => Ok(Trit::Minus),
-            0 => Ok(Trit::Zero),
-            1 => Ok(Trit::Plus),
-            other => Err(NotATrit(other)),
-        }
-    }
-}
-
-impl fmt::Display for Trit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Trit::Minus => "-1",
-            Trit::Zero => "0",
-            Trit::Plus => "+1",
-        })
-    }
-}
+/// A trace token's trit is the kernels' [`Trit`] (serialised as −1, 0 or +1, validated when
+/// read); the workbook re-exports it with its error type.
+pub use tritlab_kernels::trit::{NotATrit, Trit};
 
 /// A line plot: named series of `[x, y]` points drawn as polylines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -364,7 +321,7 @@ mod tests {
         let token = TraceToken {
             text: "a".into(),
             rgb: Some(Rgb([1, 2, 3])),
-            trit: Some(Trit::Minus),
+            trit: Some(Trit::Negative),
             note: None,
         };
         let json = serde_json::to_string(&token).unwrap();

@@ -60,9 +60,9 @@ fn token() -> impl Strategy<Value = TraceToken> {
         awkward_text(),
         prop::option::of(any::<[u8; 3]>().prop_map(Rgb)),
         prop::option::of(prop_oneof![
-            Just(Trit::Minus),
+            Just(Trit::Negative),
             Just(Trit::Zero),
-            Just(Trit::Plus)
+            Just(Trit::Positive)
         ]),
         prop::option::of(awkward_text()),
     )

@@ -97,7 +97,7 @@ fn the_example_reads_as_described() {
     };
     assert_eq!(trace.text(), "To be,");
     assert_eq!(trace.tokens[0].rgb, Some(Rgb([0xd6, 0x27, 0x28])));
-    assert_eq!(trace.tokens[0].trit, Some(Trit::Minus));
+    assert_eq!(trace.tokens[0].trit, Some(Trit::Negative));
     assert_eq!(trace.tokens[1].note.as_deref(), Some("prompt"));
 
     let Output::Plot(plot) = &cells[3].outputs[0] else {

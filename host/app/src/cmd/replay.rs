@@ -141,11 +141,6 @@ pub fn record_json(r: &StepRecord) -> serde_json::Value {
     })
 }
 
-/// Σ of every layer's trit sum mod 3, after the step.
-pub fn world_gf3(r: &StepRecord) -> u8 {
-    (r.layers.iter().map(|l| l.gf3_after() as u32).sum::<u32>() % 3) as u8
-}
-
 pub fn run_log(args: LogArgs) -> Result<ExitCode> {
     let file = log_file(&args.path);
     if let Some(dst) = &args.write {
@@ -229,7 +224,7 @@ pub fn run_log(args: LogArgs) -> Result<ExitCode> {
             r.loss,
             r.grad_norm,
             r.flipped_trits(),
-            world_gf3(r),
+            r.gf3_after(),
             &r.world_after.to_string()[..16]
         );
     }

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
+use tritlab_engine::layout::{ModelTensor, Proj};
 use tritlab_engine::{
     generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat,
 };
@@ -124,8 +125,8 @@ fn training_steps(dir: &Path, mut host: Option<&mut PluginHost>) -> Result<()> {
         "the model is the world after step {last}; its log holds steps {}..={last}",
         timeline.first_step() + 1
     );
-    let probe = "model.layers.0.mlp.up_proj.weight";
-    let at_end = timeline.layer(probe).map(|l| l.trits.clone());
+    let probe = ModelTensor::proj(0, Proj::Up).hf_name();
+    let at_end = timeline.layer(&probe).map(|l| l.trits.clone());
     for _ in 0..back {
         if let Some(r) = timeline.back()? {
             let colour = host.as_deref_mut().and_then(|h| {
@@ -143,7 +144,7 @@ fn training_steps(dir: &Path, mut host: Option<&mut PluginHost>) -> Result<()> {
         }
     }
     timeline.seek(last)?;
-    let same = timeline.layer(probe).map(|l| l.trits.clone()) == at_end;
+    let same = timeline.layer(&probe).map(|l| l.trits.clone()) == at_end;
     println!(
         "replayed forward to step {last}: {probe} {} the shipped weights",
         if same { "matches" } else { "DIFFERS from" }

@@ -7,10 +7,11 @@
 //! llama.cpp's optional `blk.N.*.scale` tensor. Rows that are not whole 256-blocks (TQ) fall back
 //! to F16 trits with the same `.scale` tensor, which llama.cpp also runs.
 
-use super::gguf_load::{permute_rows, LINEARS};
+use super::gguf_load::permute_rows;
 use super::Model;
 use crate::config::Activation;
 use crate::error::{EngineError, Result};
+use crate::layout::{LayerTensor, ModelTensor};
 use crate::tokenizer::gguf::{TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_USER_DEFINED};
 use crate::tokenizer::Tokenizer;
 use crate::weights::FloatMatrix;
@@ -101,7 +102,7 @@ fn f32_tensor(
 /// One ternary linear layer as `ty`, with the fallbacks described in the module docs.
 fn ternary_tensor(
     w: &mut GgufWriter,
-    base: &str,
+    tensor: ModelTensor,
     m: &TernaryMatrix,
     ty: GgmlType,
     permute_heads: Option<usize>,
@@ -116,7 +117,8 @@ fn ternary_tensor(
             *scales = permute_rows(scales, h, cols.div_ceil(*group_size));
         }
     }
-    let name = format!("{base}.weight");
+    let name = tensor.gguf_name();
+    let scale_name = tensor.gguf_scale_name();
     let dims = [cols, rows];
     let mut push = |ty: GgmlType, note: Option<String>| {
         report.push(ExportedTensor {
@@ -140,12 +142,7 @@ fn ternary_tensor(
             w.add_tensor(&name, &dims, ty, data)?;
             push(ty, None);
             if ty != GgmlType::I2S {
-                w.add_tensor(
-                    &format!("{base}.scale"),
-                    &[1],
-                    GgmlType::F32,
-                    s.to_le_bytes().to_vec(),
-                )?;
+                w.add_tensor(&scale_name, &[1], GgmlType::F32, s.to_le_bytes().to_vec())?;
             }
         }
         (WeightScale::PerGroup { group_size, scales }, true)
@@ -162,12 +159,7 @@ fn ternary_tensor(
             let values: Vec<f32> = trits.iter().map(|&t| t as f32).collect();
             let data = tritlab_gguf::quantize(GgmlType::F16, &values).unwrap_or_default();
             w.add_tensor(&name, &dims, GgmlType::F16, data)?;
-            w.add_tensor(
-                &format!("{base}.scale"),
-                &[1],
-                GgmlType::F32,
-                s.to_le_bytes().to_vec(),
-            )?;
+            w.add_tensor(&scale_name, &[1], GgmlType::F32, s.to_le_bytes().to_vec())?;
             push(
                 GgmlType::F16,
                 Some(format!(
@@ -365,50 +357,44 @@ impl Model {
             w.set("tokenizer.chat_template", t);
         }
         let mut report = Vec::new();
-        float_tensor(&mut w, "token_embd.weight", &self.embed, embed, &mut report)?;
-        f32_tensor(&mut w, "output_norm.weight", &self.norm, &mut report)?;
+        float_tensor(
+            &mut w,
+            &ModelTensor::Embedding.gguf_name(),
+            &self.embed,
+            embed,
+            &mut report,
+        )?;
+        f32_tensor(
+            &mut w,
+            &ModelTensor::FinalNorm.gguf_name(),
+            &self.norm,
+            &mut report,
+        )?;
         if let Some(head) = &self.lm_head {
-            float_tensor(&mut w, "output.weight", head, embed, &mut report)?;
+            float_tensor(
+                &mut w,
+                &ModelTensor::LmHead.gguf_name(),
+                head,
+                embed,
+                &mut report,
+            )?;
         }
         for (i, l) in self.layers.iter().enumerate() {
-            f32_tensor(
-                &mut w,
-                &format!("blk.{i}.attn_norm.weight"),
-                &l.input_layernorm,
-                &mut report,
-            )?;
-            f32_tensor(
-                &mut w,
-                &format!("blk.{i}.ffn_norm.weight"),
-                &l.post_attention_layernorm,
-                &mut report,
-            )?;
-            f32_tensor(
-                &mut w,
-                &format!("blk.{i}.attn_sub_norm.weight"),
-                &l.attn_sub_norm,
-                &mut report,
-            )?;
-            f32_tensor(
-                &mut w,
-                &format!("blk.{i}.ffn_sub_norm.weight"),
-                &l.ffn_sub_norm,
-                &mut report,
-            )?;
-            for (j, ((gguf, _), lin)) in LINEARS.iter().zip(l.linears()).enumerate() {
-                let heads = match j {
-                    0 => Some(c.num_attention_heads),
-                    1 => Some(c.num_kv_heads()),
-                    _ => None,
-                };
-                ternary_tensor(
-                    &mut w,
-                    &format!("blk.{i}.{gguf}"),
-                    &lin.matrix,
-                    ty,
-                    heads.filter(|_| interleaved),
-                    &mut report,
-                )?;
+            for role in LayerTensor::ALL {
+                let tensor = ModelTensor::Layer(i, role);
+                match role {
+                    LayerTensor::Norm(n) => {
+                        f32_tensor(&mut w, &tensor.gguf_name(), l.norm(n), &mut report)?
+                    }
+                    LayerTensor::Proj(p) => ternary_tensor(
+                        &mut w,
+                        tensor,
+                        &l.proj(p).matrix,
+                        ty,
+                        p.rope_heads(c).filter(|_| interleaved),
+                        &mut report,
+                    )?,
+                }
             }
         }
         w.write(out)?;
@@ -452,68 +438,56 @@ impl Model {
             }
         };
         let c = &self.config;
-        let (dt, b) = float(&self.embed);
-        tensors.push((
-            "model.embed_tokens.weight".into(),
-            dt,
-            vec![c.vocab_size, c.hidden_size],
-            b,
-        ));
-        if let Some(head) = &self.lm_head {
-            let (dt, b) = float(head);
-            tensors.push((
-                "lm_head.weight".into(),
-                dt,
-                vec![c.vocab_size, c.hidden_size],
-                b,
-            ));
-        }
-        tensors.push((
-            "model.norm.weight".into(),
-            Dtype::F32,
-            vec![c.hidden_size],
-            f32_bytes(&self.norm),
-        ));
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            for (n, v) in [
-                ("input_layernorm", &l.input_layernorm),
-                ("post_attention_layernorm", &l.post_attention_layernorm),
-                ("self_attn.attn_sub_norm", &l.attn_sub_norm),
-                ("mlp.ffn_sub_norm", &l.ffn_sub_norm),
-            ] {
-                tensors.push((
-                    format!("{p}.{n}.weight"),
+        let dims = crate::layout::Dims::of(c);
+        for tensor in ModelTensor::of_config(c) {
+            match tensor {
+                ModelTensor::Embedding | ModelTensor::LmHead => {
+                    let m = match tensor {
+                        ModelTensor::LmHead => self.lm_head.as_ref().ok_or_else(|| {
+                            invalid("the config unties lm_head, but the model has none")
+                        })?,
+                        _ => &self.embed,
+                    };
+                    let (dt, b) = float(m);
+                    tensors.push((tensor.hf_name(), dt, tensor.shape(&dims), b));
+                }
+                ModelTensor::FinalNorm => tensors.push((
+                    tensor.hf_name(),
                     Dtype::F32,
-                    vec![v.len()],
-                    f32_bytes(v),
-                ));
-            }
-            for ((_, hf), lin) in LINEARS.iter().zip(l.linears()) {
-                let m = &lin.matrix;
-                let s = match m.scale() {
-                    WeightScale::PerTensor(s) => *s,
-                    WeightScale::PerGroup { group_size, .. } => {
-                        return Err(invalid(format!(
-                            "`{}` has one scale per {group_size} weights; transformers' offline layout holds one per tensor",
-                            lin.name
-                        )))
-                    }
-                };
-                let packed = pack::hf_pack(&m.to_trits(), m.rows(), m.cols())
-                    .map_err(|e| EngineError::kernel(format!("packing `{}`", lin.name), e))?;
-                tensors.push((
-                    format!("{p}.{hf}.weight"),
-                    Dtype::U8,
-                    vec![m.rows().div_ceil(4), m.cols()],
-                    packed,
-                ));
-                tensors.push((
-                    format!("{p}.{hf}.weight_scale"),
-                    Dtype::F32,
-                    vec![1],
-                    s.to_le_bytes().to_vec(),
-                ));
+                    vec![self.norm.len()],
+                    f32_bytes(&self.norm),
+                )),
+                ModelTensor::Layer(i, LayerTensor::Norm(n)) => {
+                    let v = self.layers[i].norm(n);
+                    tensors.push((tensor.hf_name(), Dtype::F32, vec![v.len()], f32_bytes(v)));
+                }
+                ModelTensor::Layer(i, LayerTensor::Proj(p)) => {
+                    let lin = self.layers[i].proj(p);
+                    let m = &lin.matrix;
+                    let s = match m.scale() {
+                        WeightScale::PerTensor(s) => *s,
+                        WeightScale::PerGroup { group_size, .. } => {
+                            return Err(invalid(format!(
+                                "`{}` has one scale per {group_size} weights; transformers' offline layout holds one per tensor",
+                                lin.name
+                            )))
+                        }
+                    };
+                    let packed = pack::hf_pack(&m.to_trits(), m.rows(), m.cols())
+                        .map_err(|e| EngineError::kernel(format!("packing `{}`", lin.name), e))?;
+                    tensors.push((
+                        tensor.hf_name(),
+                        Dtype::U8,
+                        vec![m.rows().div_ceil(4), m.cols()],
+                        packed,
+                    ));
+                    tensors.push((
+                        tensor.hf_scale_name(),
+                        Dtype::F32,
+                        vec![1],
+                        s.to_le_bytes().to_vec(),
+                    ));
+                }
             }
         }
         let views: Vec<(String, TensorView)> = tensors

@@ -12,6 +12,7 @@
 use super::{BitLinear, DecoderLayer, Model, WeightFormat};
 use crate::config::{BitNetConfig, LinearClass, QuantizationConfig, TokenIds};
 use crate::error::{EngineError, Result};
+use crate::layout::{Dims, LayerTensors, ModelTensor, Proj};
 use crate::ops::Rope;
 use crate::weights::{FloatDtype, FloatMatrix};
 use rayon::prelude::*;
@@ -106,12 +107,13 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<BitNetConfig> {
     let opt = |k: &str| -> Result<Option<usize>> {
         Ok(g.u64_key(&format!("{a}.{k}"))?.map(|v| v as usize))
     };
-    let embd = g.require("token_embd.weight")?;
+    let embd_name = ModelTensor::Embedding.gguf_name();
+    let embd = g.require(&embd_name)?;
     if embd.dims.len() != 2 {
         return Err(EngineError::config(
             g.path(),
             format!(
-                "tensor `token_embd.weight` has dimensions {:?}, expected 2",
+                "tensor `{embd_name}` has dimensions {:?}, expected 2",
                 embd.dims
             ),
         ));
@@ -148,7 +150,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<BitNetConfig> {
         ),
         rope_parameters: None,
         rope_scaling: None,
-        tie_word_embeddings: g.tensor("output.weight").is_none(),
+        tie_word_embeddings: g.tensor(&ModelTensor::LmHead.gguf_name()).is_none(),
         attention_bias: false,
         mlp_bias: false,
         bos_token_id: bos.map(|b| TokenIds::One(b as u32)),
@@ -175,17 +177,6 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<BitNetConfig> {
     }
     Ok(config)
 }
-
-/// The GGUF name of each of a layer's seven ternary projections, with transformers' name.
-pub const LINEARS: [(&str, &str); 7] = [
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-];
 
 /// A ternary matrix read from any GGUF tensor type, with what verify reports about it.
 pub struct GgufTernary {
@@ -351,7 +342,7 @@ pub fn float_ternary(
 
 /// llama.cpp's optional per-tensor scale (`blk.N.attn_q.scale`, F32 `[1]`), or 1.
 pub fn tensor_scale(g: &GgufFile, weight_name: &str) -> Result<f32> {
-    let name = format!("{}.scale", weight_name.trim_end_matches(".weight"));
+    let name = crate::layout::gguf_scale_name_of(weight_name);
     let Some(t) = g.tensor(&name) else {
         return Ok(1.0);
     };
@@ -453,15 +444,17 @@ fn float_matrix(g: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Fl
     FloatMatrix::from_f32(v, rows, cols)
 }
 
+/// A layer's projection; the flag says whether its weights were latent floats.
 fn linear(
     g: &GgufFile,
     layer: usize,
-    (gguf, hf): (&str, &str),
-    rows: usize,
-    cols: usize,
+    proj: Proj,
+    dims: &Dims,
     permute_heads: Option<usize>,
 ) -> Result<(BitLinear, bool)> {
-    let name = format!("blk.{layer}.{gguf}.weight");
+    let tensor = ModelTensor::proj(layer, proj);
+    let (rows, cols) = (dims.get(proj.out_dim()), dims.get(proj.in_dim()));
+    let name = tensor.gguf_name();
     let t = g.require(&name)?;
     let mut r = read_ternary(g, t, rows, cols)?;
     if let Some(heads) = permute_heads {
@@ -477,7 +470,7 @@ fn linear(
     g.release(t);
     Ok((
         BitLinear {
-            name: format!("model.layers.{layer}.{hf}.weight"),
+            name: tensor.hf_name(),
             matrix,
             trits: counts.into(),
         },
@@ -486,47 +479,18 @@ fn linear(
 }
 
 fn layer(g: &GgufFile, i: usize, c: &BitNetConfig, arch: GgufArch) -> Result<(DecoderLayer, bool)> {
-    let (h, inter) = (c.hidden_size, c.intermediate_size);
-    let (q_dim, kv_dim) = (
-        c.num_attention_heads * c.head_dim(),
-        c.num_kv_heads() * c.head_dim(),
-    );
-    let p = |n: &str| format!("blk.{i}.{n}.weight");
-    let qk = |heads| arch.interleaved_qk.then_some(heads);
-    let shapes = [
-        (q_dim, h, qk(c.num_attention_heads)),
-        (kv_dim, h, qk(c.num_kv_heads())),
-        (kv_dim, h, None),
-        (h, q_dim, None),
-        (inter, h, None),
-        (inter, h, None),
-        (h, inter, None),
-    ];
-    let mut lin = Vec::with_capacity(7);
+    let dims = Dims::of(c);
     let mut latent = false;
-    for (names, (rows, cols, perm)) in LINEARS.iter().zip(shapes) {
-        let (l, lat) = linear(g, i, *names, rows, cols, perm)?;
-        latent |= lat;
-        lin.push(l);
-    }
-    let mut it = lin.into_iter();
-    let mut next = || it.next().expect("seven linears");
-    Ok((
-        DecoderLayer {
-            input_layernorm: norm(g, &p("attn_norm"), h)?,
-            post_attention_layernorm: norm(g, &p("ffn_norm"), h)?,
-            attn_sub_norm: norm(g, &p("attn_sub_norm"), q_dim)?,
-            ffn_sub_norm: norm(g, &p("ffn_sub_norm"), inter)?,
-            q_proj: next(),
-            k_proj: next(),
-            v_proj: next(),
-            o_proj: next(),
-            gate_proj: next(),
-            up_proj: next(),
-            down_proj: next(),
+    let layer = LayerTensors::try_build(
+        |n| norm(g, &ModelTensor::norm(i, n).gguf_name(), dims.get(n.dim())),
+        |p| {
+            let heads = p.rope_heads(c).filter(|_| arch.interleaved_qk);
+            let (l, lat) = linear(g, i, p, &dims, heads)?;
+            latent |= lat;
+            Ok(l)
         },
-        latent,
-    ))
+    )?;
+    Ok((layer, latent))
 }
 
 /// Loads a GGUF file into a [`Model`].
@@ -537,12 +501,7 @@ pub fn load(path: &Path) -> Result<Model> {
     let c = &config;
     // Layers beyond block_count mean the metadata describes another model.
     for t in g.tensors() {
-        if let Some(idx) = t
-            .name
-            .strip_prefix("blk.")
-            .and_then(|r| r.split('.').next())
-            .and_then(|n| n.parse::<usize>().ok())
-        {
+        if let Some(idx) = crate::layout::gguf_layer_index(&t.name) {
             if idx >= c.num_hidden_layers {
                 return Err(EngineError::ConfigMismatch {
                     path: path.to_path_buf(),
@@ -555,18 +514,23 @@ pub fn load(path: &Path) -> Result<Model> {
             }
         }
     }
-    let embed = float_matrix(&g, "token_embd.weight", c.vocab_size, c.hidden_size)?;
+    let embed = float_matrix(
+        &g,
+        &ModelTensor::Embedding.gguf_name(),
+        c.vocab_size,
+        c.hidden_size,
+    )?;
     let lm_head = if c.tie_word_embeddings {
         None
     } else {
         Some(float_matrix(
             &g,
-            "output.weight",
+            &ModelTensor::LmHead.gguf_name(),
             c.vocab_size,
             c.hidden_size,
         )?)
     };
-    let norm_w = norm(&g, "output_norm.weight", c.hidden_size)?;
+    let norm_w = norm(&g, &ModelTensor::FinalNorm.gguf_name(), c.hidden_size)?;
     let loaded = (0..c.num_hidden_layers)
         .into_par_iter()
         .map(|i| layer(&g, i, c, arch))

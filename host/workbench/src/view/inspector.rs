@@ -86,11 +86,9 @@ fn model_section(
         "{} layers · d_model {} · vocabulary {}",
         model.layers, model.hidden, model.vocab
     ));
-    let (neg, zero, pos) = model
-        .tensors
-        .iter()
-        .fold((0, 0, 0), |(n, z, p), t| (n + t.neg, z + t.zero, p + t.pos));
-    let gf3 = model.tensors.iter().map(|t| u32::from(t.gf3)).sum::<u32>() % 3;
+    let total = model.total_trits();
+    let (neg, zero, pos) = (total.neg, total.zero, total.pos);
+    let gf3 = total.gf3_sum();
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("{} ternary weights:", count(neg + zero + pos)));
         trit_count(ui, -1, neg);

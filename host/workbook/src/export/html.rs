@@ -421,7 +421,7 @@ mod tests {
         let token = TraceToken {
             text: "<b>".into(),
             rgb: Some(Rgb([255, 255, 0])),
-            trit: Some(Trit::Minus),
+            trit: Some(Trit::Negative),
             note: Some("a \"note\"".into()),
         };
         assert_eq!(

@@ -176,7 +176,7 @@ mod tests {
                 TraceToken {
                     text: "To".into(),
                     rgb: Some(Rgb([0xe4, 0x57, 0x2e])),
-                    trit: Some(Trit::Plus),
+                    trit: Some(Trit::Positive),
                     note: Some("hue 12°".into()),
                 },
                 TraceToken::plain(" be\n"),

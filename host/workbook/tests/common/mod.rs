@@ -22,13 +22,13 @@ pub fn trace() -> Trace {
             TraceToken {
                 text: "<To>".into(),
                 rgb: Some(Rgb([0xd6, 0x27, 0x28])),
-                trit: Some(Trit::Minus),
+                trit: Some(Trit::Negative),
                 note: None,
             },
             TraceToken {
                 text: " be & \"not\"".into(),
                 rgb: Some(Rgb([0xf0, 0xf0, 0x60])),
-                trit: Some(Trit::Plus),
+                trit: Some(Trit::Positive),
                 note: Some("hue 60°".into()),
             },
             TraceToken::plain("\n"),
