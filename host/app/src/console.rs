@@ -134,13 +134,10 @@ impl Console {
                 Some(_) => {}
                 None if finished.is_none() && !worker.is_running() => {
                     live.end();
-                    let message = "the session stopped unexpectedly; restart tritlab".to_string();
                     finished = Some((
-                        Execution {
-                            outputs: vec![Output::Error(message.clone())],
-                            error: Some(message),
-                            ..Execution::default()
-                        },
+                        Execution::stopped_worker(
+                            "the session stopped unexpectedly; restart tritlab",
+                        ),
                         Instant::now(),
                     ));
                 }

@@ -409,12 +409,9 @@ impl Shell {
                 } else {
                     e.to_string()
                 };
-                let message = format!("internal error while running the cell: {what}");
-                let exec = Execution {
-                    outputs: vec![Output::Error(message.clone())],
-                    error: Some(message),
-                    ..Execution::default()
-                };
+                let exec = Execution::stopped_worker(format!(
+                    "internal error while running the cell: {what}"
+                ));
                 (exec, None, self.names.clone())
             }
         };

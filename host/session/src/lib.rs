@@ -8,6 +8,7 @@
 //!   inspectors and timelines.
 
 pub mod convert;
+mod error;
 pub mod lang;
 mod session;
 pub mod snapshot;
@@ -15,6 +16,7 @@ mod training;
 mod worker;
 
 pub use lang::{complete, highlight, hint, is_complete, parse, parse_script, Command, ParseError};
+pub use error::{ErrorKind, ExecutionError, SessionError};
 pub use session::{
     Context, Execution, InternalError, LiveEvent, LoadedModel, OpenRun, RustEvaluator, Session,
     SessionConfig,

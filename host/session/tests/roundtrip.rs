@@ -96,6 +96,7 @@ fn train() -> impl Strategy<Value = Command> {
             count32(),
             count32(),
             prop_oneof![Just(3e-3f32), 1e-9f32..10.0],
+            prop_oneof![Just(10u64), any::<u64>()],
         ),
         (
             any::<u64>(),
@@ -109,7 +110,7 @@ fn train() -> impl Strategy<Value = Command> {
             |(
                 (data, val, preset),
                 tokenizer,
-                (steps, seq, batch, lr),
+                (steps, seq, batch, lr, warmup),
                 (seed, twin, quant, checkpoint_every, out),
             )| {
                 Command::Train(Train::Start(TrainStart {
@@ -121,6 +122,7 @@ fn train() -> impl Strategy<Value = Command> {
                     seq,
                     batch,
                     lr,
+                    warmup,
                     seed,
                     twin,
                     quant,

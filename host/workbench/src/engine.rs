@@ -298,12 +298,9 @@ impl EngineLink {
         // A worker that is gone will never finish the running job: fail it (and, one by one,
         // the queue) rather than show it running for ever.
         if let Some(running) = self.running.take_if(|_| !self.backend.is_alive()) {
-            let message = "the session stopped unexpectedly; restart the workbench".to_owned();
-            let execution = Execution {
-                outputs: vec![Output::Error(message.clone())],
-                error: Some(message),
-                ..Execution::default()
-            };
+            let execution = Execution::stopped_worker(
+                "the session stopped unexpectedly; restart the workbench",
+            );
             self.finish(running, execution, &mut updates);
         }
         self.pump();
@@ -386,7 +383,9 @@ impl EngineLink {
             quit,
             clear,
             internal_error: _,
+            cancelled: _,
         } = execution;
+        let error = error.map(|e| e.to_string());
         if clear {
             updates.push(Update::Clear);
         }
@@ -530,10 +529,19 @@ pub(crate) mod testing {
             self.push(WorkerEvent::Started(id));
             self.push(WorkerEvent::Finished(
                 id,
-                Execution {
-                    outputs,
-                    error: error.map(str::to_owned),
-                    ..Execution::default()
+                match error {
+                    Some(message) => Execution {
+                        outputs,
+                        error: Some(tritlab_session::ExecutionError::new(
+                            1,
+                            tritlab_session::SessionError::Usage(message.to_owned()),
+                        )),
+                        ..Execution::default()
+                    },
+                    None => Execution {
+                        outputs,
+                        ..Execution::default()
+                    },
                 },
             ));
         }

@@ -1,17 +1,14 @@
 //! Subcommands. Each returns the process exit code, or an error that `main` prints.
 
 pub mod convert;
-pub mod generate;
-pub mod info;
+pub mod help;
 pub mod kernel;
 pub mod logits;
 pub mod repl;
-pub mod replay;
 pub mod run;
+pub mod session;
 pub mod synth;
 pub mod tour;
-pub mod train;
-pub mod verify;
 pub mod workbench;
 
 use anyhow::{bail, Result};

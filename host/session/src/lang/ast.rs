@@ -51,6 +51,9 @@ keywords! {
     pub enum Preset {
         Tiny = "tiny",
         Small = "small",
+        /// microsoft/bitnet-b1.58-2B-4T's shapes: far too large to train on a laptop, but the
+        /// same code path.
+        Bitnet2b4t = "bitnet-2b4t",
     }
 }
 
@@ -229,10 +232,15 @@ pub struct Logits {
     pub top: u32,
 }
 
+/// The vocabulary of the tokenizer `train` trains when given no tokenizer option.
+pub const DEFAULT_TOKENIZER_VOCAB: u32 = 2048;
+
 /// Where `train` gets its tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerSource {
-    /// The default model's tokenizer.
+    /// Neither `--tokenizer` nor `--train-tokenizer`: a tokenizer of
+    /// [`DEFAULT_TOKENIZER_VOCAB`] entries trained on the training text, so that a run does not
+    /// depend on which model the session happens to have loaded.
     Default,
     /// A `tokenizer.json` file.
     File(PathBuf),
@@ -251,6 +259,8 @@ pub struct TrainStart {
     pub seq: u32,
     pub batch: u32,
     pub lr: f32,
+    /// Linear warm-up steps before the cosine decay.
+    pub warmup: u64,
     pub seed: u64,
     pub twin: bool,
     pub quant: ScaleGranularity,

@@ -169,6 +169,7 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         seq: m.need(m.u32("seq"), "--seq")?,
         batch: m.need(m.u32("batch"), "--batch")?,
         lr: m.need(m.float("lr"), "--lr")?,
+        warmup: m.need(m.int("warmup"), "--warmup")?,
         seed: m.need(m.int("seed"), "--seed")?,
         twin: m.flag("twin"),
         quant: m.need(m.choice("quant", ScaleGranularity::from_name), "--quant")?,

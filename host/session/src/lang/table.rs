@@ -178,8 +178,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         name: "train",
         topic: Topic::Training,
         synopsis: &[
-            "train --data PATH [--val PATH] [--preset tiny|small] [--tokenizer PATH | --train-tokenizer VOCAB] \
-             [--steps N] [--seq S] [--batch B] [--lr LR] [--seed S] [--twin] [--quant tensor|group] \
+            "train --data PATH [--val PATH] [--preset tiny|small|bitnet-2b4t] [--tokenizer PATH | --train-tokenizer VOCAB] \
+             [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
              [--checkpoint-every K] --out DIR",
             "train --resume DIR [--steps N]",
         ],
@@ -187,20 +187,30 @@ pub static COMMANDS: &[CommandSpec] = &[
         description: "Trains a BitNet b1.58 model from scratch with quantisation-aware training and \
             writes the run to DIR: checkpoints, metrics, and the morphism log that records every \
             optimiser step exactly, so that `replay` can rebuild and verify any step. The same data, \
-            options and seed give the same run, trit for trit. Without `--tokenizer` or \
-            `--train-tokenizer`, the default model's tokenizer is used. `--resume` continues a run \
-            from its last checkpoint with the options it was started with.",
+            options, seed and thread count give the same run, trit for trit. Without `--tokenizer` or \
+            `--train-tokenizer`, a tokenizer of 2048 entries is trained on the training text. \
+            `--resume` continues a run from its last checkpoint with the options it was started \
+            with, and with the thread count it was computed with: a session that computes with \
+            another count (`--threads`) refuses to resume it.",
         options: &[
             option("data", ValueKind::Path, "PATH", "training text, UTF-8").required_unless("resume"),
             option("val", ValueKind::Path, "PATH", "validation text, evaluated at every checkpoint"),
-            option("preset", ValueKind::Choice(Preset::NAMES), "", "model size").with_default("tiny"),
+            option(
+                "preset",
+                ValueKind::Choice(Preset::NAMES),
+                "",
+                "model shape: tiny (2 layers, d_model 128), small (8 layers, d_model 512) or \
+                 bitnet-2b4t (microsoft/bitnet-b1.58-2B-4T's shapes)",
+            )
+            .with_default("tiny"),
             option("tokenizer", ValueKind::Path, "PATH", "`tokenizer.json` to use")
                 .with_conflicts(&["train-tokenizer"]),
             option(
                 "train-tokenizer",
                 ValueKind::Int { min: 2, max: u32::MAX as u64 },
                 "VOCAB",
-                "train a tokenizer of VOCAB entries on the training text first",
+                "train a tokenizer of VOCAB entries on the training text first (2048 when no \
+                 tokenizer option is given)",
             ),
             option(
                 "steps",
@@ -212,6 +222,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             option("seq", COUNT, "S", "tokens per training sequence").with_default("64"),
             option("batch", COUNT, "B", "sequences per optimiser step").with_default("8"),
             option("lr", POSITIVE, "LR", "peak learning rate").with_default("3e-3"),
+            option("warmup", SEED, "N", "linear warm-up steps before the cosine decay").with_default("10"),
             option("seed", SEED, "S", "seed of the initial weights and the data order").with_default("1069"),
             option("twin", ValueKind::Flag, "", "also train a full-precision twin on the same batches, to compare"),
             option("quant", ValueKind::Choice(ScaleGranularity::NAMES), "", "absmean scale per tensor or per group of weights")
@@ -227,6 +238,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "seq",
                 "batch",
                 "lr",
+                "warmup",
                 "seed",
                 "twin",
                 "quant",
