@@ -227,7 +227,7 @@ impl Session {
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
-                if let Err(e) = s.load_model(&path, "default".into()) {
+                if let Err(e) = s.load_model(&path, default_name(&path)) {
                     s.startup_notes
                         .push(format!("default model not loaded: {e}"));
                 }
@@ -452,16 +452,15 @@ impl Session {
         match command {
             Command::Help(h) => Ok(vec![Output::Text(match &h.command {
                 None => lang::help_index(),
-                Some(name) => lang::help_command(name)
-                    .ok_or_else(|| {
-                        SessionError::Usage(format!("no command `{name}`; `help` lists them"))
-                    })?,
+                Some(name) => lang::help_command(name).ok_or_else(|| {
+                    SessionError::Usage(format!("no command `{name}`; `help` lists them"))
+                })?,
             })]),
             Command::Load(l) => {
                 let path = self.config.resolve_model(&l.model)?;
                 let shown = match &l.model {
-                    ModelRef::Default => "default".to_string(),
-                    ModelRef::Path(p) => p.display().to_string(),
+                    ModelRef::Default => default_name(&path),
+                    ModelRef::Path(p) => shown_path(p),
                 };
                 let loaded = self.load_model(&path, shown)?;
                 Ok(vec![Output::Text(model_line(loaded))])
@@ -586,7 +585,7 @@ impl Session {
 
     fn verify(&self, path: Option<&Path>) -> CmdResult {
         let (path, shown) = match path {
-            Some(p) => (p.to_path_buf(), p.display().to_string()),
+            Some(p) => (p.to_path_buf(), shown_path(p)),
             None => {
                 let m = self.require_model()?;
                 (m.path.clone(), m.shown.clone())
@@ -691,8 +690,7 @@ impl Session {
         };
         let visuals = self
             .host()?
-            .render(&plugin, &ph::VisualInput::Tensor(tensor))
-            ?;
+            .render(&plugin, &ph::VisualInput::Tensor(tensor))?;
         let mut out = vec![Output::Text(format!(
             "{name} ({rows}×{cols}) at {at}, drawn by {plugin}"
         ))];
@@ -706,8 +704,7 @@ impl Session {
             let run_dir = run.dir.clone();
             let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
             self.check_threads(&run_dir)?;
-            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)
-                ?;
+            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)?;
             return Ok(vec![Output::Text(format!(
                 "the model at step {step} of {} written to {}",
                 run_dir.display(),
@@ -854,17 +851,12 @@ impl Session {
         let m = self.require_model()?;
         let ids = match &l.input {
             lang::LogitsInput::Ids(ids) => ids.clone(),
-            lang::LogitsInput::Prompt(p) => {
-                m.tokenizer.encode(p, true)?
-            }
+            lang::LogitsInput::Prompt(p) => m.tokenizer.encode(p, true)?,
         };
         if ids.is_empty() {
             return Err("the input encodes to no tokens".into());
         }
-        let logits = m
-            .model
-            .forward_last(&ids, &mut m.model.new_cache())
-            ?;
+        let logits = m.model.forward_last(&ids, &mut m.model.new_cache())?;
         let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let z: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
         let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -944,8 +936,7 @@ impl Session {
                 format!("{name} disabled")
             }
             lang::Plugin::Set { name, key, value } => {
-                host.configure(name, &[(key.as_str(), value.as_str())])
-                    ?;
+                host.configure(name, &[(key.as_str(), value.as_str())])?;
                 format!("{name}: {key} = {value}")
             }
         };
@@ -1104,6 +1095,23 @@ pub(crate) fn model_line(m: &LoadedModel) -> String {
         t.neg + t.zero + t.pos,
         t.gf3_sum
     )
+}
+
+/// How outputs name the default model: `default` and its folder's name.
+fn default_name(path: &Path) -> String {
+    format!("default ({})", shown_path(path))
+}
+
+/// How outputs name a model directory given as `path`: as given when it is relative (to the
+/// session's folder, which for a workbook is the workbook's), else by its last component only.
+/// Outputs are saved into workbooks and exported, and must not carry someone's home folder.
+pub(crate) fn shown_path(path: &Path) -> String {
+    if path.is_relative() {
+        return path.display().to_string();
+    }
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// How a checkpoint stores its ternary weights, in words.

@@ -2,8 +2,8 @@
 //! timeline (`seek`, `step`, `back`), each step handed to the tracer plugins.
 
 use crate::convert;
-use crate::lang::{self, PlotSeries};
 use crate::error::SessionError;
+use crate::lang::{self, PlotSeries};
 use crate::session::{CmdResult, Context, LiveEvent, Move, OpenRun, Session};
 use std::path::{Path, PathBuf};
 use tritlab_morphism::StepRecord;
@@ -17,9 +17,7 @@ use tritlab_workbook::{Output, Plot, Series, Table, Trace, TraceToken};
 impl Session {
     pub(crate) fn train(&mut self, t: &lang::Train, ctx: &mut Context<'_>) -> CmdResult {
         let mut trainer = match t {
-            lang::Train::Start(s) => {
-                Trainer::create(&self.new_run(s)?)?
-            }
+            lang::Train::Start(s) => Trainer::create(&self.new_run(s)?)?,
             lang::Train::Resume(r) => {
                 self.check_threads(&r.run)?;
                 let (trainer, info) = Trainer::resume(&r.run)?;
@@ -107,7 +105,8 @@ impl Session {
                 model_dir.display()
             )));
             // The trained model becomes the session's model.
-            self.load_model(&model_dir, model_dir.display().to_string())?;
+            let shown = crate::session::shown_path(&model_dir);
+            self.load_model(&model_dir, shown)?;
         }
         drop(trainer);
         self.open_run(&dir)?;
@@ -137,6 +136,13 @@ impl Session {
             lang::ScaleGranularity::Group => WeightQuant::Group128,
         };
         o.checkpoint_every = s.checkpoint_every.max(1);
+        o.min_lr_ratio = f64::from(s.min_lr_ratio);
+        o.weight_decay = f64::from(s.weight_decay);
+        o.grad_clip = f64::from(s.clip);
+        o.projection = s.projection;
+        o.keep_checkpoints = usize::try_from(s.keep_checkpoints).unwrap_or(usize::MAX);
+        o.eval_every = s.eval_every;
+        o.eval_sequences = s.eval_sequences as usize;
         let tokenizer = match &s.tokenizer {
             lang::TokenizerSource::File(p) => TokenizerSource::File(p.clone()),
             lang::TokenizerSource::Train { vocab } => TokenizerSource::Train(*vocab as usize),
@@ -148,10 +154,16 @@ impl Session {
             out: s.out.clone(),
             data: s.data.clone(),
             val: s.val.clone(),
-            val_fraction: 0.1,
+            val_fraction: f64::from(s.val_fraction),
             tokenizer,
             options: o,
-            shape: ShapeOverrides::default(),
+            shape: ShapeOverrides {
+                layers: s.shape.layers.map(|v| v as usize),
+                hidden: s.shape.hidden.map(|v| v as usize),
+                intermediate: s.shape.intermediate.map(|v| v as usize),
+                heads: s.shape.heads.map(|v| v as usize),
+                kv_heads: s.shape.kv_heads.map(|v| v as usize),
+            },
             threads: rayon::current_num_threads(),
         })
     }
@@ -191,13 +203,10 @@ impl Session {
             Timeline::open_run(dir)
         } else {
             Timeline::open_model(dir, &dir.join(tritlab_train::run::LOG_FILE))
-        }
-        ?;
+        }?;
         // A run's timeline starts at its first checkpoint; `replay open` (and `train`) leave it
         // at the last step, as the command reference says.
-        timeline
-            .seek(timeline.last_step())
-            ?;
+        timeline.seek(timeline.last_step())?;
         let tracer = self.pick_plugin(PluginKind::Tracer, "gay-tracer");
         let colours = match (self.plugins.as_mut(), tracer) {
             (Some(host), Some(name)) => timeline
@@ -227,8 +236,7 @@ impl Session {
                 } else {
                     dir.to_path_buf()
                 };
-                let (records, _) =
-                    tritlab_train::run::read_log(&file)?;
+                let (records, _) = tritlab_train::run::read_log(&file)?;
                 Ok((dir.to_path_buf(), records))
             }
             None => {
@@ -382,8 +390,7 @@ impl Session {
                 self.check_threads(&dir)?;
                 let cancel = ctx.cancel;
                 let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
-                let report = replay::verify(&dir, *from, *to, Some(cancel), &mut tick)
-                    ?;
+                let report = replay::verify(&dir, *from, *to, Some(cancel), &mut tick)?;
                 Ok(vec![Output::Text(format!(
                     "verified steps {}..={}: recomputed {} steps from the checkpoint of step {}; every world hash, loss, batch and flip set matches the log",
                     report.from, report.to, report.recomputed, report.checkpoint

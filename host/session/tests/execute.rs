@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tritlab_session::{
-    Context, ErrorKind, Execution, LiveEvent, RustEvaluator, Session, SessionConfig,
-    SessionWorker, WorkerEvent,
+    Context, ErrorKind, Execution, LiveEvent, RustEvaluator, Session, SessionConfig, SessionWorker,
+    WorkerEvent,
 };
 use tritlab_workbook::Output;
 
@@ -158,7 +158,10 @@ fn a_cancelled_cell_stops_before_its_next_command() {
     let cancel = AtomicBool::new(true);
     let (exec, _) = run_with(&mut s, "info\nlayers", &cancel);
     assert_eq!(exec.error_message().as_deref(), Some("cancelled"));
-    assert_eq!(exec.error.as_ref().map(|e| e.kind()), Some(ErrorKind::Cancelled));
+    assert_eq!(
+        exec.error.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::Cancelled)
+    );
     assert!(exec.cancelled);
     assert_eq!(exec.outputs, vec![Output::Error("cancelled".into())]);
 }

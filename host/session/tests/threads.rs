@@ -45,7 +45,10 @@ fn resume_and_replay_refuse_another_thread_count() {
 
     // The same count, asked for explicitly, is fine.
     let mut same = session(Some(current));
-    let exec = run(&mut same, &format!("replay open {}\nreplay verify", out.display()));
+    let exec = run(
+        &mut same,
+        &format!("replay open {}\nreplay verify", out.display()),
+    );
     assert!(exec.error.is_none(), "{:?}", exec.error_message());
 
     let mut other = session(Some(current + 1));
@@ -53,7 +56,11 @@ fn resume_and_replay_refuse_another_thread_count() {
     for source in [
         format!("train --resume {} --steps 2", out.display()),
         format!("replay open {}\nreplay verify", out.display()),
-        format!("replay open {}\nreplay export 1 {}", out.display(), tmp.path().join("x").display()),
+        format!(
+            "replay open {}\nreplay export 1 {}",
+            out.display(),
+            tmp.path().join("x").display()
+        ),
     ] {
         let exec = run(&mut other, &source);
         let error = exec.error.expect("refused");

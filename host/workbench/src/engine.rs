@@ -235,19 +235,22 @@ impl EngineLink {
 
     /// Queues a timeline move. A move still waiting in the queue is replaced, so a fast drag on
     /// the scrubber ends in one `seek` to where it stopped rather than one per frame.
-    pub fn move_timeline(&mut self, command: String) {
+    ///
+    /// The request is a [`Command`] value, rendered canonically, so the workbench never
+    /// assembles command text (or its quoting) itself.
+    pub fn move_timeline(&mut self, command: &tritlab_session::Command) {
         self.queue.retain(|r| r.target != Target::Timeline);
         self.enqueue(Request {
-            source: command,
+            source: command.to_string(),
             target: Target::Timeline,
             group: None,
         });
     }
 
     /// Queues a plugin command (`plugin enable NAME`, `plugin set NAME KEY VALUE`, …).
-    pub fn plugin_command(&mut self, command: String) {
+    pub fn plugin_command(&mut self, command: tritlab_session::lang::Plugin) {
         self.enqueue(Request {
-            source: command,
+            source: tritlab_session::Command::Plugin(command).to_string(),
             target: Target::Plugin,
             group: None,
         });
@@ -670,7 +673,9 @@ mod tests {
         let cells = keys(2);
         link.run_cell(cells[0], "train".into());
         for step in 1..10 {
-            link.move_timeline(format!("seek {step}"));
+            link.move_timeline(&tritlab_session::Command::Seek(
+                tritlab_session::lang::Seek { step },
+            ));
         }
         link.run_cell(cells[1], "info".into());
         assert_eq!(link.queued(), 2, "nine seeks became one");

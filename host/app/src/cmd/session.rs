@@ -145,11 +145,7 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
             return Ok(finish(&job.exec, face.json, true));
         }
     }
-    let console = if face.json {
-        quiet
-    } else {
-        Console::new(true)
-    };
+    let console = if face.json { quiet } else { Console::new(true) };
     let job = console.run(&worker, &command.to_string());
     Ok(finish(&job.exec, face.json, false))
 }

@@ -266,6 +266,33 @@ pub struct TrainStart {
     pub quant: ScaleGranularity,
     pub checkpoint_every: u64,
     pub out: PathBuf,
+    /// Changes to the preset's shape.
+    pub shape: TrainShape,
+    /// The share of the training text held out for validation when there is no `--val`.
+    pub val_fraction: f32,
+    /// The cosine schedule decays to `lr × min_lr_ratio`.
+    pub min_lr_ratio: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this (0: off).
+    pub clip: f32,
+    /// Snap latent weights to trit × scale after every step.
+    pub projection: bool,
+    /// Keep only the newest this many checkpoints besides step 0 (0: all).
+    pub keep_checkpoints: u64,
+    /// Validate every this many steps (0: only at the end).
+    pub eval_every: u64,
+    /// Held-out sequences used by periodic validation.
+    pub eval_sequences: u32,
+}
+
+/// `train --layers N --hidden N --intermediate N --heads N --kv-heads N`: a preset, changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrainShape {
+    pub layers: Option<u32>,
+    pub hidden: Option<u32>,
+    pub intermediate: Option<u32>,
+    pub heads: Option<u32>,
+    pub kv_heads: Option<u32>,
 }
 
 /// `train --resume DIR [--steps N]`: an interrupted or finished run, continued.

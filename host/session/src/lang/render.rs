@@ -303,6 +303,27 @@ fn train_line(train: &Train) -> Line {
                 Value::Choice(t.quant.name()),
             );
             line.int("checkpoint-every", t.checkpoint_every);
+            let shape = [
+                ("layers", t.shape.layers),
+                ("hidden", t.shape.hidden),
+                ("intermediate", t.shape.intermediate),
+                ("heads", t.shape.heads),
+                ("kv-heads", t.shape.kv_heads),
+            ];
+            for (name, value) in shape {
+                if let Some(v) = value {
+                    line.push(&format!("--{name}"));
+                    line.push(&v.to_string());
+                }
+            }
+            line.float("val-fraction", t.val_fraction);
+            line.float("min-lr-ratio", t.min_lr_ratio);
+            line.float("weight-decay", t.weight_decay);
+            line.float("clip", t.clip);
+            line.flag("projection", t.projection);
+            line.int("keep-checkpoints", t.keep_checkpoints);
+            line.int("eval-every", t.eval_every);
+            line.int("eval-sequences", u64::from(t.eval_sequences));
             line.push("--out");
             line.path(&t.out);
         }

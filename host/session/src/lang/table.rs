@@ -180,7 +180,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         synopsis: &[
             "train --data PATH [--val PATH] [--preset tiny|small|bitnet-2b4t] [--tokenizer PATH | --train-tokenizer VOCAB] \
              [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
-             [--checkpoint-every K] --out DIR",
+             [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
+             [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -228,6 +230,31 @@ pub static COMMANDS: &[CommandSpec] = &[
             option("quant", ValueKind::Choice(ScaleGranularity::NAMES), "", "absmean scale per tensor or per group of weights")
                 .with_default("tensor"),
             option("checkpoint-every", STEPS, "K", "write a checkpoint every K steps").with_default("50"),
+            option("layers", COUNT, "N", "change the preset: decoder layers"),
+            option("hidden", COUNT, "N", "change the preset: model width (d_model)"),
+            option("intermediate", COUNT, "N", "change the preset: feed-forward width"),
+            option("heads", COUNT, "N", "change the preset: query heads"),
+            option("kv-heads", COUNT, "N", "change the preset: key/value heads"),
+            option(
+                "val-fraction",
+                FRACTION,
+                "F",
+                "share of the training text held out for validation when there is no `--val`",
+            )
+            .with_default("0.1"),
+            option("min-lr-ratio", UNIT, "R", "the cosine schedule decays to lr × R").with_default("0.1"),
+            option("weight-decay", NON_NEGATIVE, "W", "AdamW weight decay").with_default("0.1"),
+            option("clip", NON_NEGATIVE, "C", "clip the global gradient norm to C (0: off)").with_default("1"),
+            option("projection", ValueKind::Flag, "", "snap latent weights to trit × scale after every step"),
+            option(
+                "keep-checkpoints",
+                SEED,
+                "K",
+                "keep only the newest K checkpoints besides step 0 (0: keep all)",
+            )
+            .with_default("0"),
+            option("eval-every", SEED, "N", "validate every N steps (0: only at the end)").with_default("0"),
+            option("eval-sequences", COUNT, "N", "held-out sequences for periodic validation").with_default("64"),
             option("out", ValueKind::Dir, "DIR", "run directory to create").required_unless("resume"),
             option("resume", ValueKind::Dir, "DIR", "run directory to continue").with_conflicts(&[
                 "data",
@@ -243,6 +270,19 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "twin",
                 "quant",
                 "checkpoint-every",
+                "layers",
+                "hidden",
+                "intermediate",
+                "heads",
+                "kv-heads",
+                "val-fraction",
+                "min-lr-ratio",
+                "weight-decay",
+                "clip",
+                "projection",
+                "keep-checkpoints",
+                "eval-every",
+                "eval-sequences",
                 "out",
             ]),
         ],
@@ -572,6 +612,20 @@ const POSITIVE: ValueKind = ValueKind::Float {
     min_inclusive: false,
     max: f32::INFINITY,
     max_inclusive: false,
+};
+/// A share strictly between none and all.
+const FRACTION: ValueKind = ValueKind::Float {
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    max_inclusive: false,
+};
+/// A ratio from 0 to 1, both included.
+const UNIT: ValueKind = ValueKind::Float {
+    min: 0.0,
+    min_inclusive: true,
+    max: 1.0,
+    max_inclusive: true,
 };
 const PROBABILITY: ValueKind = ValueKind::Float {
     min: 0.0,
