@@ -39,11 +39,3 @@ pub fn model_path(arg: impl AsRef<Path>) -> Result<PathBuf> {
     }
     Ok(dir)
 }
-
-/// Where `scripts/build-plugins.sh` puts the bundled plugins (override with `TRITLAB_PLUGIN_DIR`).
-pub fn bundled_plugin_dir() -> PathBuf {
-    match std::env::var_os("TRITLAB_PLUGIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => source_root().join("target/plugins"),
-    }
-}
