@@ -6,7 +6,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tritlab_session::lang::{CompletionSource, PluginRole};
 use tritlab_session::{
     Command, Execution, LiveEvent, SessionConfig, SessionWorker, Snapshot, WorkerEvent,
 };
@@ -137,13 +136,10 @@ impl Console {
                 Some(_) => {}
                 None if finished.is_none() && !worker.is_running() => {
                     live.end();
-                    let message = "the session stopped unexpectedly; restart tritlab".to_string();
                     finished = Some((
-                        Execution {
-                            outputs: vec![Output::Error(message.clone())],
-                            error: Some(message),
-                            ..Execution::default()
-                        },
+                        Execution::stopped_worker(
+                            "the session stopped unexpectedly; restart tritlab",
+                        ),
                         Instant::now(),
                     ));
                 }
@@ -346,79 +342,13 @@ impl<'a> Live<'a> {
     }
 }
 
-/// The names the running session knows, for tab completion: taken from its latest snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct SessionNames {
-    tensors: Vec<String>,
-    plugins: Vec<(String, String)>,
-    steps: Vec<u64>,
-}
-
-impl SessionNames {
-    pub fn from_snapshot(snapshot: &Snapshot) -> SessionNames {
-        let mut tensors: Vec<String> = Vec::new();
-        let model_tensors = snapshot.model.iter().flat_map(|m| &m.tensors);
-        let run_tensors = snapshot.run.iter().flat_map(|r| &r.tensors);
-        for t in model_tensors.chain(run_tensors) {
-            if !tensors.contains(&t.name) {
-                tensors.push(t.name.clone());
-            }
-        }
-        let plugins = snapshot
-            .plugins
-            .iter()
-            .map(|p| (p.name.clone(), p.kind.clone()))
-            .collect();
-        let steps = snapshot
-            .run
-            .iter()
-            .flat_map(|r| std::iter::once(r.first).chain(r.steps.iter().map(|s| s.step)))
-            .collect();
-        SessionNames {
-            tensors,
-            plugins,
-            steps,
-        }
-    }
-}
-
-impl CompletionSource for SessionNames {
-    fn tensor_names(&self) -> Vec<String> {
-        self.tensors.clone()
-    }
-
-    fn layer_names(&self) -> Vec<String> {
-        self.tensors
-            .iter()
-            .filter_map(|t| t.strip_suffix(".weight"))
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn plugin_names(&self, role: Option<PluginRole>) -> Vec<String> {
-        let kind = role.map(|r| match r {
-            PluginRole::Tracer => "tracer",
-            PluginRole::Checker => "checker",
-            PluginRole::Visualiser => "visualiser",
-        });
-        self.plugins
-            .iter()
-            .filter(|(_, k)| kind.is_none_or(|kind| k == kind))
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    fn run_steps(&self) -> Vec<u64> {
-        let mut steps = self.steps.clone();
-        steps.sort_unstable();
-        steps.dedup();
-        steps
-    }
-}
+/// The names the running session knows, for tab completion (the REPL's and Jupyter's alike).
+pub use tritlab_session::SnapshotNames as SessionNames;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tritlab_session::lang::{CompletionSource, PluginRole};
     use tritlab_session::snapshot::{ModelSummary, PluginRow, TensorRow};
 
     fn tensor(name: &str) -> TensorRow {

@@ -1,17 +1,26 @@
 //! The `tritlab` command line.
 //!
-//! One subcommand per module in `cmd/`; `tritlab` without arguments opens the workbench on a
-//! desktop, and runs the terminal tour where there is no display.
+//! `tritlab` without arguments opens the workbench on a desktop, and runs the terminal tour
+//! where there is no display. The subcommands that are commands of the session's language
+//! (`info`, `generate`, `train`, `replay`, …; [`cmd::session::SUBCOMMANDS`]) take their
+//! arguments as the language does and run through the same session as the REPL, workbooks,
+//! the workbench and Jupyter; `--json` prints their typed outputs. The others (`synth`,
+//! `convert`, `logits`, `tour`, `repl`, `run`, `workbench`, `kernel`) are faces or tools of
+//! their own, one module each in `cmd/`.
+//!
+//! Exit codes: 0 success; 2 a command that does not parse or cannot be carried out as asked
+//! (clap's own usage errors are 2 too); 130 cancelled with Ctrl-C; 1 any other failure.
 
 mod cmd;
 mod console;
 mod interrupt;
 mod render;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 use std::process::ExitCode;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
+#[command(disable_help_subcommand = true)]
 #[command(
     name = "tritlab",
     version,
@@ -29,22 +38,12 @@ struct Cli {
 enum Command {
     /// Logits of every position for given token ids.
     Logits(cmd::logits::Args),
-    /// Generate text from a prompt, streamed to stdout.
-    Generate(cmd::generate::Args),
-    /// Check whether a checkpoint's weights are really ternary.
-    Verify(cmd::verify::Args),
     /// Convert a model: to GGUF (TQ2_0, TQ1_0, I2_S) or to a transformers checkpoint.
     Convert(cmd::convert::Args),
     /// Write a random checkpoint with real shapes.
     Synth(cmd::synth::Args),
-    /// Show a model's configuration and per-layer trit statistics.
-    Info(cmd::info::Args),
-    /// Train a ternary model with quantisation-aware training and a morphism log.
-    Train(Box<cmd::train::Args>),
-    /// Verify a training run by recomputing it, or export the model at any step.
-    Replay(cmd::replay::Args),
-    /// List the steps of a morphism log, or show one in full.
-    Log(cmd::replay::LogArgs),
+    /// The command language's reference: every command, or one (`--markdown`: docs/COMMANDS.md).
+    Help(cmd::help::Args),
     /// A walk through kernels, model, verify and plugin-traced generation (the default).
     Tour(cmd::tour::Args),
     /// The command language at a prompt (or read from stdin when it is not a terminal).
@@ -57,21 +56,79 @@ enum Command {
     Kernel(cmd::kernel::Args),
 }
 
-/// The thread count a command runs with. Training and replay results depend on it, so a run's
-/// recorded count wins and is checked against `--threads`.
-fn thread_count(command: &Command, requested: Option<usize>) -> anyhow::Result<Option<usize>> {
-    Ok(match command {
-        Command::Train(a) => Some(cmd::train::threads(a, requested)?),
-        Command::Replay(a) => Some(cmd::train::recorded_threads(&a.run, requested)?),
-        _ => requested,
-    })
+/// Sets the worker thread count of this process: rayon's global pool and candle's split.
+pub fn use_threads(n: usize) -> anyhow::Result<()> {
+    // candle sizes its matrix-product split from this variable; rayon's pool is set to match.
+    // Nothing else runs yet, so changing the environment races with no one.
+    std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    // candle's element-wise ops otherwise keep their own spinning pool, which on few cores
+    // competes with the matrix products for the same CPUs (about 10% of a training step).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot set up {n} threads: {e}"))
+}
+
+/// The clap command: the derived subcommands plus one per session command, described from the
+/// command table (its summary, and its whole `help` text for `--help`).
+fn cli_command() -> clap::Command {
+    let mut command = Cli::command();
+    for name in cmd::session::SUBCOMMANDS {
+        let spec = tritlab_session::lang::find_command(name);
+        let about = spec.map(|s| s.summary).unwrap_or_default();
+        let help = tritlab_session::lang::help_command(name).unwrap_or_default();
+        command = command.subcommand(
+            clap::Command::new(*name)
+                .about(about)
+                .after_help(format!(
+                    "{help}\n\nThis face also takes: --model default|PATH (load it first), \
+                     --run DIR (open that training run first), --json (print the outputs as JSON)."
+                ))
+                .disable_help_flag(false)
+                .arg(
+                    clap::Arg::new("words")
+                        .num_args(0..)
+                        .trailing_var_arg(true)
+                        .allow_hyphen_values(true)
+                        .value_name("ARGS")
+                        .help("the command's arguments and options, as `tritlab help` lists them"),
+                ),
+        );
+    }
+    command
 }
 
 fn main() -> ExitCode {
     // Exit quietly when the reader of our output goes away (`tritlab log RUN | head`), as Unix
     // tools do, instead of failing on the next print.
     sigpipe::reset();
-    let cli = Cli::parse();
+    let matches = cli_command().get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if cmd::session::SUBCOMMANDS.contains(&name) {
+            let words: Vec<String> = sub
+                .get_many::<String>("words")
+                .map(|w| w.cloned().collect())
+                .unwrap_or_default();
+            let threads = sub
+                .get_one::<usize>("threads")
+                .or(matches.get_one::<usize>("threads"))
+                .copied();
+            return match cmd::session::run(name, &words, threads) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // No subcommand: the workbench on a desktop, else the terminal tour of the default model.
     let command = cli.command.unwrap_or_else(|| {
         if cmd::workbench::display_available() {
@@ -88,39 +145,17 @@ fn main() -> ExitCode {
             })
         }
     });
-    let threads = match thread_count(&command, cli.threads) {
-        Ok(t) => t,
-        Err(e) => {
+    if let Some(n) = cli.threads {
+        if let Err(e) = use_threads(n) {
             eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(n) = threads {
-        // candle sizes its matrix-product split from this variable; rayon's pool is set to match.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-        // candle's element-wise ops otherwise keep their own spinning pool, which on few cores
-        // competes with the matrix products for the same CPUs (about 10% of a training step).
-        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-            std::env::set_var("CANDLE_NUM_THREADS", "1");
-        }
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-        {
-            eprintln!("error: cannot set up {n} threads: {e}");
             return ExitCode::FAILURE;
         }
     }
     let result = match command {
         Command::Logits(a) => cmd::logits::run(a),
-        Command::Generate(a) => cmd::generate::run(a),
-        Command::Verify(a) => cmd::verify::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Convert(a) => cmd::convert::run(a),
-        Command::Info(a) => cmd::info::run(a),
-        Command::Train(a) => cmd::train::run(*a, threads.unwrap_or(1)),
-        Command::Replay(a) => cmd::replay::run(a),
-        Command::Log(a) => cmd::replay::run_log(a),
+        Command::Help(a) => cmd::help::run(a),
         Command::Tour(a) => cmd::tour::run(a),
         Command::Workbench(a) => cmd::workbench::run(a),
         Command::Repl(a) => cmd::repl::run(a),

@@ -90,6 +90,17 @@ fn outputs_are_saved_and_exports_written() {
     let markdown = std::fs::read_to_string(tmp.path().join("exports/test.md")).unwrap();
     assert!(markdown.contains("# A test book"), "{markdown}");
     assert!(!markdown.contains("tritlab-workbook v1"), "{markdown}");
+    // Exported pages name the model, never by the absolute path it has on this machine.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/default-model")
+        .canonicalize()
+        .unwrap();
+    let model = model.to_str().unwrap();
+    let notebook_text = notebook.to_string();
+    for page in [&html, &notebook_text, &markdown] {
+        assert!(!page.contains(model), "{model} in {page}");
+    }
+    assert!(markdown.contains("default (default-model)"), "{markdown}");
 
     // Running again replaces the outputs with the same trace (sampling is seeded; the timings
     // in the text differ).

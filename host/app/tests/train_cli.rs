@@ -154,7 +154,7 @@ fn sigkill_at_random_moments_then_resume_reaches_the_same_world() {
     assert_eq!(final_world(&out), want, "after {kills} kills");
 
     // The whole killed-and-resumed log replays bit for bit.
-    let v = run(tritlab().args(["replay", run_dir.to_str().unwrap(), "--verify"]));
+    let v = run(tritlab().args(["replay", "verify", "--run", run_dir.to_str().unwrap()]));
     assert!(
         text(&v.stdout).contains(&format!("verified steps 1..={STEPS}")),
         "{}",
@@ -175,19 +175,19 @@ fn replay_export_and_log_commands() {
     let at = dir.path().join("at4");
     run(tritlab().args([
         "replay",
-        run_dir.to_str().unwrap(),
-        "--to",
+        "export",
         "4",
-        "--export",
         at.to_str().unwrap(),
+        "--run",
+        run_dir.to_str().unwrap(),
     ]));
     let g = run(tritlab().args([
         "generate",
-        at.to_str().unwrap(),
-        "--prompt",
         "Hast thou",
         "--max-tokens",
         "5",
+        "--model",
+        at.to_str().unwrap(),
     ]));
     assert!(!text(&g.stdout).trim().is_empty(), "{}", text(&g.stdout));
     let v = run(tritlab().args(["verify", at.to_str().unwrap()]));
@@ -197,9 +197,15 @@ fn replay_export_and_log_commands() {
         text(&v.stdout)
     );
 
-    let l = run(tritlab().args(["log", run_dir.to_str().unwrap()]));
-    assert_eq!(text(&l.stdout).lines().count(), 11, "{}", text(&l.stdout));
-    let s = run(tritlab().args(["log", run_dir.to_str().unwrap(), "--step", "3"]));
+    let l = run(tritlab().args(["log", run_dir.to_str().unwrap(), "--json"]));
+    let outputs: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
+    assert_eq!(outputs[0]["kind"], "table", "{outputs}");
+    assert_eq!(
+        outputs[0]["value"]["rows"].as_array().map(Vec::len),
+        Some(10),
+        "{outputs}"
+    );
+    let s = run(tritlab().args(["log", "show", "3", "--run", run_dir.to_str().unwrap()]));
     assert!(
         text(&s.stdout).contains("layers.1.mlp.down_proj"),
         "{}",
@@ -212,12 +218,14 @@ fn replay_export_and_log_commands() {
             "--threads",
             "1",
             "replay",
+            "verify",
+            "--run",
             run_dir.to_str().unwrap(),
-            "--verify",
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    // A request that cannot be carried out as asked: a usage error, exit code 2.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--threads 2"),
         "{}",

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tritlab_session::{Execution, LiveEvent, SessionWorker, Snapshot, WorkerEvent};
-use tritlab_workbook::Output;
 
 use crate::KernelOptions;
 
@@ -77,7 +76,7 @@ impl Executor {
             Err(payload) => {
                 let what = panic_message(payload.as_ref());
                 self.replace_session();
-                failed(format!(
+                Execution::stopped_worker(format!(
                     "internal error while running the cell: {what}. This is a bug in tritlab; \
                      a fresh session was started (load the model again)"
                 ))
@@ -118,10 +117,9 @@ impl Executor {
                     Some(_) => {}
                     None if !self.worker.is_running() => {
                         self.replace_session();
-                        return failed(
+                        return Execution::stopped_worker(
                             "the session stopped while running the cell; a fresh session was \
-                             started (load the model again)"
-                                .into(),
+                             started (load the model again)",
                         );
                     }
                     None => {}
@@ -135,14 +133,6 @@ impl Executor {
     fn replace_session(&mut self) {
         self.worker = SessionWorker::spawn(self.options.session.clone(), (self.options.rust)());
         *self.snapshot = Snapshot::default();
-    }
-}
-
-fn failed(message: String) -> Execution {
-    Execution {
-        outputs: vec![Output::Error(message.clone())],
-        error: Some(message),
-        ..Execution::default()
     }
 }
 

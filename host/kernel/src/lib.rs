@@ -14,7 +14,6 @@
 
 mod bundle;
 mod executor;
-mod names;
 mod server;
 pub mod spec;
 

@@ -37,8 +37,8 @@ use tritlab_workbook::Output;
 
 use crate::bundle::{iopub_content, media};
 use crate::executor::{panic_message, Executor};
-use crate::names::SessionNames;
 use crate::{KernelError, KernelOptions};
+use tritlab_session::SnapshotNames as SessionNames;
 
 /// The protocol version this kernel speaks.
 const PROTOCOL_VERSION: &str = "5.3";
@@ -409,12 +409,9 @@ impl Shell {
                 } else {
                     e.to_string()
                 };
-                let message = format!("internal error while running the cell: {what}");
-                let exec = Execution {
-                    outputs: vec![Output::Error(message.clone())],
-                    error: Some(message),
-                    ..Execution::default()
-                };
+                let exec = Execution::stopped_worker(format!(
+                    "internal error while running the cell: {what}"
+                ));
                 (exec, None, self.names.clone())
             }
         };
@@ -436,8 +433,13 @@ impl Shell {
         }
         let last = exec.outputs.len().saturating_sub(1);
         for (i, output) in exec.outputs.iter().enumerate() {
-            let content = iopub_content(output);
-            if let JupyterMessageContent::ErrorOutput(e) = &content {
+            let mut content = iopub_content(output);
+            if let JupyterMessageContent::ErrorOutput(e) = &mut content {
+                // The error that stopped the cell is the last output; its ename says its kind
+                // (`ParseError`, `EngineError`, `Cancelled`…).
+                if let Some(error) = exec.error.as_ref().filter(|_| i == last) {
+                    e.ename = error.kind().name().to_owned();
+                }
                 reply.status = ReplyStatus::Error;
                 reply.error = Some(Box::new(ReplyError {
                     ename: e.ename.clone(),

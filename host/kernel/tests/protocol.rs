@@ -171,7 +171,8 @@ fn a_kernel_serves_a_real_client() {
         let reply_json = json(&reply);
         assert_eq!(reply_json["status"], "error");
         assert_eq!(reply_json["execution_count"], 2);
-        assert_eq!(reply_json["ename"], "Error");
+        // The ename says the kind of the session's error.
+        assert_eq!(reply_json["ename"], "NoModelError");
         assert!(reply_json["evalue"]
             .as_str()
             .unwrap()

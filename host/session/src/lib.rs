@@ -8,13 +8,17 @@
 //!   inspectors and timelines.
 
 pub mod convert;
+mod error;
 pub mod lang;
+mod names;
 mod session;
 pub mod snapshot;
 mod training;
 mod worker;
 
+pub use error::{ErrorKind, ExecutionError, SessionError};
 pub use lang::{complete, highlight, hint, is_complete, parse, parse_script, Command, ParseError};
+pub use names::SnapshotNames;
 pub use session::{
     Context, Execution, InternalError, LiveEvent, LoadedModel, OpenRun, RustEvaluator, Session,
     SessionConfig,

@@ -6,6 +6,7 @@
 //! stream tokens through [`Context`], and stop at the next step when its cancel flag is set.
 
 use crate::convert;
+use crate::error::{ExecutionError, SessionError};
 use crate::lang::{self, Command, ModelRef};
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -30,6 +31,10 @@ pub struct SessionConfig {
     pub load_default_model: bool,
     /// What went wrong while finding the above, shown by `info` with the other start-up notes.
     pub notes: Vec<String>,
+    /// The worker thread count the face was asked for (`tritlab --threads N`), if any. The
+    /// session computes on the current rayon pool; this is kept to refuse resuming or replaying
+    /// a run recorded with another count with a message that names the option.
+    pub threads: Option<usize>,
 }
 
 impl SessionConfig {
@@ -60,17 +65,18 @@ impl SessionConfig {
             plugin_cache: tritlab_plugin_host::default_cache_dir(),
             load_default_model: true,
             notes,
+            threads: None,
         }
     }
 
     /// The directory a model argument names (`default` → the default model).
-    pub fn resolve_model(&self, model: &ModelRef) -> Result<PathBuf, String> {
+    pub fn resolve_model(&self, model: &ModelRef) -> Result<PathBuf, SessionError> {
         match model {
             ModelRef::Path(p) => Ok(p.clone()),
             ModelRef::Default => self
                 .default_model
                 .clone()
-                .ok_or_else(|| "no default model is configured".to_string()),
+                .ok_or_else(|| SessionError::Usage("no default model is configured".into())),
         }
     }
 }
@@ -119,8 +125,12 @@ impl Context<'_> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Execution {
     pub outputs: Vec<Output>,
-    /// The first error, which stopped the cell (it is also the last output).
-    pub error: Option<String>,
+    /// The first error, which stopped the cell (its message is also the last output).
+    pub error: Option<ExecutionError>,
+    /// The cancel flag was set while the cell ran: a command stopped early (a generation or a
+    /// training run ends at its next step, with what it had) or the cell stopped before its
+    /// next command (then `error` is [`SessionError::Cancelled`]).
+    pub cancelled: bool,
     /// `quit` was run.
     pub quit: bool,
     /// `clear` was run: faces clear their transcript.
@@ -128,6 +138,24 @@ pub struct Execution {
     /// Set when a command panicked: a bug, not bad input. The panic is caught, the session is
     /// reset as [`Session::execute`] describes, and `error` carries the same message.
     pub internal_error: Option<InternalError>,
+}
+
+impl Execution {
+    /// The execution of a job whose session thread is gone (it failed to start, or ended):
+    /// nothing ran. `message` says so in the face's words.
+    pub fn stopped_worker(message: impl Into<String>) -> Execution {
+        let error = ExecutionError::new(1, SessionError::Stopped(message.into()));
+        Execution {
+            outputs: vec![Output::Error(error.to_string())],
+            error: Some(error),
+            ..Execution::default()
+        }
+    }
+
+    /// The error's message, as the last output shows it.
+    pub fn error_message(&self) -> Option<String> {
+        self.error.as_ref().map(|e| e.to_string())
+    }
 }
 
 /// A command that panicked instead of returning. This is always a bug in tritlab (or in code it
@@ -161,6 +189,10 @@ impl InternalError {
 /// A loaded model and its tokenizer.
 pub struct LoadedModel {
     pub path: PathBuf,
+    /// How outputs name the model: `default`, or the path as the command gave it. Outputs
+    /// end up in exported workbooks and notebooks, which must not carry the absolute path of
+    /// someone's home directory; the resolved [`LoadedModel::path`] is for loading files.
+    pub shown: String,
     pub model: Model,
     pub tokenizer: Tokenizer,
     /// Unique to this load in this process: what tells a snapshot cache that the model changed,
@@ -179,7 +211,7 @@ pub struct OpenRun {
     pub colours: Vec<Option<[u8; 3]>>,
 }
 
-pub(crate) type CmdResult = Result<Vec<Output>, String>;
+pub(crate) type CmdResult = Result<Vec<Output>, SessionError>;
 
 pub struct Session {
     pub(crate) config: SessionConfig,
@@ -211,7 +243,7 @@ impl Session {
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
-                if let Err(e) = s.load_model(&path) {
+                if let Err(e) = s.load_model(&path, default_name(&path)) {
                     s.startup_notes
                         .push(format!("default model not loaded: {e}"));
                 }
@@ -263,11 +295,16 @@ impl Session {
         &self.config
     }
 
-    pub(crate) fn load_model(&mut self, path: &Path) -> Result<&LoadedModel, String> {
-        let model = Model::load(path).map_err(|e| e.to_string())?;
-        let tokenizer = Tokenizer::for_model(path).map_err(|e| e.to_string())?;
+    pub(crate) fn load_model(
+        &mut self,
+        path: &Path,
+        shown: String,
+    ) -> Result<&LoadedModel, SessionError> {
+        let model = Model::load(path)?;
+        let tokenizer = Tokenizer::for_model(path)?;
         self.model = Some(LoadedModel {
             path: path.to_path_buf(),
+            shown,
             model,
             tokenizer,
             load_id: NEXT_LOAD_ID.fetch_add(1, Ordering::Relaxed),
@@ -275,17 +312,17 @@ impl Session {
         Ok(self.model.as_ref().expect("just set"))
     }
 
-    pub(crate) fn require_model(&self) -> Result<&LoadedModel, String> {
-        self.model
-            .as_ref()
-            .ok_or_else(|| "no model is loaded: `load default` or `load PATH`".to_string())
+    pub(crate) fn require_model(&self) -> Result<&LoadedModel, SessionError> {
+        self.model.as_ref().ok_or(SessionError::NoModel)
     }
 
-    pub(crate) fn host(&mut self) -> Result<&mut PluginHost, String> {
+    pub(crate) fn host(&mut self) -> Result<&mut PluginHost, SessionError> {
         let problem = self.plugin_problem.clone();
-        self.plugins
-            .as_mut()
-            .ok_or_else(|| problem.unwrap_or_else(|| "plugins are not available".into()))
+        self.plugins.as_mut().ok_or_else(|| {
+            SessionError::plugin(std::io::Error::other(
+                problem.unwrap_or_else(|| "plugins are not available".into()),
+            ))
+        })
     }
 
     /// The first enabled plugin of `kind`, preferring `preferred`.
@@ -317,31 +354,39 @@ impl Session {
     /// numbers with no error at all.
     pub fn execute(&mut self, source: &str, ctx: &mut Context<'_>) -> Execution {
         let mut exec = Execution::default();
+        let fail = |exec: &mut Execution, line: usize, error: SessionError| {
+            let error = ExecutionError::new(line, error);
+            exec.outputs.push(Output::Error(error.to_string()));
+            exec.error = Some(error);
+        };
         // The parser only reads `source`; nothing of the session can be half-updated by it.
         let parsed = panic::catch_unwind(|| lang::parse_script(source));
         let statements = match parsed {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                let message = e.render(source);
-                exec.outputs.push(Output::Error(message.clone()));
-                exec.error = Some(message);
+                fail(&mut exec, 1, SessionError::parse(e, source));
                 return exec;
             }
             Err(payload) => {
                 let internal = InternalError::from_panic("parse", payload.as_ref());
                 let message =
                     format!("{internal}. This is a bug in tritlab; the session is unchanged.");
-                exec.outputs.push(Output::Error(message.clone()));
-                exec.error = Some(message);
-                exec.internal_error = Some(internal);
+                exec.internal_error = Some(internal.clone());
+                fail(
+                    &mut exec,
+                    1,
+                    SessionError::Internal {
+                        message,
+                        error: internal,
+                    },
+                );
                 return exec;
             }
         };
         for statement in statements {
             if ctx.cancelled() {
-                let message = "cancelled".to_string();
-                exec.outputs.push(Output::Error(message.clone()));
-                exec.error = Some(message);
+                exec.cancelled = true;
+                fail(&mut exec, 1, SessionError::Cancelled);
                 break;
             }
             match &statement.command {
@@ -366,23 +411,21 @@ impl Session {
                             InternalError::from_panic(command_word(command), payload.as_ref());
                         let reset = self.recover_from_panic(&internal);
                         exec.internal_error = Some(internal.clone());
-                        Err(format!("{internal}. This is a bug in tritlab. {reset}"))
+                        Err(SessionError::Internal {
+                            message: format!("{internal}. This is a bug in tritlab. {reset}"),
+                            error: internal,
+                        })
                     }
                 };
             match result {
                 Ok(outputs) => exec.outputs.extend(outputs),
-                Err(message) => {
-                    let message = if statement.line > 1 {
-                        format!("line {}: {message}", statement.line)
-                    } else {
-                        message
-                    };
-                    exec.outputs.push(Output::Error(message.clone()));
-                    exec.error = Some(message);
+                Err(error) => {
+                    fail(&mut exec, statement.line, error);
                     break;
                 }
             }
         }
+        exec.cancelled |= ctx.cancelled();
         exec
     }
 
@@ -426,12 +469,17 @@ impl Session {
         match command {
             Command::Help(h) => Ok(vec![Output::Text(match &h.command {
                 None => lang::help_index(),
-                Some(name) => lang::help_command(name)
-                    .ok_or_else(|| format!("no command `{name}`; `help` lists them"))?,
+                Some(name) => lang::help_command(name).ok_or_else(|| {
+                    SessionError::Usage(format!("no command `{name}`; `help` lists them"))
+                })?,
             })]),
             Command::Load(l) => {
                 let path = self.config.resolve_model(&l.model)?;
-                let loaded = self.load_model(&path)?;
+                let shown = match &l.model {
+                    ModelRef::Default => default_name(&path),
+                    ModelRef::Path(p) => shown_path(p),
+                };
+                let loaded = self.load_model(&path, shown)?;
                 Ok(vec![Output::Text(model_line(loaded))])
             }
             Command::Info => self.info(),
@@ -462,7 +510,7 @@ impl Session {
             Some(m) => {
                 let c = m.model.config();
                 let t = m.model.total_trits();
-                row("model", m.path.display().to_string());
+                row("model", m.shown.clone());
                 row(
                     "architecture",
                     format!(
@@ -476,7 +524,7 @@ impl Session {
                     ),
                 );
                 row("vocabulary", format!("{} tokens", c.vocab_size));
-                row("weights", format!("{:?}", m.model.weight_format()));
+                row("weights", weight_format_words(m.model.weight_format()));
                 row(
                     "ternary weights",
                     format!(
@@ -544,7 +592,7 @@ impl Session {
             }
         }
         Ok(vec![Output::Table(Table {
-            title: Some(format!("ternary layers of {}", m.path.display())),
+            title: Some(format!("ternary layers of {}", m.shown)),
             columns: ["tensor", "shape", "−1", "0", "+1", "Σ mod 3", "scale"]
                 .map(String::from)
                 .to_vec(),
@@ -553,11 +601,14 @@ impl Session {
     }
 
     fn verify(&self, path: Option<&Path>) -> CmdResult {
-        let path = match path {
-            Some(p) => p.to_path_buf(),
-            None => self.require_model()?.path.clone(),
+        let (path, shown) = match path {
+            Some(p) => (p.to_path_buf(), shown_path(p)),
+            None => {
+                let m = self.require_model()?;
+                (m.path.clone(), m.shown.clone())
+            }
         };
-        let report = tritlab_engine::verify(&path).map_err(|e| e.to_string())?;
+        let report = tritlab_engine::verify(&path)?;
         let rows = report
             .linear
             .iter()
@@ -577,7 +628,7 @@ impl Session {
             })
             .collect();
         let mut out = vec![Output::Table(Table {
-            title: Some(format!("verify {}", path.display())),
+            title: Some(format!("verify {shown}")),
             columns: ["tensor", "dtype", "ternary", "−1", "0", "+1", "Σ mod 3"]
                 .map(String::from)
                 .to_vec(),
@@ -585,7 +636,7 @@ impl Session {
         })];
         out.push(Output::Text(format!("verdict: {}", report.summary)));
         if !report.ok {
-            return Err(format!("not ternary: {}", report.summary));
+            return Err(SessionError::NotTernary(report.summary));
         }
         Ok(out)
     }
@@ -595,7 +646,7 @@ impl Session {
         &mut self,
         name: &str,
         step: Option<u64>,
-    ) -> Result<(String, usize, usize, Vec<i8>, String), String> {
+    ) -> Result<(String, usize, usize, Vec<i8>, String), SessionError> {
         let full = if name.starts_with("model.") {
             name.to_string()
         } else {
@@ -608,7 +659,7 @@ impl Session {
         };
         if let Some(run) = self.run.as_mut() {
             if let Some(s) = step {
-                run.timeline.seek(s).map_err(|e| e.to_string())?;
+                run.timeline.seek(s)?;
             }
             if let Some(l) = run.timeline.layer(&full) {
                 let at = format!("step {}", run.timeline.position());
@@ -635,10 +686,10 @@ impl Session {
         }
         let example =
             tritlab_engine::layout::ModelTensor::proj(0, tritlab_engine::layout::Proj::Up);
-        Err(format!(
+        Err(SessionError::Usage(format!(
             "no ternary tensor `{name}`; `layers` lists them (e.g. {})",
             example.hf_module()
-        ))
+        )))
     }
 
     fn show(&mut self, tensor: &str, with: Option<&str>, step: Option<u64>) -> CmdResult {
@@ -659,8 +710,7 @@ impl Session {
         };
         let visuals = self
             .host()?
-            .render(&plugin, &ph::VisualInput::Tensor(tensor))
-            .map_err(|e| e.to_string())?;
+            .render(&plugin, &ph::VisualInput::Tensor(tensor))?;
         let mut out = vec![Output::Text(format!(
             "{name} ({rows}×{cols}) at {at}, drawn by {plugin}"
         ))];
@@ -673,8 +723,8 @@ impl Session {
             let step = run.timeline.position();
             let run_dir = run.dir.clone();
             let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
-            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)
-                .map_err(|e| e.to_string())?;
+            self.check_threads(&run_dir)?;
+            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)?;
             return Ok(vec![Output::Text(format!(
                 "the model at step {step} of {} written to {}",
                 run_dir.display(),
@@ -687,16 +737,18 @@ impl Session {
         } else {
             m.path.parent().unwrap_or(Path::new(".")).to_path_buf()
         };
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| SessionError::io(dir, e))?;
         let mut copied = Vec::new();
         for entry in std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))? {
-            let entry = entry.map_err(|e| e.to_string())?;
+            let entry = entry.map_err(|e| SessionError::io(&src, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let keep = name.ends_with(".json") || name.ends_with(".safetensors");
             if keep && entry.path().is_file() {
-                let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
-                tritlab_workbook::write_atomic(&dir.join(&name), &bytes)
-                    .map_err(|e| e.to_string())?;
+                let bytes =
+                    std::fs::read(entry.path()).map_err(|e| SessionError::io(entry.path(), e))?;
+                let to = dir.join(&name);
+                tritlab_workbook::write_atomic(&to, &bytes)
+                    .map_err(|e| SessionError::io(&to, std::io::Error::other(e)))?;
                 copied.push(name);
             }
         }
@@ -715,12 +767,12 @@ impl Session {
         let mut stop_tokens = Vec::new();
         let m = self.require_model()?;
         if let Some(stop) = &g.stop {
-            stop_tokens = m.tokenizer.encode(stop, false).map_err(|e| e.to_string())?;
+            stop_tokens = m.tokenizer.encode(stop, false)?;
             if stop_tokens.len() != 1 {
-                return Err(format!(
+                return Err(SessionError::Usage(format!(
                     "--stop {stop:?} is {} tokens; it must be exactly one",
                     stop_tokens.len()
-                ));
+                )));
             }
         }
         let options = GenerateOptions {
@@ -787,7 +839,7 @@ impl Session {
         );
         self.model = Some(model);
         self.plugins = host;
-        let generation = result.map_err(|e| e.to_string())?;
+        let generation = result?;
         self.last_trace = annotated;
         let n = generation.tokens.len();
         let mut out = vec![
@@ -819,17 +871,12 @@ impl Session {
         let m = self.require_model()?;
         let ids = match &l.input {
             lang::LogitsInput::Ids(ids) => ids.clone(),
-            lang::LogitsInput::Prompt(p) => {
-                m.tokenizer.encode(p, true).map_err(|e| e.to_string())?
-            }
+            lang::LogitsInput::Prompt(p) => m.tokenizer.encode(p, true)?,
         };
         if ids.is_empty() {
             return Err("the input encodes to no tokens".into());
         }
-        let logits = m
-            .model
-            .forward_last(&ids, &mut m.model.new_cache())
-            .map_err(|e| e.to_string())?;
+        let logits = m.model.forward_last(&ids, &mut m.model.new_cache())?;
         let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let z: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
         let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -864,10 +911,11 @@ impl Session {
 
     fn plugin_table(&self) -> CmdResult {
         let Some(host) = &self.plugins else {
-            return Err(self
-                .plugin_problem
-                .clone()
-                .unwrap_or_else(|| "plugins are not available".into()));
+            return Err(SessionError::plugin(std::io::Error::other(
+                self.plugin_problem
+                    .clone()
+                    .unwrap_or_else(|| "plugins are not available".into()),
+            )));
         };
         let rows = host
             .plugins()
@@ -896,20 +944,19 @@ impl Session {
         let host = self.host()?;
         let text = match p {
             lang::Plugin::Load { path } => {
-                let info = host.load_file(path).map_err(|e| e.to_string())?;
+                let info = host.load_file(path)?;
                 format!("loaded {} {} ({:?})", info.name, info.version, info.kind)
             }
             lang::Plugin::Enable { name } => {
-                host.set_enabled(name, true).map_err(|e| e.to_string())?;
+                host.set_enabled(name, true)?;
                 format!("{name} enabled")
             }
             lang::Plugin::Disable { name } => {
-                host.set_enabled(name, false).map_err(|e| e.to_string())?;
+                host.set_enabled(name, false)?;
                 format!("{name} disabled")
             }
             lang::Plugin::Set { name, key, value } => {
-                host.configure(name, &[(key.as_str(), value.as_str())])
-                    .map_err(|e| e.to_string())?;
+                host.configure(name, &[(key.as_str(), value.as_str())])?;
                 format!("{name}: {key} = {value}")
             }
         };
@@ -989,7 +1036,7 @@ impl Session {
         let mut rows = Vec::new();
         let mut violated = 0;
         for (what, subject) in &subjects {
-            let verdicts = host.check(plugin, subject).map_err(|e| e.to_string())?;
+            let verdicts = host.check(plugin, subject)?;
             for v in verdicts {
                 if v.status == ph::VerdictStatus::Violated {
                     violated += 1;
@@ -1022,11 +1069,11 @@ impl Session {
     }
 
     fn rust(&mut self, code: &str, ctx: &mut Context<'_>) -> CmdResult {
-        let eval = self.rust.as_mut().ok_or(
-            "Rust cells are not available in this session (they need the evcxr evaluator and a Rust toolchain)",
-        )?;
+        let eval = self.rust.as_mut().ok_or_else(|| SessionError::Rust(
+            "Rust cells are not available in this session (they need the evcxr evaluator and a Rust toolchain)".into(),
+        ))?;
         let started = Instant::now();
-        let text = eval.eval(code, ctx.cancel)?;
+        let text = eval.eval(code, ctx.cancel).map_err(SessionError::Rust)?;
         let mut out = Vec::new();
         if !text.is_empty() {
             out.push(Output::Text(text));
@@ -1053,13 +1100,47 @@ pub(crate) fn model_line(m: &LoadedModel) -> String {
     let t = m.model.total_trits();
     format!(
         "loaded {}: {} layers, d_model {}, vocab {}, {} ternary weights (Σ mod 3 = {})",
-        m.path.display(),
+        m.shown,
         c.num_hidden_layers,
         c.hidden_size,
         c.vocab_size,
         t.neg + t.zero + t.pos,
         t.gf3_sum
     )
+}
+
+/// How outputs name the default model: `default` and its folder's name.
+fn default_name(path: &Path) -> String {
+    format!("default ({})", shown_path(path))
+}
+
+/// How outputs name a model directory given as `path`: as given when it is relative (to the
+/// session's folder, which for a workbook is the workbook's), else by its last component only.
+/// Outputs are saved into workbooks and exported, and must not carry someone's home folder.
+pub(crate) fn shown_path(path: &Path) -> String {
+    if path.is_relative() {
+        return path.display().to_string();
+    }
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// How a checkpoint stores its ternary weights, in words.
+fn weight_format_words(format: tritlab_engine::WeightFormat) -> String {
+    use tritlab_engine::{LinearClass, WeightFormat};
+    match format {
+        WeightFormat::Packed { linear_class } => format!(
+            "packed trits with a weight scale per tensor ({})",
+            match linear_class {
+                LinearClass::AutoBitLinear => "AutoBitLinear: output times the scale",
+                LinearClass::BitLinear => "BitLinear: output divided by the scale",
+            }
+        ),
+        WeightFormat::Latent => {
+            "full-precision latent weights, made ternary by absmean when loaded".to_string()
+        }
+    }
 }
 
 /// A timeline move.

@@ -2,6 +2,7 @@
 //! timeline (`seek`, `step`, `back`), each step handed to the tracer plugins.
 
 use crate::convert;
+use crate::error::SessionError;
 use crate::lang::{self, PlotSeries};
 use crate::session::{CmdResult, Context, LiveEvent, Move, OpenRun, Session};
 use std::path::{Path, PathBuf};
@@ -16,18 +17,17 @@ use tritlab_workbook::{Output, Plot, Series, Table, Trace, TraceToken};
 impl Session {
     pub(crate) fn train(&mut self, t: &lang::Train, ctx: &mut Context<'_>) -> CmdResult {
         let mut trainer = match t {
-            lang::Train::Start(s) => {
-                Trainer::create(&self.new_run(s)?).map_err(|e| e.to_string())?
-            }
+            lang::Train::Start(s) => Trainer::create(&self.new_run(s)?)?,
             lang::Train::Resume(r) => {
-                let (trainer, info) = Trainer::resume(&r.run).map_err(|e| e.to_string())?;
+                self.check_threads(&r.run)?;
+                let (trainer, info) = Trainer::resume(&r.run)?;
                 if let Some(steps) = r.steps {
                     if steps != trainer.total_steps() {
-                        return Err(format!(
+                        return Err(SessionError::Usage(format!(
                             "the run was started for {} steps; its schedule depends on that, so it resumes to {} (not {steps})",
                             trainer.total_steps(),
                             trainer.total_steps()
-                        ));
+                        )));
                     }
                 }
                 (ctx.events)(LiveEvent::Line(format!(
@@ -46,11 +46,11 @@ impl Session {
         let mut stopped = false;
         while !trainer.is_done() {
             if ctx.cancelled() {
-                trainer.checkpoint().map_err(|e| e.to_string())?;
+                trainer.checkpoint()?;
                 stopped = true;
                 break;
             }
-            let report = trainer.step().map_err(|e| e.to_string())?;
+            let report = trainer.step()?;
             let r = &report.record;
             losses.push([r.step as f64, r.loss]);
             if let Some(l) = report.twin_loss {
@@ -91,8 +91,8 @@ impl Session {
                 dir.display()
             )));
         } else {
-            let e = trainer.evaluate(None).map_err(|e| e.to_string())?;
-            let model_dir = trainer.export(None).map_err(|e| e.to_string())?;
+            let e = trainer.evaluate(None)?;
+            let model_dir = trainer.export(None)?;
             out.push(Output::Text(format!(
                 "{trained} steps in {secs:.1} s ({:.0} tokens/s); validation loss {:.4}, perplexity {:.2}{}\nworld {} · model {}",
                 trained as f64 * (o.batch_size * o.seq_len) as f64 / secs.max(1e-9),
@@ -105,7 +105,8 @@ impl Session {
                 model_dir.display()
             )));
             // The trained model becomes the session's model.
-            self.load_model(&model_dir)?;
+            let shown = crate::session::shown_path(&model_dir);
+            self.load_model(&model_dir, shown)?;
         }
         drop(trainer);
         self.open_run(&dir)?;
@@ -116,17 +117,18 @@ impl Session {
         Ok(out)
     }
 
-    fn new_run(&self, s: &lang::TrainStart) -> Result<NewRun, String> {
+    fn new_run(&self, s: &lang::TrainStart) -> Result<NewRun, SessionError> {
         let preset = match s.preset {
             lang::Preset::Tiny => Preset::Tiny,
             lang::Preset::Small => Preset::Small,
+            lang::Preset::Bitnet2b4t => Preset::Bitnet2b4t,
         };
         let mut o = TrainOptions::new(preset);
         o.steps = s.steps;
         o.seq_len = s.seq as usize;
         o.batch_size = s.batch as usize;
         o.learning_rate = s.lr as f64;
-        o.warmup_steps = (s.steps / 10).min(20);
+        o.warmup_steps = s.warmup;
         o.seed = s.seed;
         o.twin = s.twin;
         o.weight_quant = match s.quant {
@@ -134,40 +136,77 @@ impl Session {
             lang::ScaleGranularity::Group => WeightQuant::Group128,
         };
         o.checkpoint_every = s.checkpoint_every.max(1);
+        o.min_lr_ratio = f64::from(s.min_lr_ratio);
+        o.weight_decay = f64::from(s.weight_decay);
+        o.grad_clip = f64::from(s.clip);
+        o.projection = s.projection;
+        o.keep_checkpoints = usize::try_from(s.keep_checkpoints).unwrap_or(usize::MAX);
+        o.eval_every = s.eval_every;
+        o.eval_sequences = s.eval_sequences as usize;
         let tokenizer = match &s.tokenizer {
             lang::TokenizerSource::File(p) => TokenizerSource::File(p.clone()),
             lang::TokenizerSource::Train { vocab } => TokenizerSource::Train(*vocab as usize),
-            lang::TokenizerSource::Default => match &self.model {
-                Some(m) => TokenizerSource::File(m.tokenizer.path().to_path_buf()),
-                None => TokenizerSource::Train(1024),
-            },
+            lang::TokenizerSource::Default => {
+                TokenizerSource::Train(lang::DEFAULT_TOKENIZER_VOCAB as usize)
+            }
         };
         Ok(NewRun {
             out: s.out.clone(),
             data: s.data.clone(),
             val: s.val.clone(),
-            val_fraction: 0.1,
+            val_fraction: f64::from(s.val_fraction),
             tokenizer,
             options: o,
-            shape: ShapeOverrides::default(),
+            shape: ShapeOverrides {
+                layers: s.shape.layers.map(|v| v as usize),
+                hidden: s.shape.hidden.map(|v| v as usize),
+                intermediate: s.shape.intermediate.map(|v| v as usize),
+                heads: s.shape.heads.map(|v| v as usize),
+                kv_heads: s.shape.kv_heads.map(|v| v as usize),
+            },
             threads: rayon::current_num_threads(),
         })
     }
 
+    /// Refuses to recompute the run in `dir` with a thread count other than the one it was
+    /// computed with. Float sums depend on how work is split between threads, so resuming or
+    /// replaying with another count would diverge from the log some steps later, with a far
+    /// more confusing error. The count asked for explicitly (`--threads`) is checked first, for
+    /// the clearest message; then the count this session's thread pool really has.
+    pub(crate) fn check_threads(&self, dir: &Path) -> Result<(), SessionError> {
+        // A model directory opened for its excerpt log has no run.json and nothing to recompute.
+        if !dir.join(tritlab_train::RunConfig::FILE).is_file() {
+            return Ok(());
+        }
+        let recorded = tritlab_train::RunConfig::read(dir)?.threads;
+        let refuse = |have: usize, how: &str| {
+            Err(SessionError::Usage(format!(
+                "the run in {} was computed with {recorded} threads and {how} {have}; float sums \
+                 depend on the thread count, so it must continue with --threads {recorded}",
+                dir.display()
+            )))
+        };
+        if let Some(asked) = self.config.threads.filter(|&n| n != recorded) {
+            return refuse(asked, "--threads asks for");
+        }
+        let current = rayon::current_num_threads();
+        if current != recorded {
+            return refuse(current, "this session computes with");
+        }
+        Ok(())
+    }
+
     /// Opens a run's timeline (or a model directory with its excerpt log) and asks the first
     /// tracer for every step's colour.
-    pub(crate) fn open_run(&mut self, dir: &Path) -> Result<(), String> {
+    pub(crate) fn open_run(&mut self, dir: &Path) -> Result<(), SessionError> {
         let mut timeline = if dir.join(tritlab_train::RunConfig::FILE).is_file() {
             Timeline::open_run(dir)
         } else {
             Timeline::open_model(dir, &dir.join(tritlab_train::run::LOG_FILE))
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         // A run's timeline starts at its first checkpoint; `replay open` (and `train`) leave it
         // at the last step, as the command reference says.
-        timeline
-            .seek(timeline.last_step())
-            .map_err(|e| e.to_string())?;
+        timeline.seek(timeline.last_step())?;
         let tracer = self.pick_plugin(PluginKind::Tracer, "gay-tracer");
         let colours = match (self.plugins.as_mut(), tracer) {
             (Some(host), Some(name)) => timeline
@@ -189,7 +228,7 @@ impl Session {
         Ok(())
     }
 
-    fn records_of(&self, run: Option<&Path>) -> Result<(PathBuf, Vec<StepRecord>), String> {
+    fn records_of(&self, run: Option<&Path>) -> Result<(PathBuf, Vec<StepRecord>), SessionError> {
         match run {
             Some(dir) => {
                 let file = if dir.is_dir() {
@@ -197,8 +236,7 @@ impl Session {
                 } else {
                     dir.to_path_buf()
                 };
-                let (records, _) =
-                    tritlab_train::run::read_log(&file).map_err(|e| e.to_string())?;
+                let (records, _) = tritlab_train::run::read_log(&file)?;
                 Ok((dir.to_path_buf(), records))
             }
             None => {
@@ -208,9 +246,11 @@ impl Session {
         }
     }
 
-    fn open_run_ref(&self) -> Result<&OpenRun, String> {
+    fn open_run_ref(&self) -> Result<&OpenRun, SessionError> {
         self.run.as_ref().ok_or_else(|| {
-            "no training run is open: `replay open RUN_DIR` (or `train …`)".to_string()
+            SessionError::Usage(
+                "no training run is open: `replay open RUN_DIR` (or `train …`)".to_string(),
+            )
         })
     }
 
@@ -347,10 +387,10 @@ impl Session {
             }
             lang::Replay::Verify { from, to } => {
                 let dir = self.open_run_ref()?.dir.clone();
+                self.check_threads(&dir)?;
                 let cancel = ctx.cancel;
                 let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
-                let report = replay::verify(&dir, *from, *to, Some(cancel), &mut tick)
-                    .map_err(|e| e.to_string())?;
+                let report = replay::verify(&dir, *from, *to, Some(cancel), &mut tick)?;
                 Ok(vec![Output::Text(format!(
                     "verified steps {}..={}: recomputed {} steps from the checkpoint of step {}; every world hash, loss, batch and flip set matches the log",
                     report.from, report.to, report.recomputed, report.checkpoint
@@ -358,8 +398,9 @@ impl Session {
             }
             lang::Replay::Export { step, dir } => {
                 let run = self.open_run_ref()?.dir.clone();
+                self.check_threads(&run)?;
                 let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
-                replay::export_at(&run, *step, dir, &mut tick).map_err(|e| e.to_string())?;
+                replay::export_at(&run, *step, dir, &mut tick)?;
                 Ok(vec![Output::Text(format!(
                     "the model at step {step} written to {}",
                     dir.display()
@@ -380,7 +421,7 @@ impl Session {
             Move::Forward(n) => from.saturating_add(n).min(tl.last_step()),
             Move::Backward(n) => from.saturating_sub(n).max(tl.first_step()),
         };
-        tl.seek(target).map_err(|e| e.to_string())?;
+        tl.seek(target)?;
         let mut out = vec![Output::Text(format!(
             "step {from} → {target} (of {}..={})",
             tl.first_step(),

@@ -211,15 +211,7 @@ impl SessionWorker {
                 Ok(WorkerEvent::Live(j, e)) if j == id => on_live(&e),
                 Ok(WorkerEvent::Finished(j, exec)) if j == id => return exec,
                 Ok(_) => {}
-                Err(_) => {
-                    return Execution {
-                        error: Some("the session thread stopped".into()),
-                        outputs: vec![tritlab_workbook::Output::Error(
-                            "the session thread stopped".into(),
-                        )],
-                        ..Execution::default()
-                    }
-                }
+                Err(_) => return Execution::stopped_worker("the session thread stopped"),
             }
         }
     }

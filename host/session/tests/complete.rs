@@ -129,7 +129,7 @@ fn options() {
 
 #[test]
 fn option_values() {
-    assert_eq!(words("train --preset "), ["tiny", "small"]);
+    assert_eq!(words("train --preset "), ["tiny", "small", "bitnet-2b4t"]);
     assert_eq!(words("train --quant g"), ["group"]);
     assert_eq!(
         replacements("check c --on=w", &NoSource),

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tritlab_session::{
-    Context, Execution, LiveEvent, RustEvaluator, Session, SessionConfig, SessionWorker,
+    Context, ErrorKind, Execution, LiveEvent, RustEvaluator, Session, SessionConfig, SessionWorker,
     WorkerEvent,
 };
 use tritlab_workbook::Output;
@@ -22,7 +22,7 @@ fn session(load_model: bool) -> Session {
         plugin_dirs: Vec::new(),
         plugin_cache: None,
         load_default_model: load_model,
-        notes: Vec::new(),
+        ..SessionConfig::default()
     })
 }
 
@@ -68,7 +68,8 @@ fn a_parse_error_runs_nothing() {
         panic!("{:?}", exec.outputs)
     };
     assert!(message.contains("did you mean `generate`?"), "{message}");
-    assert_eq!(exec.error.as_deref(), Some(message.as_str()));
+    assert_eq!(exec.error_message().as_deref(), Some(message.as_str()));
+    assert_eq!(exec.error.map(|e| e.kind()), Some(ErrorKind::Parse));
 }
 
 #[test]
@@ -78,9 +79,13 @@ fn a_failing_line_is_numbered_and_stops_the_cell() {
     // `info` ran, then the error; the third line did not run.
     assert!(matches!(exec.outputs[0], Output::Table(_)));
     assert_eq!(exec.outputs.len(), 2, "{:?}", exec.outputs);
-    let error = exec.error.expect("an error");
+    let error = exec.error_message().expect("an error");
     assert!(error.starts_with("line 2: "), "{error}");
     assert!(error.contains("/no/such/model"), "{error}");
+    let error = exec.error.expect("an error");
+    assert_eq!((error.line, error.kind()), (2, ErrorKind::Engine));
+    // The engine's error is kept as the cause, not flattened into text.
+    assert!(std::error::Error::source(&error).is_some());
 }
 
 #[test]
@@ -100,8 +105,9 @@ fn without_a_model_commands_say_how_to_load_one() {
         "show layers.0.mlp.up_proj",
     ] {
         let (exec, _) = run(&mut s, command);
-        let error = exec.error.unwrap_or_default();
+        let error = exec.error_message().unwrap_or_default();
         assert!(error.contains("load default"), "{command}: {error}");
+        assert_eq!(exec.error.map(|e| e.kind()), Some(ErrorKind::NoModel));
     }
     let (exec, _) = run(&mut s, "load default");
     assert!(texts(&exec).starts_with("loaded "), "{}", texts(&exec));
@@ -151,7 +157,12 @@ fn a_cancelled_cell_stops_before_its_next_command() {
     let mut s = session(true);
     let cancel = AtomicBool::new(true);
     let (exec, _) = run_with(&mut s, "info\nlayers", &cancel);
-    assert_eq!(exec.error.as_deref(), Some("cancelled"));
+    assert_eq!(exec.error_message().as_deref(), Some("cancelled"));
+    assert_eq!(
+        exec.error.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::Cancelled)
+    );
+    assert!(exec.cancelled);
     assert_eq!(exec.outputs, vec![Output::Error("cancelled".into())]);
 }
 
@@ -176,7 +187,7 @@ fn timeline_commands_need_an_open_run() {
         "replay verify",
     ] {
         let (exec, _) = run(&mut s, command);
-        let error = exec.error.unwrap_or_default();
+        let error = exec.error_message().unwrap_or_default();
         assert!(error.contains("replay open"), "{command}: {error}");
     }
 }
@@ -198,7 +209,7 @@ impl RustEvaluator for Echo {
 fn rust_snippets_go_to_the_evaluator() {
     let mut s = session(false);
     let (exec, _) = run(&mut s, ":rust 1 + 1");
-    let error = exec.error.unwrap_or_default();
+    let error = exec.error_message().unwrap_or_default();
     assert!(error.contains("Rust cells are not available"), "{error}");
 
     s.set_rust_evaluator(Box::new(Echo));
@@ -210,7 +221,7 @@ fn rust_snippets_go_to_the_evaluator() {
         .any(|e| matches!(e, LiveEvent::Line(l) if l.starts_with("rust cell: "))));
 
     let (exec, _) = run(&mut s, ":rust fail()");
-    assert_eq!(exec.error.as_deref(), Some("cannot run `fail()`"));
+    assert_eq!(exec.error_message().as_deref(), Some("cannot run `fail()`"));
 }
 
 #[test]
@@ -221,7 +232,7 @@ fn the_worker_reports_ready_live_finished_and_a_snapshot() {
             plugin_dirs: Vec::new(),
             plugin_cache: None,
             load_default_model: true,
-            notes: Vec::new(),
+            ..SessionConfig::default()
         },
         None,
     );
@@ -297,7 +308,7 @@ fn a_trained_run_opens_at_its_last_step_and_moves_exactly() {
         texts(&exec)
     );
     let (exec, _) = run(&mut s, "show layers.0.self_attn.q_proj --step 2");
-    let error = exec.error.unwrap_or_default();
+    let error = exec.error_message().unwrap_or_default();
     assert!(error.contains("no visualiser plugin"), "{error}");
     assert_eq!(position(&s), Some(2), "--step moved the timeline");
 }

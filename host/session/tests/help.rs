@@ -218,6 +218,7 @@ fn reference_document_is_current() {
     assert!(
         actual == expected,
         "docs/COMMANDS.md differs from the command table; regenerate it with\n\
-         TRITLAB_UPDATE_DOCS=1 cargo test -p tritlab-session --test help"
+         tritlab help --markdown > docs/COMMANDS.md, or\n\
+         TRITLAB_UPDATE_DOCS=1 cargo test --release -p tritlab-session --test help"
     );
 }

@@ -22,7 +22,7 @@ fn config(load_model: bool) -> SessionConfig {
         plugin_dirs: Vec::new(),
         plugin_cache: None,
         load_default_model: load_model,
-        notes: Vec::new(),
+        ..SessionConfig::default()
     }
 }
 
@@ -62,7 +62,7 @@ fn a_panicking_command_is_an_internal_error_and_the_session_goes_on() {
             message: "evaluator exploded on `panic`".into(),
         })
     );
-    let error = exec.error.expect("the command failed");
+    let error = exec.error_message().expect("the command failed");
     assert!(
         error.starts_with("internal error in `:rust`: evaluator exploded on `panic`"),
         "{error}"
@@ -93,7 +93,7 @@ fn a_panic_stops_the_rest_of_the_cell_like_any_error() {
     let exec = run(&mut session, ":rust first\n:rust panic\n:rust third");
     assert_eq!(exec.outputs.len(), 2, "{:?}", exec.outputs);
     assert_eq!(exec.outputs[0], Output::Text("ok: first".into()));
-    let error = exec.error.expect("the second command failed");
+    let error = exec.error_message().expect("the second command failed");
     assert!(
         error.starts_with("line 2: internal error in `:rust`"),
         "{error}"

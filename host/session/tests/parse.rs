@@ -39,11 +39,21 @@ fn train(data: &str, out: &str) -> TrainStart {
         seq: 64,
         batch: 8,
         lr: 3e-3,
+        warmup: 10,
         seed: 1069,
         twin: false,
         quant: ScaleGranularity::Tensor,
         checkpoint_every: 50,
         out: p(out),
+        shape: TrainShape::default(),
+        val_fraction: 0.1,
+        min_lr_ratio: 0.1,
+        weight_decay: 0.1,
+        clip: 1.0,
+        projection: false,
+        keep_checkpoints: 0,
+        eval_every: 0,
+        eval_sequences: 64,
     }
 }
 
@@ -201,6 +211,34 @@ fn train_forms() {
         ok("train --out runs/small --data corpus.txt --val val.txt --preset small --train-tokenizer 4096 \
             --steps 1000 --seq 128 --batch 16 --lr 1e-3 --seed 5 --twin --quant group --checkpoint-every 100"),
         Command::Train(Train::Start(full))
+    );
+    // The options the command line had before it ran through the session: a preset's shape
+    // changed, the schedule, and the largest preset.
+    assert_eq!(
+        ok(
+            "train --data d --preset bitnet-2b4t --layers 2 --hidden 256 --kv-heads 2 --warmup 0 \
+            --val-fraction 0.2 --min-lr-ratio 0 --weight-decay 0 --clip 0 --projection \
+            --keep-checkpoints 3 --eval-every 10 --eval-sequences 8 --out o"
+        ),
+        Command::Train(Train::Start(TrainStart {
+            preset: Preset::Bitnet2b4t,
+            shape: TrainShape {
+                layers: Some(2),
+                hidden: Some(256),
+                kv_heads: Some(2),
+                ..TrainShape::default()
+            },
+            warmup: 0,
+            val_fraction: 0.2,
+            min_lr_ratio: 0.0,
+            weight_decay: 0.0,
+            clip: 0.0,
+            projection: true,
+            keep_checkpoints: 3,
+            eval_every: 10,
+            eval_sequences: 8,
+            ..train("d", "o")
+        }))
     );
     assert_eq!(
         ok("train --data d --tokenizer tok/tokenizer.json --out o"),

@@ -96,6 +96,7 @@ fn train() -> impl Strategy<Value = Command> {
             count32(),
             count32(),
             prop_oneof![Just(3e-3f32), 1e-9f32..10.0],
+            prop_oneof![Just(10u64), any::<u64>()],
         ),
         (
             any::<u64>(),
@@ -104,13 +105,30 @@ fn train() -> impl Strategy<Value = Command> {
             count64(),
             path(),
         ),
+        (
+            proptest::option::of(count32()),
+            proptest::option::of(count32()),
+            proptest::option::of(count32()),
+            proptest::option::of(count32()),
+            proptest::option::of(count32()),
+        ),
+        (
+            prop_oneof![Just(0.1f32), 0.001f32..0.999],
+            prop_oneof![Just(0.1f32), 0.0f32..=1.0],
+            prop_oneof![Just(0.1f32), 0.0f32..100.0],
+            prop_oneof![Just(1.0f32), 0.0f32..100.0],
+        ),
+        (any::<bool>(), any::<u64>(), any::<u64>(), count32()),
     )
         .prop_map(
             |(
                 (data, val, preset),
                 tokenizer,
-                (steps, seq, batch, lr),
+                (steps, seq, batch, lr, warmup),
                 (seed, twin, quant, checkpoint_every, out),
+                (layers, hidden, intermediate, heads, kv_heads),
+                (val_fraction, min_lr_ratio, weight_decay, clip),
+                (projection, keep_checkpoints, eval_every, eval_sequences),
             )| {
                 Command::Train(Train::Start(TrainStart {
                     data,
@@ -121,11 +139,27 @@ fn train() -> impl Strategy<Value = Command> {
                     seq,
                     batch,
                     lr,
+                    warmup,
                     seed,
                     twin,
                     quant,
                     checkpoint_every,
                     out,
+                    shape: TrainShape {
+                        layers,
+                        hidden,
+                        intermediate,
+                        heads,
+                        kv_heads,
+                    },
+                    val_fraction,
+                    min_lr_ratio,
+                    weight_decay,
+                    clip,
+                    projection,
+                    keep_checkpoints,
+                    eval_every,
+                    eval_sequences,
                 }))
             },
         );

@@ -60,7 +60,7 @@ pub enum Action {
     /// Move the open run's timeline to a step.
     Seek(u64),
     /// A `plugin …` command (enable, disable, set).
-    PluginCommand(String),
+    PluginCommand(tritlab_session::lang::Plugin),
     New,
     Open(PathBuf),
     Save,
@@ -375,7 +375,7 @@ impl WorkbenchApp {
                 .timeline
                 .next_play_step(run, self.engine.timeline_busy())
             {
-                self.engine.move_timeline(format!("seek {step}"));
+                self.engine.move_timeline(&seek(step));
             }
         }
         while let Some(event) = self.files.try_recv() {
@@ -610,7 +610,7 @@ impl WorkbenchApp {
                 self.doc.set_outputs(key, Vec::new());
             }
             Action::ClearOutputs(None) => self.doc.clear_outputs(),
-            Action::Seek(step) => self.engine.move_timeline(format!("seek {step}")),
+            Action::Seek(step) => self.engine.move_timeline(&seek(step)),
             Action::PluginCommand(command) => self.engine.plugin_command(command),
             Action::New => self.unless_unsaved(Then::New),
             Action::Open(path) => self.unless_unsaved(Then::Open(path)),
@@ -968,4 +968,9 @@ impl eframe::App for WorkbenchApp {
     fn on_exit(&mut self) {
         self.report();
     }
+}
+
+/// `seek STEP`, as a command value.
+fn seek(step: u64) -> tritlab_session::Command {
+    tritlab_session::Command::Seek(tritlab_session::lang::Seek { step })
 }

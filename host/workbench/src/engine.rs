@@ -255,19 +255,22 @@ impl EngineLink {
 
     /// Queues a timeline move. A move still waiting in the queue is replaced, so a fast drag on
     /// the scrubber ends in one `seek` to where it stopped rather than one per frame.
-    pub fn move_timeline(&mut self, command: String) {
+    ///
+    /// The request is a [`Command`] value, rendered canonically, so the workbench never
+    /// assembles command text (or its quoting) itself.
+    pub fn move_timeline(&mut self, command: &tritlab_session::Command) {
         self.queue.retain(|r| r.target != Target::Timeline);
         self.enqueue(Request {
-            source: command,
+            source: command.to_string(),
             target: Target::Timeline,
             group: None,
         });
     }
 
     /// Queues a plugin command (`plugin enable NAME`, `plugin set NAME KEY VALUE`, …).
-    pub fn plugin_command(&mut self, command: String) {
+    pub fn plugin_command(&mut self, command: tritlab_session::lang::Plugin) {
         self.enqueue(Request {
-            source: command,
+            source: tritlab_session::Command::Plugin(command).to_string(),
             target: Target::Plugin,
             group: None,
         });
@@ -318,12 +321,9 @@ impl EngineLink {
         // A worker that is gone will never finish the running job: fail it (and, one by one,
         // the queue) rather than show it running for ever.
         if let Some(running) = self.running.take_if(|_| !self.backend.is_alive()) {
-            let message = "the session stopped unexpectedly; restart the workbench".to_owned();
-            let execution = Execution {
-                outputs: vec![Output::Error(message.clone())],
-                error: Some(message),
-                ..Execution::default()
-            };
+            let execution = Execution::stopped_worker(
+                "the session stopped unexpectedly; restart the workbench",
+            );
             self.finish(running, execution, &mut updates);
         }
         self.pump();
@@ -406,7 +406,9 @@ impl EngineLink {
             quit,
             clear,
             internal_error: _,
+            cancelled: _,
         } = execution;
+        let error = error.map(|e| e.to_string());
         if clear {
             updates.push(Update::Clear);
         }
@@ -550,10 +552,19 @@ pub(crate) mod testing {
             self.push(WorkerEvent::Started(id));
             self.push(WorkerEvent::Finished(
                 id,
-                Execution {
-                    outputs,
-                    error: error.map(str::to_owned),
-                    ..Execution::default()
+                match error {
+                    Some(message) => Execution {
+                        outputs,
+                        error: Some(tritlab_session::ExecutionError::new(
+                            1,
+                            tritlab_session::SessionError::Usage(message.to_owned()),
+                        )),
+                        ..Execution::default()
+                    },
+                    None => Execution {
+                        outputs,
+                        ..Execution::default()
+                    },
                 },
             ));
         }
@@ -682,7 +693,9 @@ mod tests {
         let cells = keys(2);
         link.run_cell(cells[0], "train".into());
         for step in 1..10 {
-            link.move_timeline(format!("seek {step}"));
+            link.move_timeline(&tritlab_session::Command::Seek(
+                tritlab_session::lang::Seek { step },
+            ));
         }
         link.run_cell(cells[1], "info".into());
         assert_eq!(link.queued(), 2, "nine seeks became one");

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use tritlab_session::{Execution, JobId, LiveEvent, SessionConfig, WorkerEvent};
+use tritlab_session::{
+    Execution, ExecutionError, JobId, LiveEvent, SessionConfig, SessionError, WorkerEvent,
+};
 use tritlab_workbench::engine::Backend;
 use tritlab_workbench::{WorkbenchApp, WorkbenchOptions};
 use tritlab_workbook::{Output, Rgb, TraceToken, Trit};
@@ -177,7 +179,8 @@ fn live_tokens_progress_and_cancel() {
         1,
         Execution {
             outputs: vec![Output::Error("cancelled".into())],
-            error: Some("cancelled".into()),
+            error: Some(ExecutionError::new(1, SessionError::Cancelled)),
+            cancelled: true,
             ..Execution::default()
         },
     ));

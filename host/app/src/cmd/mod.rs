@@ -1,17 +1,14 @@
 //! Subcommands. Each returns the process exit code, or an error that `main` prints.
 
 pub mod convert;
-pub mod generate;
-pub mod info;
+pub mod help;
 pub mod kernel;
 pub mod logits;
 pub mod repl;
-pub mod replay;
 pub mod run;
+pub mod session;
 pub mod synth;
 pub mod tour;
-pub mod train;
-pub mod verify;
 pub mod workbench;
 
 use anyhow::{bail, Result};
@@ -32,14 +29,4 @@ pub fn model_path(arg: impl AsRef<Path>) -> Result<PathBuf> {
         );
     }
     Ok(dir)
-}
-
-/// The plugins tritlab ships (override with `TRITLAB_PLUGIN_DIR`).
-pub fn bundled_plugin_dir() -> Result<PathBuf> {
-    tritlab_assets::bundled_plugin_dir()?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "this tritlab was built without its plugins: run scripts/build-plugins.sh, then build \
-             again (or set TRITLAB_PLUGIN_DIR)"
-        )
-    })
 }

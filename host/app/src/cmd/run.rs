@@ -209,7 +209,7 @@ impl CellRunner for SessionCells<'_> {
         };
         let job = self.console.run(self.worker, &source);
         match job.exec.error {
-            Some(message) => CellResult::failed(job.exec.outputs, message),
+            Some(error) => CellResult::failed(job.exec.outputs, error.to_string()),
             None => CellResult::ok(job.exec.outputs),
         }
     }

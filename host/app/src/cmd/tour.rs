@@ -5,19 +5,16 @@
 //! every token is coloured by the gay-tracer plugin and checked by the triad-checker; then the
 //! last training steps that made the model, undone and replayed through their trit flips.
 
-use anyhow::{Context, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use anyhow::{anyhow, Context, Result};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
-use tritlab_engine::layout::{ModelTensor, Proj};
-use tritlab_engine::{
-    generate, verify, GenerateOptions, Model, StepControl, Tokenizer, WeightFormat,
-};
 use tritlab_kernels::{Backend, QuantizedActivations, TernaryMatrix, WeightScale};
-use tritlab_plugin_host::{AnnotatedStep, CheckSubject, HostConfig, PluginHost, VerdictStatus};
+use tritlab_session::lang::{self, ModelRef};
+use tritlab_session::Command;
 
 use super::model_path;
+use crate::console::{self, Console};
+use crate::interrupt;
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -28,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value = "To be, or not to be")]
     pub prompt: String,
     #[arg(long, default_value_t = 24)]
-    pub max_tokens: usize,
+    pub max_tokens: u32,
     /// Folder of built plugins (default: the plugins this tritlab ships).
     #[arg(long)]
     pub plugins: Option<PathBuf>,
@@ -55,101 +52,93 @@ pub fn run(args: Args) -> Result<ExitCode> {
     heading(1, "Kernels");
     kernels()?;
 
-    heading(2, "Model");
-    let dir = model_path(&args.model)?;
-    let dir = dir.canonicalize().unwrap_or(dir);
-    let t = Instant::now();
-    let model = Model::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-    let tokenizer = Tokenizer::for_model(&dir)?;
-    let c = model.config();
-    println!(
-        "{} — {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {}; loaded in {:.0} ms",
-        dir.display(),
-        c.num_hidden_layers,
-        c.hidden_size,
-        c.num_attention_heads,
-        c.num_key_value_heads.unwrap_or(c.num_attention_heads),
-        c.vocab_size,
-        match model.weight_format() {
-            WeightFormat::Packed { .. } => "packed ternary weights (offline)",
-            WeightFormat::Latent => "latent weights ternarised at load (online)",
-        },
-        t.elapsed().as_secs_f64() * 1e3
-    );
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>6}",
-        "layer", "-1", "0", "+1", "GF(3)"
-    );
-    for layer in model.layer_stats() {
-        let s = &layer.total;
-        println!(
-            "{:<8} {:>10} {:>10} {:>10} {:>6}",
-            layer.layer, s.neg, s.zero, s.pos, s.gf3_sum
-        );
+    // The rest is commands of the session's language, run by the same session as the REPL,
+    // workbooks and the workbench (workbooks/tour.md is the same walk as a workbook).
+    let model = if args.model == "default" {
+        ModelRef::Default
+    } else {
+        ModelRef::Path(PathBuf::from(&args.model))
+    };
+    let run_dir = model_path(&args.model)?;
+    let mut config = console::session_config(false);
+    if let Some(dir) = &args.plugins {
+        config.plugin_dirs = vec![dir.clone()];
     }
-
-    heading(3, "Verify");
-    let report = verify(&dir)?;
-    println!(
-        "{}/{} linear tensors ternary, {} of {} stored values; Σ trits mod 3 = {}",
-        report.total.ternary_tensors,
-        report.total.tensors,
-        report.total.ternary_values,
-        report.total.values,
-        report.total.trits.gf3_sum
-    );
-    println!("verdict: {}", report.summary);
-
-    heading(4, "Generate, traced by plugins");
-    let mut host = load_plugins(args.plugins.as_deref());
-    generate_traced(&model, &tokenizer, &args, host.as_mut())?;
-
-    heading(5, "Training steps, rewound and replayed");
-    training_steps(&dir, host.as_mut())?;
-    println!();
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Walks the last logged training steps of the model backwards and forwards again through their
-/// trit flips (the model ships an excerpt of the morphism log that made it).
-fn training_steps(dir: &Path, mut host: Option<&mut PluginHost>) -> Result<()> {
-    let log = dir.join(tritlab_train::run::LOG_FILE);
-    if !log.is_file() {
-        println!("({} has no morphism log to replay)", dir.display());
-        return Ok(());
+    interrupt::install();
+    let (worker, snapshot) = console::start_worker(config, tritlab_rust_cells::Preparation::Wait);
+    for note in console::startup_notes(&snapshot) {
+        println!("(note: {note})");
     }
-    let mut timeline = tritlab_train::Timeline::open_model(dir, &log)?;
-    let last = timeline.last_step();
-    let back = 3.min(last - timeline.first_step());
-    println!(
-        "the model is the world after step {last}; its log holds steps {}..={last}",
-        timeline.first_step() + 1
-    );
-    let probe = ModelTensor::proj(0, Proj::Up).hf_name();
-    let at_end = timeline.layer(&probe).map(|l| l.trits.clone());
-    for _ in 0..back {
-        if let Some(r) = timeline.back()? {
-            let colour = host.as_deref_mut().and_then(|h| {
-                h.trace_training("gay-tracer", &tritlab_session::convert::training_step(r))
-                    .ok()
-            });
-            let c = colour.map(|a| a.colour.hex()).unwrap_or_default();
-            println!(
-                "undo step {:>5}: loss {:.4}, {:>6} trits flipped back, world {}… {c}",
-                r.step,
-                r.loss,
-                r.flipped_trits(),
-                &r.world_before.to_string()[..12]
-            );
+    let console = Console::new(true);
+    // Through the parser, so the table's defaults and checks apply to the tour's options too.
+    let max_tokens = args.max_tokens.to_string();
+    let words = [
+        "generate",
+        &args.prompt,
+        "--max-tokens",
+        &max_tokens,
+        "--seed",
+        "7",
+    ];
+    let line = lang::line_from_words(&words);
+    let generate = tritlab_session::parse(&line).map_err(|e| anyhow!("{}", e.render(&line)))?;
+    let sections: [(&str, Vec<Command>); 4] = [
+        (
+            "Model",
+            vec![Command::Load(lang::Load { model }), Command::Layers],
+        ),
+        ("Verify", vec![Command::Verify(lang::Verify { path: None })]),
+        (
+            "Generate, traced by plugins",
+            vec![
+                generate,
+                Command::Check(lang::Check {
+                    plugin: "triad-checker".into(),
+                    on: Some(lang::CheckTarget::Trace),
+                }),
+            ],
+        ),
+        (
+            "Training steps, rewound and replayed",
+            vec![
+                Command::Replay(lang::Replay::Open { run: run_dir }),
+                Command::Back(lang::Back { count: 3 }),
+                Command::Step(lang::Step { count: 3 }),
+            ],
+        ),
+    ];
+    let mut failed = false;
+    for (n, (title, commands)) in sections.into_iter().enumerate() {
+        heading(n + 2, title);
+        for command in commands {
+            let line = command.to_string();
+            println!("{}", dim(&format!("tritlab> {line}")));
+            let job = console.run(&worker, &line);
+            if job.exec.cancelled {
+                return Ok(ExitCode::from(130));
+            }
+            // A step that needs a plugin that is not built says so and the tour goes on.
+            failed |= job
+                .exec
+                .error
+                .as_ref()
+                .is_some_and(|e| !matches!(e.kind(), tritlab_session::ErrorKind::Plugin));
         }
     }
-    timeline.seek(last)?;
-    let same = timeline.layer(&probe).map(|l| l.trits.clone()) == at_end;
-    println!(
-        "replayed forward to step {last}: {probe} {} the shipped weights",
-        if same { "matches" } else { "DIFFERS from" }
-    );
-    Ok(())
+    println!();
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn dim(text: &str) -> String {
+    if colour() {
+        format!("\x1b[2m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// Reports the backends and checks, on a product with awkward sizes, that they agree bit for bit.
@@ -193,129 +182,6 @@ fn kernels() -> Result<()> {
             same,
             "kernel backend {b} disagrees with the scalar reference"
         );
-    }
-    Ok(())
-}
-
-/// Loads the bundled plugins; the tour goes on uncoloured when they are not built.
-fn load_plugins(dir: Option<&Path>) -> Option<PluginHost> {
-    let dir = match dir
-        .map(Path::to_path_buf)
-        .map_or_else(super::bundled_plugin_dir, Ok)
-    {
-        Ok(dir) => dir,
-        Err(e) => {
-            println!("({e}; the tokens stay uncoloured)");
-            return None;
-        }
-    };
-    if !dir.join("gay-tracer.wasm").is_file() {
-        println!(
-            "(no plugins in {}: run scripts/build-plugins.sh to colour the tokens)",
-            dir.display()
-        );
-        return None;
-    }
-    let mut host = match PluginHost::new(HostConfig::default()) {
-        Ok(host) => host,
-        Err(e) => {
-            println!("(plugin host unavailable: {e})");
-            return None;
-        }
-    };
-    for result in host.load_dir(&dir) {
-        if let Err(e) = result {
-            println!("(plugin not loaded: {e})");
-        }
-    }
-    let names: Vec<String> = host.plugins().into_iter().map(|p| p.info.name).collect();
-    println!("plugins: {}", names.join(", "));
-    Some(host)
-}
-
-fn generate_traced(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    args: &Args,
-    mut host: Option<&mut PluginHost>,
-) -> Result<()> {
-    let options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        stop_at_eos: false,
-        ..GenerateOptions::default()
-    };
-    let colour = colour();
-    print!("{}", args.prompt);
-    std::io::stdout().flush().ok();
-    let mut trace = Vec::new();
-    let mut trace_errors = Vec::new();
-    let generation = generate(model, tokenizer, &args.prompt, &options, |step| {
-        let annotation = host.as_deref_mut().map(|h| {
-            h.trace_generation(
-                "gay-tracer",
-                &tritlab_session::convert::generation_step(step),
-            )
-        });
-        match annotation {
-            Some(Ok(a)) => {
-                let c = a.colour;
-                // A token whose bytes do not finish a character yet still gets its coloured cell.
-                let text = if step.text.is_empty() {
-                    "·"
-                } else {
-                    step.text.as_str()
-                };
-                if colour {
-                    // Background in the tracer's colour, text black or white for contrast.
-                    let luma = 0.299 * c.r as f32 + 0.587 * c.g as f32 + 0.114 * c.b as f32;
-                    let fg = if luma > 140.0 { "30" } else { "97" };
-                    print!("\x1b[48;2;{};{};{}m\x1b[{fg}m{text}\x1b[0m", c.r, c.g, c.b);
-                } else {
-                    print!("[{text}|{}]", c.hex());
-                }
-                trace.push(AnnotatedStep {
-                    step: step.index as u64,
-                    annotation: a,
-                });
-            }
-            Some(Err(e)) => {
-                trace_errors.push(e.to_string());
-                print!("{}", step.text);
-            }
-            None => print!("{}", step.text),
-        }
-        std::io::stdout().flush().ok();
-        StepControl::Continue
-    })?;
-    println!();
-    let n = generation.tokens.len();
-    println!(
-        "{n} tokens, prefill {:.1} ms, decode {:.1} tok/s",
-        generation.prefill_seconds * 1e3,
-        n as f64 / generation.decode_seconds.max(1e-9)
-    );
-    for e in trace_errors.iter().take(3) {
-        println!("tracer error: {e}");
-    }
-    if let Some(host) = host {
-        let trits: Vec<String> = trace
-            .iter()
-            .map(|s| format!("{:+}", s.annotation.trit.value()))
-            .collect();
-        println!("tracer trits: {}", trits.join(" "));
-        match host.check("triad-checker", &CheckSubject::Trace(trace)) {
-            Ok(verdicts) => {
-                for v in verdicts {
-                    let mark = if v.status == VerdictStatus::Ok {
-                        "ok"
-                    } else {
-                        "violated"
-                    };
-                    println!("triad-checker {}: {mark} — {}", v.check, v.message);
-                }
-            }
-            Err(e) => println!("triad-checker failed: {e}"),
-        }
     }
     Ok(())
 }

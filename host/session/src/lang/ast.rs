@@ -51,6 +51,9 @@ keywords! {
     pub enum Preset {
         Tiny = "tiny",
         Small = "small",
+        /// microsoft/bitnet-b1.58-2B-4T's shapes: far too large to train on a laptop, but the
+        /// same code path.
+        Bitnet2b4t = "bitnet-2b4t",
     }
 }
 
@@ -229,10 +232,15 @@ pub struct Logits {
     pub top: u32,
 }
 
+/// The vocabulary of the tokenizer `train` trains when given no tokenizer option.
+pub const DEFAULT_TOKENIZER_VOCAB: u32 = 2048;
+
 /// Where `train` gets its tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerSource {
-    /// The default model's tokenizer.
+    /// Neither `--tokenizer` nor `--train-tokenizer`: a tokenizer of
+    /// [`DEFAULT_TOKENIZER_VOCAB`] entries trained on the training text, so that a run does not
+    /// depend on which model the session happens to have loaded.
     Default,
     /// A `tokenizer.json` file.
     File(PathBuf),
@@ -251,11 +259,40 @@ pub struct TrainStart {
     pub seq: u32,
     pub batch: u32,
     pub lr: f32,
+    /// Linear warm-up steps before the cosine decay.
+    pub warmup: u64,
     pub seed: u64,
     pub twin: bool,
     pub quant: ScaleGranularity,
     pub checkpoint_every: u64,
     pub out: PathBuf,
+    /// Changes to the preset's shape.
+    pub shape: TrainShape,
+    /// The share of the training text held out for validation when there is no `--val`.
+    pub val_fraction: f32,
+    /// The cosine schedule decays to `lr × min_lr_ratio`.
+    pub min_lr_ratio: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this (0: off).
+    pub clip: f32,
+    /// Snap latent weights to trit × scale after every step.
+    pub projection: bool,
+    /// Keep only the newest this many checkpoints besides step 0 (0: all).
+    pub keep_checkpoints: u64,
+    /// Validate every this many steps (0: only at the end).
+    pub eval_every: u64,
+    /// Held-out sequences used by periodic validation.
+    pub eval_sequences: u32,
+}
+
+/// `train --layers N --hidden N --intermediate N --heads N --kv-heads N`: a preset, changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrainShape {
+    pub layers: Option<u32>,
+    pub hidden: Option<u32>,
+    pub intermediate: Option<u32>,
+    pub heads: Option<u32>,
+    pub kv_heads: Option<u32>,
 }
 
 /// `train --resume DIR [--steps N]`: an interrupted or finished run, continued.

@@ -4,7 +4,7 @@
 use super::ast::{
     Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
     PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train,
-    TrainResume, TrainStart, Verify,
+    TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -169,10 +169,26 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         seq: m.need(m.u32("seq"), "--seq")?,
         batch: m.need(m.u32("batch"), "--batch")?,
         lr: m.need(m.float("lr"), "--lr")?,
+        warmup: m.need(m.int("warmup"), "--warmup")?,
         seed: m.need(m.int("seed"), "--seed")?,
         twin: m.flag("twin"),
         quant: m.need(m.choice("quant", ScaleGranularity::from_name), "--quant")?,
         checkpoint_every: m.need(m.int("checkpoint-every"), "--checkpoint-every")?,
         out: m.need(m.path("out"), "--out")?,
+        shape: TrainShape {
+            layers: m.u32("layers"),
+            hidden: m.u32("hidden"),
+            intermediate: m.u32("intermediate"),
+            heads: m.u32("heads"),
+            kv_heads: m.u32("kv-heads"),
+        },
+        val_fraction: m.need(m.float("val-fraction"), "--val-fraction")?,
+        min_lr_ratio: m.need(m.float("min-lr-ratio"), "--min-lr-ratio")?,
+        weight_decay: m.need(m.float("weight-decay"), "--weight-decay")?,
+        clip: m.need(m.float("clip"), "--clip")?,
+        projection: m.flag("projection"),
+        keep_checkpoints: m.need(m.int("keep-checkpoints"), "--keep-checkpoints")?,
+        eval_every: m.need(m.int("eval-every"), "--eval-every")?,
+        eval_sequences: m.need(m.u32("eval-sequences"), "--eval-sequences")?,
     })))
 }

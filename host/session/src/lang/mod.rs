@@ -53,7 +53,7 @@ mod value;
 pub use ast::{
     Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
     ModelRef, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step,
-    TokenizerSource, Train, TrainResume, TrainStart, Verify,
+    TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify, DEFAULT_TOKENIZER_VOCAB,
 };
 pub use complete::{complete, Candidate, Completion, CompletionSource, NoSource};
 pub use error::{ParseError, ParseErrorKind};
@@ -62,6 +62,7 @@ pub use highlight::{highlight, TokenKind};
 pub use hint::hint;
 pub use parser::{parse, parse_script, Statement};
 pub use paths::expand_tilde;
+pub use render::line_from_words;
 pub use spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
 };

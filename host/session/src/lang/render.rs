@@ -294,6 +294,7 @@ fn train_line(train: &Train) -> Line {
             line.int("seq", u64::from(t.seq));
             line.int("batch", u64::from(t.batch));
             line.float("lr", t.lr);
+            line.int("warmup", t.warmup);
             line.int("seed", t.seed);
             line.flag("twin", t.twin);
             line.option(
@@ -302,6 +303,27 @@ fn train_line(train: &Train) -> Line {
                 Value::Choice(t.quant.name()),
             );
             line.int("checkpoint-every", t.checkpoint_every);
+            let shape = [
+                ("layers", t.shape.layers),
+                ("hidden", t.shape.hidden),
+                ("intermediate", t.shape.intermediate),
+                ("heads", t.shape.heads),
+                ("kv-heads", t.shape.kv_heads),
+            ];
+            for (name, value) in shape {
+                if let Some(v) = value {
+                    line.push(&format!("--{name}"));
+                    line.push(&v.to_string());
+                }
+            }
+            line.float("val-fraction", t.val_fraction);
+            line.float("min-lr-ratio", t.min_lr_ratio);
+            line.float("weight-decay", t.weight_decay);
+            line.float("clip", t.clip);
+            line.flag("projection", t.projection);
+            line.int("keep-checkpoints", t.keep_checkpoints);
+            line.int("eval-every", t.eval_every);
+            line.int("eval-sequences", u64::from(t.eval_sequences));
             line.push("--out");
             line.path(&t.out);
         }
@@ -316,4 +338,33 @@ fn rust_text(code: &str) -> String {
     } else {
         format!("{RUST_KEYWORD}\n{code}\n{RUST_END}")
     }
+}
+
+/// The command line that `words` stand for, each word one argument as a shell passes them
+/// (`["generate", "To be", "--seed", "7"]` → `generate "To be" --seed 7`): options stay options,
+/// anything else is quoted where a bare word would read differently. This is how the
+/// `tritlab` subcommands hand their arguments to the command language, so that the parser,
+/// with the table's options, defaults and checks, is the only one.
+pub fn line_from_words<S: AsRef<str>>(words: &[S]) -> String {
+    let mut line = String::new();
+    for word in words {
+        let word = word.as_ref();
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let option = word
+            .strip_prefix("--")
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_alphabetic()));
+        match option.map(|rest| rest.split_once('=')) {
+            Some(Some((name, value))) => {
+                line.push_str("--");
+                line.push_str(name);
+                line.push('=');
+                line.push_str(&word_or_quoted(value));
+            }
+            Some(None) => line.push_str(word),
+            None => line.push_str(&word_or_quoted(word)),
+        }
+    }
+    line
 }

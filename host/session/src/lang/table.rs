@@ -178,29 +178,41 @@ pub static COMMANDS: &[CommandSpec] = &[
         name: "train",
         topic: Topic::Training,
         synopsis: &[
-            "train --data PATH [--val PATH] [--preset tiny|small] [--tokenizer PATH | --train-tokenizer VOCAB] \
-             [--steps N] [--seq S] [--batch B] [--lr LR] [--seed S] [--twin] [--quant tensor|group] \
-             [--checkpoint-every K] --out DIR",
+            "train --data PATH [--val PATH] [--preset tiny|small|bitnet-2b4t] [--tokenizer PATH | --train-tokenizer VOCAB] \
+             [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
+             [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
+             [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
         description: "Trains a BitNet b1.58 model from scratch with quantisation-aware training and \
             writes the run to DIR: checkpoints, metrics, and the morphism log that records every \
             optimiser step exactly, so that `replay` can rebuild and verify any step. The same data, \
-            options and seed give the same run, trit for trit. Without `--tokenizer` or \
-            `--train-tokenizer`, the default model's tokenizer is used. `--resume` continues a run \
-            from its last checkpoint with the options it was started with.",
+            options, seed and thread count give the same run, trit for trit. Without `--tokenizer` or \
+            `--train-tokenizer`, a tokenizer of 2048 entries is trained on the training text. \
+            `--resume` continues a run from its last checkpoint with the options it was started \
+            with, and with the thread count it was computed with: a session that computes with \
+            another count (`--threads`) refuses to resume it.",
         options: &[
             option("data", ValueKind::Path, "PATH", "training text, UTF-8").required_unless("resume"),
             option("val", ValueKind::Path, "PATH", "validation text, evaluated at every checkpoint"),
-            option("preset", ValueKind::Choice(Preset::NAMES), "", "model size").with_default("tiny"),
+            option(
+                "preset",
+                ValueKind::Choice(Preset::NAMES),
+                "",
+                "model shape: tiny (2 layers, d_model 128), small (8 layers, d_model 512) or \
+                 bitnet-2b4t (microsoft/bitnet-b1.58-2B-4T's shapes)",
+            )
+            .with_default("tiny"),
             option("tokenizer", ValueKind::Path, "PATH", "`tokenizer.json` to use")
                 .with_conflicts(&["train-tokenizer"]),
             option(
                 "train-tokenizer",
                 ValueKind::Int { min: 2, max: u32::MAX as u64 },
                 "VOCAB",
-                "train a tokenizer of VOCAB entries on the training text first",
+                "train a tokenizer of VOCAB entries on the training text first (2048 when no \
+                 tokenizer option is given)",
             ),
             option(
                 "steps",
@@ -212,11 +224,37 @@ pub static COMMANDS: &[CommandSpec] = &[
             option("seq", COUNT, "S", "tokens per training sequence").with_default("64"),
             option("batch", COUNT, "B", "sequences per optimiser step").with_default("8"),
             option("lr", POSITIVE, "LR", "peak learning rate").with_default("3e-3"),
+            option("warmup", SEED, "N", "linear warm-up steps before the cosine decay").with_default("10"),
             option("seed", SEED, "S", "seed of the initial weights and the data order").with_default("1069"),
             option("twin", ValueKind::Flag, "", "also train a full-precision twin on the same batches, to compare"),
             option("quant", ValueKind::Choice(ScaleGranularity::NAMES), "", "absmean scale per tensor or per group of weights")
                 .with_default("tensor"),
             option("checkpoint-every", STEPS, "K", "write a checkpoint every K steps").with_default("50"),
+            option("layers", COUNT, "N", "change the preset: decoder layers"),
+            option("hidden", COUNT, "N", "change the preset: model width (d_model)"),
+            option("intermediate", COUNT, "N", "change the preset: feed-forward width"),
+            option("heads", COUNT, "N", "change the preset: query heads"),
+            option("kv-heads", COUNT, "N", "change the preset: key/value heads"),
+            option(
+                "val-fraction",
+                FRACTION,
+                "F",
+                "share of the training text held out for validation when there is no `--val`",
+            )
+            .with_default("0.1"),
+            option("min-lr-ratio", UNIT, "R", "the cosine schedule decays to lr × R").with_default("0.1"),
+            option("weight-decay", NON_NEGATIVE, "W", "AdamW weight decay").with_default("0.1"),
+            option("clip", NON_NEGATIVE, "C", "clip the global gradient norm to C (0: off)").with_default("1"),
+            option("projection", ValueKind::Flag, "", "snap latent weights to trit × scale after every step"),
+            option(
+                "keep-checkpoints",
+                SEED,
+                "K",
+                "keep only the newest K checkpoints besides step 0 (0: keep all)",
+            )
+            .with_default("0"),
+            option("eval-every", SEED, "N", "validate every N steps (0: only at the end)").with_default("0"),
+            option("eval-sequences", COUNT, "N", "held-out sequences for periodic validation").with_default("64"),
             option("out", ValueKind::Dir, "DIR", "run directory to create").required_unless("resume"),
             option("resume", ValueKind::Dir, "DIR", "run directory to continue").with_conflicts(&[
                 "data",
@@ -227,10 +265,24 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "seq",
                 "batch",
                 "lr",
+                "warmup",
                 "seed",
                 "twin",
                 "quant",
                 "checkpoint-every",
+                "layers",
+                "hidden",
+                "intermediate",
+                "heads",
+                "kv-heads",
+                "val-fraction",
+                "min-lr-ratio",
+                "weight-decay",
+                "clip",
+                "projection",
+                "keep-checkpoints",
+                "eval-every",
+                "eval-sequences",
                 "out",
             ]),
         ],
@@ -560,6 +612,20 @@ const POSITIVE: ValueKind = ValueKind::Float {
     min_inclusive: false,
     max: f32::INFINITY,
     max_inclusive: false,
+};
+/// A share strictly between none and all.
+const FRACTION: ValueKind = ValueKind::Float {
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    max_inclusive: false,
+};
+/// A ratio from 0 to 1, both included.
+const UNIT: ValueKind = ValueKind::Float {
+    min: 0.0,
+    min_inclusive: true,
+    max: 1.0,
+    max_inclusive: true,
 };
 const PROBABILITY: ValueKind = ValueKind::Float {
     min: 0.0,

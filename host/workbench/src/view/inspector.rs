@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use eframe::egui::{self, Align, CollapsingHeader, Id, Layout, RichText, TextEdit, Ui, Vec2};
+use tritlab_session::lang::{self, Command};
 use tritlab_session::snapshot::{PluginRow, Snapshot, TensorRow};
 
 use crate::app::Action;
@@ -72,7 +73,12 @@ fn model_section(
     let Some(model) = &snapshot.model else {
         ui.label("No model is loaded.");
         if ui.button("Load the default model").clicked() {
-            actions.push(Action::RunLine("load default".into()));
+            actions.push(Action::RunLine(
+                Command::Load(lang::Load {
+                    model: lang::ModelRef::Default,
+                })
+                .to_string(),
+            ));
         }
         return;
     };
@@ -177,7 +183,12 @@ pub fn tensor_table(
                         tensor.rows, tensor.cols
                     ));
                 if name.clicked() {
-                    actions.push(Action::RunLine(format!("show {}", tensor.name)));
+                    let show = Command::Show(lang::Show {
+                        tensor: tensor.name.clone(),
+                        with: None,
+                        step: None,
+                    });
+                    actions.push(Action::RunLine(show.to_string()));
                 }
                 for n in [tensor.neg, tensor.zero, tensor.pos] {
                     ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
@@ -229,11 +240,12 @@ fn plugin_card(
             .checkbox(&mut enabled, RichText::new(&plugin.name).strong())
             .on_hover_text(if plugin.enabled { "Disable" } else { "Enable" });
         if toggle.changed() {
-            let verb = if enabled { "enable" } else { "disable" };
-            actions.push(Action::PluginCommand(format!(
-                "plugin {verb} {}",
-                plugin.name
-            )));
+            let name = plugin.name.clone();
+            actions.push(Action::PluginCommand(if enabled {
+                lang::Plugin::Enable { name }
+            } else {
+                lang::Plugin::Disable { name }
+            }));
         }
         ui.label(RichText::new(&plugin.kind).small());
         ui.label(RichText::new(format!("v{}", plugin.version)).small().weak());
@@ -259,12 +271,11 @@ fn plugin_card(
                         .labelled_by(label.id);
                     let submit = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                     if ui.small_button("Set").clicked() || submit {
-                        actions.push(Action::PluginCommand(format!(
-                            "plugin set {} {} {}",
-                            plugin.name,
-                            name,
-                            quote_value(draft)
-                        )));
+                        actions.push(Action::PluginCommand(lang::Plugin::Set {
+                            name: plugin.name.clone(),
+                            key: name.clone(),
+                            value: draft.clone(),
+                        }));
                     }
                     ui.end_row();
                 }
@@ -289,47 +300,22 @@ fn plugin_card(
     }
 }
 
-/// A value as one word of the command language: bare when it can be, quoted otherwise.
-pub fn quote_value(value: &str) -> String {
-    let bare = !value.is_empty()
-        && !value.starts_with(['-', '#', '"'])
-        && value
-            .chars()
-            .all(|c| c.is_alphanumeric() || "._/:+,=@%".contains(c));
-    if bare {
-        return value.to_owned();
-    }
-    let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
 #[cfg(test)]
 mod tests {
-    use super::quote_value;
-    use tritlab_session::lang::{parse, Command};
+    use tritlab_session::lang::{parse, Command, Plugin};
 
+    /// Plugin option values of any text reach the plugin unchanged: the command is rendered
+    /// canonically and parses back to the same value.
     #[test]
-    fn quoted_values_parse_back() {
+    fn plugin_values_parse_back() {
         for value in ["42", "a b", "-3", "", "say \"hi\"\n", "#fff", "x\\y"] {
-            let line = format!("plugin set gay-tracer seed {}", quote_value(value));
-            let Ok(Command::Plugin(plugin)) = parse(&line) else {
-                panic!("{line} does not parse");
-            };
-            assert!(
-                format!("{plugin:?}").contains(&format!("{value:?}")),
-                "{line}: {plugin:?}"
-            );
+            let command = Command::Plugin(Plugin::Set {
+                name: "gay-tracer".into(),
+                key: "seed".into(),
+                value: value.into(),
+            });
+            let line = command.to_string();
+            assert_eq!(parse(&line).as_ref(), Ok(&command), "{line}");
         }
     }
 }

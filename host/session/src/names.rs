@@ -1,18 +1,20 @@
-//! What completion knows about the running session: tensor, layer and plugin names and the open
-//! run's steps, taken from the snapshot the session worker sends after every command.
+//! Completion names taken from a [`Snapshot`], for faces that run the session on a worker.
 
-use tritlab_session::lang::{CompletionSource, PluginRole};
-use tritlab_session::Snapshot;
+use crate::lang::{CompletionSource, PluginRole};
+use crate::snapshot::Snapshot;
 
+/// The names a running session knows, for completion in faces that hold only its latest
+/// [`Snapshot`] (the terminal REPL, the Jupyter kernel): tensor and layer names, plugins with
+/// their kinds, and the open run's steps.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SessionNames {
+pub struct SnapshotNames {
     tensors: Vec<String>,
     plugins: Vec<(String, String)>,
     steps: Vec<u64>,
 }
 
-impl SessionNames {
-    pub(crate) fn from_snapshot(snapshot: &Snapshot) -> SessionNames {
+impl SnapshotNames {
+    pub fn from_snapshot(snapshot: &Snapshot) -> SnapshotNames {
         let mut tensors: Vec<String> = Vec::new();
         let model_tensors = snapshot.model.iter().flat_map(|m| &m.tensors);
         let run_tensors = snapshot.run.iter().flat_map(|r| &r.tensors);
@@ -21,26 +23,25 @@ impl SessionNames {
                 tensors.push(t.name.clone());
             }
         }
-        let mut steps: Vec<u64> = snapshot
+        let plugins = snapshot
+            .plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.kind.clone()))
+            .collect();
+        let steps = snapshot
             .run
             .iter()
             .flat_map(|r| std::iter::once(r.first).chain(r.steps.iter().map(|s| s.step)))
             .collect();
-        steps.sort_unstable();
-        steps.dedup();
-        SessionNames {
+        SnapshotNames {
             tensors,
-            plugins: snapshot
-                .plugins
-                .iter()
-                .map(|p| (p.name.clone(), p.kind.clone()))
-                .collect(),
+            plugins,
             steps,
         }
     }
 }
 
-impl CompletionSource for SessionNames {
+impl CompletionSource for SnapshotNames {
     fn tensor_names(&self) -> Vec<String> {
         self.tensors.clone()
     }
@@ -67,6 +68,9 @@ impl CompletionSource for SessionNames {
     }
 
     fn run_steps(&self) -> Vec<u64> {
-        self.steps.clone()
+        let mut steps = self.steps.clone();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
     }
 }
