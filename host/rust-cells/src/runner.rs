@@ -31,7 +31,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use tritlab_session::RustEvaluator;
 
 use crate::{toolchain_in, NO_TOOLCHAIN};
@@ -309,11 +309,8 @@ impl Context {
         while let Ok(line) = self.stdout.try_recv() {
             stdout.push(line);
         }
-        loop {
-            match self.stderr.recv_timeout(Duration::from_millis(20)) {
-                Ok(line) => stderr.push(line),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(20)) {
+            stderr.push(line);
         }
         if cancelled {
             return Err("cancelled".into());
