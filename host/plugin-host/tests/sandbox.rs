@@ -112,7 +112,19 @@ fn deadline_is_configurable() {
 
 #[test]
 fn memory_bomb_is_stopped_at_the_limit() {
-    let mut host = host_with_hostile("memory-bomb");
+    // This is about memory, not time: a generous deadline, so that a loaded machine (where
+    // growing 64 MiB can take longer than the default 100 ms) still meets the memory limit
+    // first.
+    let config = HostConfig {
+        limits: Limits {
+            call_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        },
+        ..HostConfig::default()
+    };
+    let mut host = PluginHost::new(config).expect("host starts");
+    host.load_file(bundled("gay-tracer")).expect("loads");
+    host.load_file(hostile("memory-bomb")).expect("loads");
     let err = host
         .trace_generation("hostile-memory-bomb", &token(0, "t"))
         .expect_err("stopped");

@@ -49,6 +49,35 @@ fn main() {
         summary.tensors.len(),
         started.elapsed().as_secs_f64()
     );
+    // First while the worker draws the new model's thumbnails (between commands, a few pixel
+    // rows at a time), then once a snapshot carries all of them.
+    measure(&worker, runs, "while thumbnails are drawn");
+    let drawn = Instant::now();
+    loop {
+        match worker.recv_timeout(Duration::from_secs(600)) {
+            Some(WorkerEvent::Snapshot(s))
+                if s.model
+                    .as_ref()
+                    .is_some_and(|m| m.tensors.iter().all(|t| t.thumbnail.is_some())) =>
+            {
+                break
+            }
+            Some(_) => {}
+            None => {
+                eprintln!("the thumbnails never came");
+                std::process::exit(1);
+            }
+        }
+    }
+    println!(
+        "all {} thumbnails drawn {:.2} s after the first measurement ended",
+        summary.tensors.len(),
+        drawn.elapsed().as_secs_f64()
+    );
+    measure(&worker, runs, "after");
+}
+
+fn measure(worker: &SessionWorker, runs: usize, phase: &str) {
     for command in ["help", "info"] {
         let mut finished = Vec::with_capacity(runs);
         let mut with_snapshot = Vec::with_capacity(runs);
@@ -87,7 +116,7 @@ fn main() {
             )
         };
         println!(
-            "{command:<5} ×{runs}: to the prompt (REPL) {}; with the snapshot (workbench) {}",
+            "{phase}: {command:<5} ×{runs}: to the prompt (REPL) {}; with the snapshot (workbench) {}",
             ms(finished),
             ms(with_snapshot)
         );

@@ -141,9 +141,21 @@ type RunKey = (PathBuf, u64, u64, u64, usize);
 pub struct SnapshotCache {
     model: Option<(ModelKey, Arc<ModelSummary>)>,
     run: Option<(RunKey, Arc<RunSummary>)>,
-    /// Thumbnails drawn so far for the cached model, by tensor; `None` when they are complete.
-    drawing: Option<Vec<Option<Image>>>,
+    /// Thumbnails drawn so far for the cached model; `None` when they are complete.
+    drawing: Option<Drawing>,
 }
+
+/// The cached model's thumbnails in progress: the finished ones by tensor, and the next one part
+/// drawn.
+#[derive(Default)]
+struct Drawing {
+    done: Vec<Option<Image>>,
+    current: Option<ThumbnailDraft>,
+}
+
+/// Pixel rows drawn per [`SnapshotCache::draw_one_thumbnail`] call: a few hundred thousand trits
+/// at most, well under a millisecond, which is all a command arriving meanwhile waits.
+const BANDS_PER_STEP: usize = 4;
 
 impl SnapshotCache {
     /// A snapshot of `s`, reusing every summary whose key has not changed.
@@ -153,10 +165,7 @@ impl SnapshotCache {
             self.model = model_key
                 .zip(s.model())
                 .map(|(key, m)| (key, Arc::new(model_summary(m))));
-            self.drawing = self
-                .model
-                .as_ref()
-                .map(|(_, m)| Vec::with_capacity(m.tensors.len()));
+            self.drawing = self.model.as_ref().map(|_| Drawing::default());
         }
         let run_key = s.run().map(|r| {
             let tl = &r.timeline;
@@ -185,11 +194,12 @@ impl SnapshotCache {
         self.drawing.is_some()
     }
 
-    /// Draws the next missing thumbnail of the cached model. Returns whether there is more to
-    /// do; on the call that draws the last one the model summary is replaced by one with every
-    /// thumbnail, and the next [`SnapshotCache::snapshot`] carries it.
+    /// Draws a little more of the cached model's thumbnails (a few pixel rows of one tensor).
+    /// Returns whether there is more to do; on the call that finishes the last one the model
+    /// summary is replaced by one with every thumbnail, and the next
+    /// [`SnapshotCache::snapshot`] carries it.
     pub fn draw_one_thumbnail(&mut self, s: &Session) -> bool {
-        let (Some(drawn), Some((key, summary)), Some(loaded)) =
+        let (Some(drawing), Some((key, summary)), Some(loaded)) =
             (self.drawing.as_mut(), self.model.as_mut(), s.model())
         else {
             self.drawing = None;
@@ -200,20 +210,28 @@ impl SnapshotCache {
             self.drawing = None;
             return false;
         }
-        let linears: Vec<_> = loaded
+        let matrices: Vec<&TernaryMatrix> = loaded
             .model
             .layers()
             .iter()
             .flat_map(|l| l.projections())
+            .map(|p| p.matrix())
             .collect();
-        if let Some(lin) = linears.get(drawn.len()) {
-            drawn.push(thumbnail(lin.matrix(), THUMBNAIL_SIDE));
+        let wanted = summary.tensors.len().min(matrices.len());
+        if let Some(&matrix) = matrices.get(drawing.done.len()) {
+            let draft = drawing
+                .current
+                .get_or_insert_with(|| ThumbnailDraft::new(matrix, THUMBNAIL_SIDE));
+            if let Some(image) = draft.advance(matrix, BANDS_PER_STEP) {
+                drawing.done.push(image);
+                drawing.current = None;
+            }
         }
-        if drawn.len() < summary.tensors.len().min(linears.len()) {
+        if drawing.done.len() < wanted {
             return true;
         }
         let mut complete = (**summary).clone();
-        for (row, image) in complete.tensors.iter_mut().zip(drawn.drain(..)) {
+        for (row, image) in complete.tensors.iter_mut().zip(drawing.done.drain(..)) {
             row.thumbnail = image;
         }
         *summary = Arc::new(complete);
@@ -358,39 +376,124 @@ fn run_summary(s: &Session) -> Option<RunSummary> {
 /// all of their columns, so a thumbnail of a large matrix unpacks a few hundred rows instead of
 /// all of them. Small matrices are drawn exactly.
 pub fn thumbnail(matrix: &TernaryMatrix, max_side: usize) -> Option<Image> {
-    let (rows, cols) = (matrix.rows(), matrix.cols());
-    if rows == 0 || cols == 0 {
-        return None;
+    let mut draft = ThumbnailDraft::new(matrix, max_side);
+    loop {
+        if let Some(image) = draft.advance(matrix, usize::MAX) {
+            return image;
+        }
     }
-    let step_r = rows.div_ceil(max_side.max(1));
-    let step_c = cols.div_ceil(max_side.max(1));
-    let (h, w) = (rows.div_ceil(step_r), cols.div_ceil(step_c));
-    let mut row = vec![0i8; cols];
-    let mut rgba = Vec::with_capacity(w * h * 4);
-    let mut counts = vec![(0u32, 0u32, 0u32); w];
-    for y in 0..h {
-        counts.fill((0, 0, 0));
-        let band = y * step_r..((y + 1) * step_r).min(rows);
-        let take = band.len().min(SAMPLED_ROWS);
-        for i in 0..take {
-            let r = band.start + i * band.len() / take;
-            matrix.row_trits(r, &mut row).ok()?;
-            for (c, &t) in row.iter().enumerate() {
-                let px = &mut counts[c / step_c];
-                match t {
-                    -1 => px.0 += 1,
-                    1 => px.1 += 1,
-                    _ => {}
+}
+
+/// A [`thumbnail`] drawn a few pixel rows at a time, so whoever draws it can stop in between.
+struct ThumbnailDraft {
+    step_r: usize,
+    step_c: usize,
+    width: usize,
+    height: usize,
+    next_band: usize,
+    rgba: Vec<u8>,
+    row: Vec<i8>,
+    counts: Vec<(u32, u32, u32)>,
+}
+
+impl ThumbnailDraft {
+    fn new(matrix: &TernaryMatrix, max_side: usize) -> ThumbnailDraft {
+        let (rows, cols) = (matrix.rows(), matrix.cols());
+        let step_r = rows.div_ceil(max_side.max(1)).max(1);
+        let step_c = cols.div_ceil(max_side.max(1)).max(1);
+        let (height, width) = (rows.div_ceil(step_r), cols.div_ceil(step_c));
+        ThumbnailDraft {
+            step_r,
+            step_c,
+            width,
+            height,
+            next_band: 0,
+            rgba: Vec::with_capacity(width * height * 4),
+            row: vec![0; cols],
+            counts: vec![(0, 0, 0); width],
+        }
+    }
+
+    /// Draws up to `bands` more pixel rows; the image once all are drawn (`None` inside for an
+    /// empty matrix or one that cannot be read).
+    fn advance(&mut self, matrix: &TernaryMatrix, bands: usize) -> Option<Option<Image>> {
+        let rows = matrix.rows();
+        let end = self.height.min(self.next_band.saturating_add(bands));
+        while self.next_band < end {
+            let y = self.next_band;
+            self.counts.fill((0, 0, 0));
+            let band = y * self.step_r..((y + 1) * self.step_r).min(rows);
+            let take = band.len().min(SAMPLED_ROWS);
+            for i in 0..take {
+                let r = band.start + i * band.len() / take;
+                if matrix.row_trits(r, &mut self.row).is_err() {
+                    return Some(None);
                 }
-                px.2 += 1;
+                for (c, &t) in self.row.iter().enumerate() {
+                    let px = &mut self.counts[c / self.step_c];
+                    match t {
+                        -1 => px.0 += 1,
+                        1 => px.1 += 1,
+                        _ => {}
+                    }
+                    px.2 += 1;
+                }
             }
+            for &(neg, pos, n) in &self.counts {
+                self.rgba
+                    .extend_from_slice(&convert::trit_colour(neg, pos, n));
+            }
+            self.next_band += 1;
         }
-        for &(neg, pos, n) in &counts {
-            rgba.extend_from_slice(&convert::trit_colour(neg, pos, n));
+        if self.next_band < self.height {
+            return None;
         }
+        let rgba = std::mem::take(&mut self.rgba);
+        Some(Image::new(self.width as u32, self.height as u32, rgba).ok())
     }
-    Image::new(w as u32, h as u32, rgba).ok()
 }
 
 /// Rows read per thumbnail pixel row (see [`thumbnail`]).
 pub const SAMPLED_ROWS: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tritlab_kernels::WeightScale;
+
+    fn matrix(rows: usize, cols: usize) -> (Vec<i8>, TernaryMatrix) {
+        let trits: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 7 + i / 13) % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&trits, rows, cols, WeightScale::PerTensor(1.0)).unwrap();
+        (trits, m)
+    }
+
+    #[test]
+    fn small_matrices_are_drawn_exactly() {
+        // 300 rows at 96 pixels: 4 rows per pixel, all of them read.
+        let (trits, m) = matrix(300, 200);
+        assert_eq!(
+            thumbnail(&m, THUMBNAIL_SIDE),
+            convert::trit_image(&trits, 300, 200, THUMBNAIL_SIDE)
+        );
+    }
+
+    #[test]
+    fn drawing_band_by_band_gives_the_same_image() {
+        let (_, m) = matrix(2000, 300);
+        let whole = thumbnail(&m, THUMBNAIL_SIDE).unwrap();
+        let mut draft = ThumbnailDraft::new(&m, THUMBNAIL_SIDE);
+        let mut steps = 0;
+        let image = loop {
+            steps += 1;
+            if let Some(image) = draft.advance(&m, 3) {
+                break image.unwrap();
+            }
+        };
+        assert_eq!(image, whole);
+        assert_eq!(steps, (whole.height() as usize).div_ceil(3));
+        // Large matrices are sampled: 2000 rows make 21-row pixel bands, of which 8 are read.
+        assert_eq!(whole.height(), 96);
+    }
+}

@@ -180,7 +180,12 @@ pub(crate) fn dots(
     tokens: &[TokenView],
     out: &mut [i32],
 ) {
-    debug_assert!(backend.is_supported());
+    // The SIMD paths are `target_feature` functions: calling one on a CPU without the feature
+    // is undefined behaviour, so this is checked in every build (a cached CPUID look-up).
+    assert!(
+        backend.is_supported(),
+        "{backend:?} is not supported by this CPU"
+    );
     // The SIMD paths read through raw pointers: hold every shape to the contract first.
     assert!(
         stride > 0
@@ -221,7 +226,12 @@ pub(crate) fn block_dots(
     token: &TokenView,
     out: &mut [i32],
 ) {
-    debug_assert!(backend.is_supported());
+    // The SIMD paths are `target_feature` functions: calling one on a CPU without the feature
+    // is undefined behaviour, so this is checked in every build (a cached CPUID look-up).
+    assert!(
+        backend.is_supported(),
+        "{backend:?} is not supported by this CPU"
+    );
     assert!(
         stride > 0
             && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
