@@ -62,6 +62,31 @@ proptest! {
         }
     }
 
+    /// The prompt's product: every token's row equals its one-token product bit for bit, on
+    /// every backend (the engine relies on it: a prompt's last logits equal a decode step's).
+    #[test]
+    fn gemm_rows_are_gemvs((rows, cols, w, x) in case(), tokens in 1usize..5) {
+        let xs: Vec<f32> = (0..tokens)
+            .flat_map(|t| x.iter().map(move |v| v * (t as f32 + 1.0) - 0.25 * t as f32))
+            .collect();
+        for p in HeadPrecision::ALL {
+            let m = HeadMatrix::from_f32(rows, cols, &w, p).unwrap();
+            for b in Backend::supported() {
+                let mut all = vec![f32::NAN; tokens * rows];
+                m.gemm_with(b, &xs, tokens, &mut all).unwrap();
+                for t in 0..tokens {
+                    let mut one = vec![f32::NAN; rows];
+                    m.gemv_with(b, &xs[t * cols..(t + 1) * cols], &mut one, 1).unwrap();
+                    let same = all[t * rows..(t + 1) * rows]
+                        .iter()
+                        .zip(&one)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    prop_assert!(same, "{p} on {b}, token {t}");
+                }
+            }
+        }
+    }
+
     /// The reference itself: the canonical order over the decoded weights (int8 scaled last).
     #[test]
     fn scalar_is_the_canonical_sum((rows, cols, w, x) in case()) {

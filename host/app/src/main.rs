@@ -85,6 +85,7 @@ fn cli_command() -> clap::Command {
                 .about(about)
                 .after_help(format!(
                     "{help}\n\nThis face also takes: --model default|PATH (load it first), \
+                     --head-precision exact|bf16|int8|q6|q4 (how it keeps its output projection), \
                      --run DIR (open that training run first), --json (print the outputs as JSON)."
                 ))
                 .disable_help_flag(false)

@@ -21,6 +21,7 @@
 
 use crate::config::{Activation, BitNetConfig, LinearClass, QuantizationMode};
 use crate::error::{EngineError, Result};
+use crate::head::OutputHead;
 use crate::layout::{Dims, LayerTensors, ModelTensor, Proj};
 use crate::ops::{self, AttentionShape, Rope};
 use crate::stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
@@ -30,8 +31,8 @@ use safetensors::tensor::Dtype;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tritlab_kernels::{
-    count_trits, pack, quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryMatrix,
-    WeightScale,
+    count_trits, pack, quantize_absmean, HeadMatrix, QuantizedActivations, ScaleGranularity,
+    TernaryMatrix, WeightScale,
 };
 
 /// How the checkpoint stores its ternary layers.
@@ -182,6 +183,9 @@ pub struct Model {
     format: WeightFormat,
     embed: FloatMatrix,
     lm_head: Option<FloatMatrix>,
+    /// The output projection converted into a kernels head format ([`OutputHead::Quantized`]);
+    /// `None` multiplies the stored matrix ([`OutputHead::Exact`]).
+    head: Option<HeadMatrix>,
     layers: Vec<DecoderLayer>,
     norm: Vec<f32>,
     rope: Rope,
@@ -491,10 +495,50 @@ impl Model {
             format,
             embed,
             lm_head,
+            head: None,
             layers,
             norm,
             eos_token_ids: eos,
         })
+    }
+
+    /// [`load`](Self::load) with the output projection kept as `head` says.
+    pub fn load_with(path: impl AsRef<Path>, head: OutputHead) -> Result<Self> {
+        let mut model = Self::load(path)?;
+        model.set_output_head(head)?;
+        Ok(model)
+    }
+
+    /// Keeps the output projection as `head` says: exactly as stored, or converted once into a
+    /// kernels head format (the stored matrix's resident pages are then released; the
+    /// embedding lookup reads it a row at a time).
+    pub fn set_output_head(&mut self, head: OutputHead) -> Result<()> {
+        self.head = match head {
+            OutputHead::Exact => None,
+            OutputHead::Quantized(p) => {
+                let m = self.lm_head();
+                let converted =
+                    HeadMatrix::from_rows(m.rows(), m.cols(), p, |r, out| m.row_f32(r, out))
+                        .map_err(|e| EngineError::kernel("converting the output projection", e))?;
+                m.release_resident();
+                Some(converted)
+            }
+        };
+        Ok(())
+    }
+
+    /// How the output projection is kept.
+    pub fn output_head(&self) -> OutputHead {
+        self.head
+            .as_ref()
+            .map_or(OutputHead::Exact, |h| OutputHead::Quantized(h.precision()))
+    }
+
+    /// Bytes the output projection reads per generated token.
+    pub fn head_bytes(&self) -> usize {
+        self.head
+            .as_ref()
+            .map_or_else(|| self.lm_head().bytes(), HeadMatrix::bytes)
     }
 
     pub fn config(&self) -> &BitNetConfig {
@@ -751,7 +795,15 @@ impl Model {
         let mut normed = vec![0.0f32; rows.len()];
         ops::rms_norm_into(rows, &self.norm, eps, &mut normed);
         let mut out = vec![0.0f32; n * c.vocab_size];
-        self.lm_head().matmul(&normed, n, &mut out);
+        match &self.head {
+            None => self.lm_head().matmul(&normed, n, &mut out),
+            Some(head) => if n == 1 {
+                head.gemv(&normed, &mut out, 0)
+            } else {
+                head.gemm(&normed, n, &mut out)
+            }
+            .map_err(|e| EngineError::kernel("the output projection", e))?,
+        }
         Ok(out)
     }
 }

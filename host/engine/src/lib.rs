@@ -11,13 +11,17 @@
 //!   [`Model::export_gguf`] / [`Model::export_hf`] write models back out.
 //! * [`layout`] names every tensor of the model once: its transformers and GGUF names, its shape
 //!   and whether it is ternary; everything that reads or writes checkpoints goes through it.
+//! * [`OutputHead`] chooses how the output projection is kept: as stored, or converted at load
+//!   into the kernels' bf16, int8, 6- or 4-bit head formats ([`Model::set_output_head`]).
 //! * [`verify()`] says whether a checkpoint's weights are really ternary; [`synth()`] writes random
 //!   checkpoints with real shapes.
 
 pub mod bitnet;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod generate;
+pub mod head;
 pub mod layout;
 pub mod ops;
 pub mod sampling;
@@ -31,10 +35,12 @@ pub use bitnet::export::{chat_template_for, ExportReport, ExportedTensor};
 pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
 pub use config::{Activation, BitNetConfig, LinearClass, QuantizationConfig, QuantizationMode};
 pub use error::{EngineError, Result};
+pub use eval::{Comparison, Perplexity, Window, Windows};
 pub use generate::{
     generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl,
     StopReason,
 };
+pub use head::{HeadPrecision, OutputHead, UnknownOutputHead};
 pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};
 pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 pub use synth::{synth, SynthReport, SynthShape};

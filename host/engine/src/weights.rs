@@ -617,6 +617,17 @@ impl FloatMatrix {
 }
 
 impl FloatMatrix {
+    /// Drops the resident pages of a mapped matrix (they are read again from the file when
+    /// touched): after the output head was converted once, only the embedding lookup reads this
+    /// matrix, one row per token, so it need not stay resident. Owned matrices are unchanged.
+    pub fn release_resident(&self) {
+        if let FloatStorage::Mapped { mmap, range } = &self.storage {
+            mmap.release(range.clone());
+        }
+    }
+}
+
+impl FloatMatrix {
     /// A matrix kept where it lies in a file mapping (a GGUF embedding). `range` must hold
     /// exactly `rows × cols` values of `dtype`, aligned to the dtype's size.
     pub fn mapped(

@@ -9,6 +9,7 @@
 
 pub mod convert;
 mod error;
+mod eval;
 pub mod lang;
 mod names;
 mod session;

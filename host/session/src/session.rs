@@ -13,7 +13,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tritlab_engine::{generate, GenerateOptions, Model, SamplingOptions, StepControl, Tokenizer};
+use tritlab_engine::{
+    generate, GenerateOptions, HeadPrecision, Model, OutputHead, SamplingOptions, StepControl,
+    Tokenizer,
+};
 use tritlab_plugin_host::{self as ph, HostConfig, PluginHost, PluginKind};
 use tritlab_train::Timeline;
 use tritlab_workbook::{Output, Table, Trace, TraceToken};
@@ -213,6 +216,17 @@ pub struct OpenRun {
 
 pub(crate) type CmdResult = Result<Vec<Output>, SessionError>;
 
+/// The engine's name for a `--head-precision` word.
+pub(crate) fn output_head(head: lang::HeadPrecision) -> OutputHead {
+    match head {
+        lang::HeadPrecision::Exact => OutputHead::Exact,
+        lang::HeadPrecision::Bf16 => OutputHead::Quantized(HeadPrecision::Bf16),
+        lang::HeadPrecision::Int8 => OutputHead::Quantized(HeadPrecision::Int8),
+        lang::HeadPrecision::Q6 => OutputHead::Quantized(HeadPrecision::Q6),
+        lang::HeadPrecision::Q4 => OutputHead::Quantized(HeadPrecision::Q4),
+    }
+}
+
 pub struct Session {
     pub(crate) config: SessionConfig,
     pub(crate) model: Option<LoadedModel>,
@@ -243,7 +257,9 @@ impl Session {
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
-                if let Err(e) = s.load_model(&path, default_name(&path)) {
+                if let Err(e) =
+                    s.load_model(&path, default_name(&path), lang::HeadPrecision::DEFAULT)
+                {
                     s.startup_notes
                         .push(format!("default model not loaded: {e}"));
                 }
@@ -299,8 +315,9 @@ impl Session {
         &mut self,
         path: &Path,
         shown: String,
+        head: lang::HeadPrecision,
     ) -> Result<&LoadedModel, SessionError> {
-        let model = Model::load(path)?;
+        let model = Model::load_with(path, output_head(head))?;
         let tokenizer = Tokenizer::for_model(path)?;
         self.model = Some(LoadedModel {
             path: path.to_path_buf(),
@@ -479,7 +496,7 @@ impl Session {
                     ModelRef::Default => default_name(&path),
                     ModelRef::Path(p) => shown_path(p),
                 };
-                let loaded = self.load_model(&path, shown)?;
+                let loaded = self.load_model(&path, shown, l.head)?;
                 Ok(vec![Output::Text(model_line(loaded))])
             }
             Command::Info => self.info(),
@@ -489,6 +506,7 @@ impl Session {
             Command::Export(e) => self.export(&e.dir, ctx),
             Command::Generate(g) => self.generate(g, ctx),
             Command::Logits(l) => self.logits(l),
+            Command::Eval(e) => self.eval(e, ctx),
             Command::Train(t) => self.train(t, ctx),
             Command::Log(l) => self.log(l),
             Command::Replay(r) => self.replay(r, ctx),
@@ -534,6 +552,14 @@ impl Session {
                         t.zero,
                         t.pos,
                         t.gf3_sum
+                    ),
+                );
+                row(
+                    "output head",
+                    format!(
+                        "{}, {:.2} MB read per token",
+                        m.model.output_head(),
+                        m.model.head_bytes() as f64 / 1e6
                     ),
                 );
                 row(

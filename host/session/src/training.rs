@@ -106,7 +106,7 @@ impl Session {
             )));
             // The trained model becomes the session's model.
             let shown = crate::session::shown_path(&model_dir);
-            self.load_model(&model_dir, shown)?;
+            self.load_model(&model_dir, shown, lang::HeadPrecision::DEFAULT)?;
         }
         drop(trainer);
         self.open_run(&dir)?;

@@ -61,27 +61,19 @@ fn train(data: &str, out: &str) -> TrainStart {
 fn model_commands() {
     assert_eq!(
         ok("load default"),
-        Command::Load(Load {
-            model: ModelRef::Default
-        })
+        Command::Load(Load::new(ModelRef::Default))
     );
     assert_eq!(
         ok("load ~/models/b2b4t"),
-        Command::Load(Load {
-            model: ModelRef::Path(p("~/models/b2b4t"))
-        })
+        Command::Load(Load::new(ModelRef::Path(p("~/models/b2b4t"))))
     );
     assert_eq!(
         ok("load \"default\""),
-        Command::Load(Load {
-            model: ModelRef::Path(p("default"))
-        })
+        Command::Load(Load::new(ModelRef::Path(p("default"))))
     );
     assert_eq!(
         ok("load \"my models/x\""),
-        Command::Load(Load {
-            model: ModelRef::Path(p("my models/x"))
-        })
+        Command::Load(Load::new(ModelRef::Path(p("my models/x"))))
     );
     assert_eq!(ok("info"), Command::Info);
     assert_eq!(ok("layers"), Command::Layers);

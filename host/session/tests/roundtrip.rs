@@ -40,6 +40,14 @@ fn count32() -> impl Strategy<Value = u32> {
     prop_oneof![1..100u32, 1..=u32::MAX]
 }
 
+fn model() -> impl Strategy<Value = ModelRef> {
+    prop_oneof![Just(ModelRef::Default), path().prop_map(ModelRef::Path)]
+}
+
+fn head() -> impl Strategy<Value = HeadPrecision> {
+    prop::sample::select(HeadPrecision::ALL.to_vec())
+}
+
 fn count64() -> impl Strategy<Value = u64> {
     prop_oneof![1..1000u64, 1..=u64::MAX]
 }
@@ -183,8 +191,25 @@ fn command() -> impl Strategy<Value = Command> {
         .collect();
     prop_oneof![
         prop::sample::select(help_names).prop_map(|command| Command::Help(Help { command })),
-        prop_oneof![Just(ModelRef::Default), path().prop_map(ModelRef::Path)]
-            .prop_map(|model| Command::Load(Load { model })),
+        (model(), head()).prop_map(|(model, head)| Command::Load(Load { model, head })),
+        (
+            path(),
+            count32(),
+            proptest::option::of(count32()),
+            proptest::option::of(model()),
+            head(),
+            proptest::option::of(count32()),
+        )
+            .prop_map(|(data, ctx, stride, compare, compare_head, windows)| {
+                Command::Eval(Eval::Ppl(EvalPpl {
+                    data,
+                    ctx,
+                    stride,
+                    compare,
+                    compare_head,
+                    windows,
+                }))
+            }),
         Just(Command::Info),
         Just(Command::Layers),
         proptest::option::of(path()).prop_map(|path| Command::Verify(Verify { path })),

@@ -6,7 +6,8 @@
 //! place that says which options exist, what they take, their defaults and their checks, and so
 //! that the terminal, the REPL, workbooks, the workbench and Jupyter run the same executor
 //! with the same defaults. A few options belong to this face only and are taken out first:
-//! `--model` (load it before the command), `--run` (open that training run before it), `--json`
+//! `--model` (load it before the command), `--head-precision` (how that model, or the default
+//! one, keeps its output projection: `load`'s option of the same name), `--run` (open that training run before it), `--json`
 //! (print the typed outputs as JSON instead of text) and `--threads` (as everywhere).
 //!
 //! Exit codes follow from the error's kind: 0 success, 2 a command that does not parse or
@@ -28,14 +29,15 @@ use crate::interrupt;
 /// `--help` lines. Session-only commands (`seek`, `step`, `plugin`, …) need a session that
 /// lives on, so they stay in `tritlab repl`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "info", "layers", "verify", "generate", "show", "export", "train", "log", "replay", "check",
-    "plugins",
+    "info", "layers", "verify", "generate", "eval", "show", "export", "train", "log", "replay",
+    "check", "plugins",
 ];
 
 /// The options of this face, not of the command language.
 #[derive(Debug, Default, PartialEq)]
 pub struct FaceOptions {
     pub model: Option<String>,
+    pub head: Option<lang::HeadPrecision>,
     pub run: Option<PathBuf>,
     pub json: bool,
     pub threads: Option<usize>,
@@ -60,6 +62,15 @@ pub fn split_face_options(words: &[String]) -> Result<(FaceOptions, Vec<String>)
         match name {
             "--json" if inline.is_none() => face.json = true,
             "--model" => face.model = Some(value(name)?),
+            "--head-precision" => {
+                let v = value(name)?;
+                face.head = Some(lang::HeadPrecision::from_name(&v).with_context(|| {
+                    format!(
+                        "--head-precision {v}: expected one of {}",
+                        lang::HeadPrecision::NAMES.join(", ")
+                    )
+                })?);
+            }
             "--run" => face.run = Some(PathBuf::from(value(name)?)),
             "--threads" => {
                 let v = value(name)?;
@@ -90,6 +101,7 @@ pub fn exit_code(exec: &Execution) -> ExitCode {
 fn needs_model(command: &Command) -> bool {
     match command {
         Command::Info | Command::Layers | Command::Generate(_) | Command::Logits(_) => true,
+        Command::Eval(_) => true,
         Command::Verify(v) => v.path.is_none(),
         Command::Show(_) | Command::Export(_) => true,
         _ => false,
@@ -115,7 +127,9 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
     let threads = face.threads.or(threads);
     set_up_threads(threads, run_to_recompute(&command, face.run.as_ref()))?;
     interrupt::install();
-    let mut config = console::session_config(face.model.is_none() && needs_model(&command));
+    // The default model loads with the session unless a model, or another head for it, is asked.
+    let explicit_load = face.model.is_some() || face.head.is_some();
+    let mut config = console::session_config(!explicit_load && needs_model(&command));
     config.threads = threads;
     let (worker, snapshot) = console::start_worker(config, tritlab_rust_cells::Preparation::Wait);
     let quiet = Console {
@@ -124,13 +138,15 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
     };
     // What this face sets up before the command, written as commands too.
     let mut setup = Vec::new();
-    if let Some(model) = &face.model {
-        let model = if model == "default" {
-            ModelRef::Default
-        } else {
-            ModelRef::Path(PathBuf::from(model))
+    if explicit_load {
+        let model = match face.model.as_deref() {
+            None | Some("default") => ModelRef::Default,
+            Some(path) => ModelRef::Path(PathBuf::from(path)),
         };
-        setup.push(Command::Load(lang::Load { model }));
+        setup.push(Command::Load(lang::Load {
+            model,
+            head: face.head.unwrap_or(lang::HeadPrecision::DEFAULT),
+        }));
     } else if needs_model(&command) {
         for note in console::startup_notes(&snapshot) {
             eprintln!("note: {note}");

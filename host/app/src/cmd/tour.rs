@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let sections: [(&str, Vec<Command>); 4] = [
         (
             "Model",
-            vec![Command::Load(lang::Load { model }), Command::Layers],
+            vec![Command::Load(lang::Load::new(model)), Command::Layers],
         ),
         ("Verify", vec![Command::Verify(lang::Verify { path: None })]),
         (

@@ -553,6 +553,7 @@ pub fn load(path: &Path) -> Result<Model> {
         path: path.to_path_buf(),
         embed,
         lm_head,
+        head: None,
         layers,
         norm: norm_w,
     })

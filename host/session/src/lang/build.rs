@@ -2,9 +2,9 @@
 //! fills.
 
 use super::ast::{
-    Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
-    PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train,
-    TrainResume, TrainShape, TrainStart, Verify,
+    Back, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate, HeadPrecision, Help, Load,
+    Log, Logits, LogitsInput, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show,
+    Step, TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -24,6 +24,10 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                     _ => None,
                 },
                 "default|PATH",
+            )?,
+            head: m.need(
+                m.choice("head-precision", HeadPrecision::from_name),
+                "--head-precision",
             )?,
         }),
         CommandId::Info => Command::Info,
@@ -104,6 +108,20 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
             step: m.need(m.int("STEP"), "STEP")?,
             dir: m.need(m.path("DIR"), "DIR")?,
         }),
+        CommandId::EvalPpl => Command::Eval(Eval::Ppl(EvalPpl {
+            data: m.need(m.path("data"), "--data")?,
+            ctx: m.need(m.u32("ctx"), "--ctx")?,
+            stride: m.u32("stride"),
+            compare: match m.value("compare") {
+                Some(Value::Model(model)) => Some(model),
+                _ => None,
+            },
+            compare_head: m.need(
+                m.choice("compare-head", HeadPrecision::from_name),
+                "--compare-head",
+            )?,
+            windows: m.u32("windows"),
+        })),
         CommandId::Seek => Command::Seek(Seek {
             step: m.need(m.int("STEP"), "STEP")?,
         }),
@@ -137,7 +155,7 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
         // `:rust` lines never reach the token parser; typed as a word, it is a command without
         // its code.
         CommandId::Rust => Command::Rust(m.text("CODE").unwrap_or_default()),
-        CommandId::Replay | CommandId::Plugin => {
+        CommandId::Replay | CommandId::Plugin | CommandId::Eval => {
             return Err(ParseError::new(
                 m.src,
                 ParseErrorKind::MissingSubcommand,

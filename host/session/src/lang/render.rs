@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::ast::{
-    Command, Generate, Log, LogitsInput, ModelRef, Plugin, Replay, TokenizerSource, Train,
+    Command, Eval, Generate, Log, LogitsInput, ModelRef, Plugin, Replay, TokenizerSource, Train,
 };
 use super::lexer::{is_plain_word, quote, word_or_quoted, RUST_END, RUST_KEYWORD};
 use super::spec::CommandId;
@@ -47,6 +47,16 @@ impl Line {
 
     fn path(&mut self, path: &Path) {
         self.word(&path.to_string_lossy());
+    }
+
+    /// `default` or a model path.
+    fn model(&mut self, model: &ModelRef) {
+        match model {
+            ModelRef::Default => self.push("default"),
+            // A bare `default` would be the keyword.
+            ModelRef::Path(path) if path.as_os_str() == "default" => self.text("default"),
+            ModelRef::Path(path) => self.path(path),
+        }
     }
 
     /// `--name VALUE`, unless `value` is the table's default for the option.
@@ -95,12 +105,36 @@ impl fmt::Display for Command {
             }
             Command::Load(load) => {
                 let mut line = Line::new("load", id);
-                match &load.model {
-                    ModelRef::Default => line.push("default"),
-                    // A bare `default` would be the keyword.
-                    ModelRef::Path(path) if path.as_os_str() == "default" => line.text("default"),
-                    ModelRef::Path(path) => line.path(path),
+                line.model(&load.model);
+                line.option(
+                    "head-precision",
+                    load.head.name().into(),
+                    Value::Choice(load.head.name()),
+                );
+                line
+            }
+            Command::Eval(Eval::Ppl(e)) => {
+                let mut line = Line::new("eval ppl", id);
+                line.push("--data");
+                line.path(&e.data);
+                line.int("ctx", u64::from(e.ctx));
+                if let Some(stride) = e.stride {
+                    line.push("--stride");
+                    line.push(&stride.to_string());
                 }
+                if let Some(windows) = e.windows {
+                    line.push("--windows");
+                    line.push(&windows.to_string());
+                }
+                if let Some(model) = &e.compare {
+                    line.push("--compare");
+                    line.model(model);
+                }
+                line.option(
+                    "compare-head",
+                    e.compare_head.name().into(),
+                    Value::Choice(e.compare_head.name()),
+                );
                 line
             }
             Command::Info => Line::new("info", id),

@@ -26,6 +26,9 @@ pub enum CommandId {
     ReplayOpen,
     ReplayVerify,
     ReplayExport,
+    /// `eval`: only a parent; it does nothing without a subcommand.
+    Eval,
+    EvalPpl,
     Seek,
     Step,
     Back,

@@ -4,7 +4,7 @@
 //! `docs/COMMANDS.md` follow (the tests check that every example parses, that synopses name
 //! exactly the table's arguments and options, and that the reference document is current).
 
-use super::ast::{CheckTarget, PlotSeries, Preset, ScaleGranularity};
+use super::ast::{CheckTarget, HeadPrecision, PlotSeries, Preset, ScaleGranularity};
 use super::spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
 };
@@ -16,16 +16,27 @@ pub static COMMANDS: &[CommandSpec] = &[
         id: CommandId::Load,
         name: "load",
         topic: Topic::Model,
-        synopsis: &["load default|PATH"],
+        synopsis: &["load default|PATH [--head-precision P]"],
         summary: "load the default model or a checkpoint",
         description: "Loads a BitNet b1.58 model, replacing the one loaded before. `default` is the model \
             shipped in `assets/default-model`. PATH is a Hugging Face model directory: `config.json`, \
             the weights as `*.safetensors` (sharded or not) and `tokenizer.json`; offline-packed and \
             online (latent-weight) checkpoints both load. A quoted \"default\" is a path, not the \
-            default model.",
+            default model. `--head-precision` says how the output projection (the tied embedding) \
+            is kept: `exact` multiplies the checkpoint's own matrix; `bf16`, `int8`, `q6` and `q4` \
+            convert it once into a smaller format, which reads fewer bytes per generated token \
+            (`eval ppl --compare` measures what that costs).",
         args: &[arg("default|PATH", ValueKind::Model, "the default model, or a model directory")],
+        options: &[option(
+            "head-precision",
+            ValueKind::Choice(HeadPrecision::NAMES),
+            "",
+            "how the output projection is kept",
+        )
+        .with_default(HeadPrecision::DEFAULT.name())],
         examples: &[
             example("load default", "the bundled model"),
+            example("load default --head-precision int8", "an 8-bit output projection"),
             example("load ~/models/bitnet-b1.58-2B-4T", "a Hugging Face download"),
         ],
         ..command()
@@ -170,6 +181,58 @@ pub static COMMANDS: &[CommandSpec] = &[
             example("logits \"The capital of France is\"", ""),
             example("logits --ids 1,17,300 --top 5", ""),
         ],
+        ..command()
+    },
+    CommandSpec {
+        id: CommandId::Eval,
+        name: "eval",
+        topic: Topic::Generation,
+        synopsis: &[],
+        summary: "measure the loaded model on data",
+        description: "Measurements of the loaded model on a text file.",
+        subcommands: &[CommandSpec {
+            id: CommandId::EvalPpl,
+            name: "ppl",
+            topic: Topic::Generation,
+            synopsis: &[
+                "eval ppl --data FILE [--ctx N] [--stride N] [--windows N] [--compare default|PATH] [--compare-head P]",
+            ],
+            summary: "perplexity on a text file, and the distance to another model",
+            description: "Tokenizes FILE with the model's tokenizer and scores the model's \
+                next-token predictions. Without `--stride`, as llama-perplexity does: windows of N \
+                tokens that do not overlap, the first token of each replaced by BOS when the \
+                tokenizer adds one, the second half of each window scored. With `--stride S`, \
+                Hugging Face's sliding window: a window of N tokens every S tokens, each token \
+                predicted once. Prints the perplexity with its standard error. `--compare` runs \
+                another model (or the same one with another `--compare-head`) on the same windows \
+                and adds its perplexity, the mean KL divergence of the loaded model's next-token \
+                distribution from the compared one's, and how often their likeliest tokens agree: \
+                how a quantisation is judged.",
+            options: &[
+                option("data", ValueKind::Path, "FILE", "UTF-8 text to score").required(),
+                option("ctx", COUNT, "N", "tokens per window").with_default("512"),
+                option("stride", COUNT, "S", "Hugging Face's sliding windows, one every S tokens"),
+                option("windows", COUNT, "N", "score at most N windows"),
+                option("compare", ValueKind::Model, "default|PATH", "a model to compare with on the same windows"),
+                option(
+                    "compare-head",
+                    ValueKind::Choice(HeadPrecision::NAMES),
+                    "",
+                    "how the compared model keeps its output projection",
+                )
+                .with_default("exact"),
+            ],
+            examples: &[
+                example("eval ppl --data wiki.test.raw", "llama-perplexity's windows of 512"),
+                example("eval ppl --data wiki.test.raw --ctx 1024 --stride 512", "sliding windows"),
+                example(
+                    "eval ppl --data wiki.test.raw --windows 20 --compare default --compare-head exact",
+                    "after `load default --head-precision q4`: what the 4-bit head costs",
+                ),
+            ],
+            ..command()
+        }],
+        examples: &[],
         ..command()
     },
     // ---- training ----------------------------------------------------------------------------
@@ -702,6 +765,11 @@ impl OptionSpec {
 
     const fn with_conflicts(mut self, conflicts: &'static [&'static str]) -> Self {
         self.conflicts = conflicts;
+        self
+    }
+
+    const fn required(mut self) -> Self {
+        self.presence = Presence::Required;
         self
     }
 

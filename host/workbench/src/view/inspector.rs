@@ -74,10 +74,7 @@ fn model_section(
         ui.label("No model is loaded.");
         if ui.button("Load the default model").clicked() {
             actions.push(Action::RunLine(
-                Command::Load(lang::Load {
-                    model: lang::ModelRef::Default,
-                })
-                .to_string(),
+                Command::Load(lang::Load::new(lang::ModelRef::Default)).to_string(),
             ));
         }
         return;
