@@ -164,8 +164,9 @@ impl Console {
 /// The live part of a running command.
 struct Live<'a> {
     console: &'a Console,
-    /// Prompts of the `generate` commands in the source, in order, to print before their tokens.
-    prompts: VecDeque<String>,
+    /// Prompts of the `generate` and `chat` commands in the source, in order, to print before
+    /// their tokens; a chat message stands on a line of its own above the reply.
+    prompts: VecDeque<(String, bool)>,
     /// Generations streamed so far: the prompt printed before each, and its tokens.
     streams: Vec<(Option<String>, Vec<TraceToken>)>,
     streaming: bool,
@@ -180,7 +181,9 @@ impl<'a> Live<'a> {
                 statements
                     .into_iter()
                     .filter_map(|s| match s.command {
-                        Command::Generate(g) => Some(g.prompt),
+                        Command::Generate(g) => Some((g.prompt, false)),
+                        // A chat without a message only starts a conversation: no tokens.
+                        Command::Chat(c) => c.message.map(|m| (m, true)),
                         _ => None,
                     })
                     .collect()
@@ -218,14 +221,15 @@ impl<'a> Live<'a> {
             self.clear_status();
             self.streaming = true;
             let prompt = self.prompts.pop_front();
-            if let Some(p) = &prompt {
+            if let Some((p, own_line)) = &prompt {
                 let _ = write!(
                     out,
-                    "{}",
-                    self.console.renderer.style.bold(&render::sanitize(p))
+                    "{}{}",
+                    self.console.renderer.style.bold(&render::sanitize(p)),
+                    if *own_line { "\n" } else { "" }
                 );
             }
-            self.streams.push((prompt, Vec::new()));
+            self.streams.push((prompt.map(|(p, _)| p), Vec::new()));
         }
         let _ = write!(
             out,

@@ -280,3 +280,47 @@ fn errors_name_the_file() {
     let out = tritlab(&["synth", "--shape", "huge", "--out", d.as_str()]);
     assert!(!out.status.success());
 }
+
+/// `tritlab chat` is one turn through the session: the reply and its turn table as JSON, and a
+/// usage error (exit 2) naming `--template` for a model without a chat template.
+#[test]
+fn chat_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = tmp.path().join("plain.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token }}{% endfor %}\
+         {% if add_generation_prompt %}assistant:{% endif %}",
+    )
+    .unwrap();
+    let out = tritlab(&[
+        "chat",
+        "Good morrow.",
+        "--template",
+        template.to_str().unwrap(),
+        "--greedy",
+        "--max-tokens",
+        "3",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["text", "trace", "table"], "{v}");
+    assert_eq!(v[2]["value"]["title"], "chat turn 1", "{v}");
+    let rows = v[2]["value"]["rows"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r[0] == "stopped"), "{v}");
+
+    let out = tritlab(&["chat", "Good morrow."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--template FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -257,3 +257,47 @@ fn an_export_that_cannot_be_written_fails_the_run_but_not_the_others() {
     assert!(stderr.contains("blocked"), "{stderr}");
     assert!(tmp.path().join("ok/b.html").is_file(), "{stdout}");
 }
+
+/// `chat` in a headless book: the conversation carries from one cell to the next. The default
+/// model ships no chat template, so the book brings one; without it the cell fails and says how
+/// to give one.
+#[test]
+fn chat_cells_continue_one_conversation() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("plain.jinja"),
+        "{% for m in messages %}{{ m.role | upper }}: {{ m.content }}{{ eos_token }}{% endfor %}\
+         {% if add_generation_prompt %}ASSISTANT:{% endif %}",
+    )
+    .unwrap();
+    let body = format!(
+        "{}{}",
+        fence(
+            "tritlab",
+            "chat \"Good morrow.\" --template plain.jinja --greedy --max-tokens 4"
+        ),
+        fence("tritlab", "chat \"And thou?\" --greedy --max-tokens 4")
+    );
+    let path = book(tmp.path(), "chat.md", &body);
+    let out = tritlab_run(&["chat.md"], tmp.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let saved = Workbook::load(&path).unwrap();
+    let titles: Vec<String> = saved
+        .cells()
+        .flat_map(|c| c.outputs.iter())
+        .filter_map(|o| match o {
+            CellOutput::Table(t) => t.title.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(titles, ["chat turn 1", "chat turn 2"], "{stdout}");
+
+    book(tmp.path(), "bare.md", &fence("tritlab", "chat \"Hello\""));
+    let out = tritlab_run(&["bare.md"], tmp.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("has no chat template"), "{all}");
+    assert!(all.contains("--template FILE"), "{all}");
+}

@@ -127,6 +127,11 @@ impl KvCache {
         }
     }
 
+    /// Layers it has room for (0 for a default, unusable cache).
+    pub fn layers(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Positions cached.
     pub fn len(&self) -> usize {
         self.len

@@ -72,6 +72,10 @@ pub enum EngineError {
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
+    /// A chat template that does not compile or render (including its own `raise_exception`).
+    #[error("{origin}: chat template: {message}")]
+    ChatTemplate { origin: String, message: String },
+
     #[error("{context}: {error}")]
     Kernel { context: String, error: KernelError },
 

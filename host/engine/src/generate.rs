@@ -101,6 +101,17 @@ impl<'m> Generator<'m> {
         tokenizer: Option<&'m Tokenizer>,
         options: GenerateOptions,
     ) -> Result<Self> {
+        Self::with_cache(model, tokenizer, options, model.new_cache())
+    }
+
+    /// A generator that continues from `cache`: the prompt given to [`Generator::prefill`]
+    /// follows the positions already in it (a conversation's earlier turns).
+    pub fn with_cache(
+        model: &'m Model,
+        tokenizer: Option<&'m Tokenizer>,
+        options: GenerateOptions,
+        cache: KvCache,
+    ) -> Result<Self> {
         let sampler = Sampler::new(options.sampling.clone())?;
         let mut stops = options.stop_tokens.clone();
         if options.stop_at_eos {
@@ -110,7 +121,7 @@ impl<'m> Generator<'m> {
             model,
             tokenizer,
             sampler,
-            cache: model.new_cache(),
+            cache,
             stream: TokenStream::new(),
             stops,
             pending: None,
@@ -193,21 +204,24 @@ impl<'m> Generator<'m> {
     pub fn cache(&self) -> &KvCache {
         &self.cache
     }
+
+    /// The cache, for the next turn of a conversation.
+    pub fn into_cache(self) -> KvCache {
+        self.cache
+    }
+
+    /// The logits the next token will be sampled from, if any are pending.
+    pub fn pending_logits(&self) -> Option<&[f32]> {
+        self.pending.as_ref().map(|(logits, _)| logits.as_slice())
+    }
 }
 
-/// Generates from token ids. The callback receives every step and may stop generation.
-pub fn generate_ids(
-    model: &Model,
-    tokenizer: Option<&Tokenizer>,
-    prompt: &[u32],
-    options: &GenerateOptions,
+/// Samples until a stop: the text generated (with what the detokeniser held back) and why it
+/// stopped. Shared by [`generate_ids`] and chat turns.
+pub(crate) fn decode_loop(
+    g: &mut Generator<'_>,
     mut callback: impl FnMut(&GenerationStep) -> StepControl,
-) -> Result<Generation> {
-    let mut g = Generator::new(model, tokenizer, options.clone())?;
-    let t0 = Instant::now();
-    g.prefill(prompt)?;
-    let prefill_seconds = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+) -> Result<(String, StopReason)> {
     let mut text = String::new();
     let stop_reason = loop {
         if g.context_full() {
@@ -224,6 +238,23 @@ pub fn generate_ids(
         }
     };
     text.push_str(&g.flush_text()?);
+    Ok((text, stop_reason))
+}
+
+/// Generates from token ids. The callback receives every step and may stop generation.
+pub fn generate_ids(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    callback: impl FnMut(&GenerationStep) -> StepControl,
+) -> Result<Generation> {
+    let mut g = Generator::new(model, tokenizer, options.clone())?;
+    let t0 = Instant::now();
+    g.prefill(prompt)?;
+    let prefill_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (text, stop_reason) = decode_loop(&mut g, callback)?;
     Ok(Generation {
         prompt_tokens: prompt.to_vec(),
         tokens: g.generated,

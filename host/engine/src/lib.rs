@@ -7,6 +7,9 @@
 //!   ternary weights, everything else in f32.
 //! * [`generate()`] / [`Generator`] sample tokens ([`Sampler`]: greedy, temperature, top-k, top-p,
 //!   seeded ChaCha20) and report every [`GenerationStep`] to a callback.
+//! * [`Conversation`] / [`chat_turn`] hold multi-turn chats: the model's chat template
+//!   ([`ChatTemplate`], rendered with minijinja as transformers renders it), stops at every
+//!   end-of-turn id, and KV-cache reuse of the prefix the turns share.
 //! * A `.gguf` file loads wherever a checkpoint directory does ([`bitnet::gguf_load`]), and
 //!   [`Model::export_gguf`] / [`Model::export_hf`] write models back out.
 //! * [`layout`] names every tensor of the model once: its transformers and GGUF names, its shape
@@ -17,6 +20,7 @@
 //!   checkpoints with real shapes.
 
 pub mod bitnet;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod eval;
@@ -33,6 +37,9 @@ pub mod weights;
 
 pub use bitnet::export::{chat_template_for, ExportReport, ExportedTensor};
 pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
+pub use chat::{
+    chat_turn, turn_end_ids, ChatMessage, ChatTemplate, ChatTurn, Conversation, PendingTurn, Role,
+};
 pub use config::{Activation, BitNetConfig, LinearClass, QuantizationConfig, QuantizationMode};
 pub use error::{EngineError, Result};
 pub use eval::{Comparison, Perplexity, Window, Windows};

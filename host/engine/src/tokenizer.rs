@@ -115,6 +115,16 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The id of `content` when it is one of the tokenizer's added tokens (the special tokens
+    /// such as `<|eot_id|>`), not merely a string of its vocabulary.
+    pub fn added_token_id(&self, content: &str) -> Option<u32> {
+        self.inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .find(|(_, token)| token.content == content)
+            .map(|(id, _)| id)
+    }
+
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
     }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tritlab_engine::{
-    generate, GenerateOptions, HeadPrecision, Model, OutputHead, SamplingOptions, StepControl,
-    Tokenizer,
+    generate, ChatTemplate, Conversation, GenerateOptions, GenerationStep, HeadPrecision, Model,
+    OutputHead, SamplingOptions, StepControl, StopReason, Tokenizer,
 };
 use tritlab_plugin_host::{self as ph, HostConfig, PluginHost, PluginKind};
 use tritlab_train::Timeline;
@@ -214,6 +214,17 @@ pub struct OpenRun {
     pub colours: Vec<Option<[u8; 3]>>,
 }
 
+/// The conversation `chat` keeps between turns.
+pub(crate) struct ChatState {
+    /// Its messages, and the KV cache of the ids the model has read of them.
+    pub(crate) conversation: Conversation,
+    /// The template it is rendered with: given by `--template`, or the model's once a turn
+    /// needed it.
+    pub(crate) template: Option<ChatTemplate>,
+    /// The model load it belongs to ([`LoadedModel::load_id`]).
+    pub(crate) load_id: u64,
+}
+
 pub(crate) type CmdResult = Result<Vec<Output>, SessionError>;
 
 /// The engine's name for a `--head-precision` word.
@@ -235,6 +246,8 @@ pub struct Session {
     pub(crate) run: Option<OpenRun>,
     /// The last generation's tracer annotations, for `check PLUGIN --on trace`.
     pub(crate) last_trace: Vec<ph::AnnotatedStep>,
+    /// The conversation of `chat`, if one was started with the loaded model.
+    pub(crate) chat: Option<ChatState>,
     pub(crate) rust: Option<Box<dyn RustEvaluator>>,
     /// Notes from starting up (a model or plugin that did not load), shown by `info`.
     pub(crate) startup_notes: Vec<String>,
@@ -250,6 +263,7 @@ impl Session {
             plugin_problem: None,
             run: None,
             last_trace: Vec::new(),
+            chat: None,
             rust: None,
             startup_notes: Vec::new(),
         };
@@ -319,6 +333,8 @@ impl Session {
     ) -> Result<&LoadedModel, SessionError> {
         let model = Model::load_with(path, output_head(head))?;
         let tokenizer = Tokenizer::for_model(path)?;
+        // A conversation's cache and template belong to the model that read it.
+        self.chat = None;
         self.model = Some(LoadedModel {
             path: path.to_path_buf(),
             shown,
@@ -457,6 +473,13 @@ impl Session {
             dropped.push(format!("the training run {} was closed", run.dir.display()));
         }
         self.last_trace.clear();
+        if self
+            .chat
+            .take()
+            .is_some_and(|c| !c.conversation.messages().is_empty())
+        {
+            dropped.push("the chat conversation was forgotten".to_owned());
+        }
         let had_plugins = self
             .plugins
             .take()
@@ -505,6 +528,7 @@ impl Session {
             Command::Show(s) => self.show(&s.tensor, s.with.as_deref(), s.step),
             Command::Export(e) => self.export(&e.dir, ctx),
             Command::Generate(g) => self.generate(g, ctx),
+            Command::Chat(c) => self.chat(c, ctx),
             Command::Logits(l) => self.logits(l),
             Command::Eval(e) => self.eval(e, ctx),
             Command::Train(t) => self.train(t, ctx),
@@ -785,107 +809,179 @@ impl Session {
         ))])
     }
 
-    fn generate(&mut self, g: &lang::Generate, ctx: &mut Context<'_>) -> CmdResult {
-        let tracer = match &g.tracer {
+    /// The tracer a generation is coloured by: the one asked for, else the first enabled.
+    fn tracer_for(&self, asked: &Option<String>) -> Option<String> {
+        match asked {
             Some(t) => Some(t.clone()),
             None => self.pick_plugin(PluginKind::Tracer, "gay-tracer"),
-        };
-        let mut stop_tokens = Vec::new();
-        let m = self.require_model()?;
-        if let Some(stop) = &g.stop {
-            stop_tokens = m.tokenizer.encode(stop, false)?;
-            if stop_tokens.len() != 1 {
-                return Err(SessionError::Usage(format!(
-                    "--stop {stop:?} is {} tokens; it must be exactly one",
-                    stop_tokens.len()
-                )));
-            }
         }
-        let options = GenerateOptions {
-            max_tokens: g.max_tokens as usize,
-            sampling: SamplingOptions {
-                temperature: if g.greedy { 0.0 } else { g.temperature },
-                top_k: g.top_k.map(|k| k as usize),
-                top_p: g.top_p,
-                seed: g.seed,
-            },
-            stop_tokens,
-            ..GenerateOptions::default()
-        };
-        let model = self.model.take().ok_or("no model is loaded")?;
+    }
+
+    fn generate(&mut self, g: &lang::Generate, ctx: &mut Context<'_>) -> CmdResult {
+        let o = g.options();
+        let tracer = self.tracer_for(&o.tracer);
+        let options = engine_options(self.require_model()?, &o)?;
+        let model = self.model.take().ok_or(SessionError::NoModel)?;
         let mut host = self.plugins.take();
-        let mut tokens = Vec::new();
-        let mut annotated = Vec::new();
-        let mut tracer_error = None;
+        let mut recorder = TraceRecorder::new(tracer, o.max_tokens);
         let cancel = ctx.cancel;
-        let total = g.max_tokens as u64;
         let result = generate(
             &model.model,
             &model.tokenizer,
             &g.prompt,
             &options,
-            |step| {
-                let annotation = match (host.as_mut(), &tracer) {
-                    (Some(h), Some(name)) => {
-                        match h.trace_generation(name, &convert::generation_step(step)) {
-                            Ok(a) => Some(a),
-                            Err(e) => {
-                                tracer_error.get_or_insert(e.to_string());
-                                None
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let note = format!(
-                    "token {} · id {} · entropy {:.2}",
-                    step.index, step.token_id, step.logit_stats.entropy
-                );
-                let text = if step.text.is_empty() {
-                    "·"
-                } else {
-                    &step.text
-                };
-                let token = convert::trace_token(text, annotation.as_ref(), note);
-                (ctx.events)(LiveEvent::Token(token.clone()));
-                ctx.progress("generating", step.index as u64 + 1, Some(total));
-                tokens.push(token);
-                if let Some(a) = annotation {
-                    annotated.push(ph::AnnotatedStep {
-                        step: step.index as u64,
-                        annotation: a,
-                    });
-                }
-                if cancel.load(Ordering::Relaxed) {
-                    StepControl::Stop
-                } else {
-                    StepControl::Continue
-                }
-            },
+            |step| recorder.step(host.as_mut(), step, ctx),
         );
         self.model = Some(model);
         self.plugins = host;
         let generation = result?;
-        self.last_trace = annotated;
+        self.last_trace = std::mem::take(&mut recorder.annotated);
         let n = generation.tokens.len();
         let mut out = vec![
             Output::Text(g.prompt.clone()),
-            Output::Trace(Trace {
-                title: Some(match &tracer {
-                    Some(t) => format!("coloured by {t}"),
-                    None => "no tracer loaded".into(),
-                }),
-                tokens,
-            }),
+            Output::Trace(recorder.trace(None)),
             Output::Text(format!(
                 "{n} tokens; prefill {:.1} ms, {:.1} tokens/s; stopped: {:?}{}",
                 generation.prefill_seconds * 1e3,
                 n as f64 / generation.decode_seconds.max(1e-9),
                 generation.stop_reason,
-                tracer_error
+                recorder
+                    .tracer_error
                     .map(|e| format!("; tracer error: {e}"))
                     .unwrap_or_default()
             )),
+        ];
+        if cancel.load(Ordering::Relaxed) {
+            out.push(Output::Text("cancelled".into()));
+        }
+        Ok(out)
+    }
+
+    /// `chat`: starts or continues the conversation, then runs one turn when there is a message.
+    fn chat(&mut self, c: &lang::Chat, ctx: &mut Context<'_>) -> CmdResult {
+        let tracer = self.tracer_for(&c.options.tracer);
+        // Out of the session while the turn runs, so that the conversation and the plugins
+        // can be borrowed beside it.
+        let model = self.model.take().ok_or(SessionError::NoModel)?;
+        let result = self.chat_with(&model, tracer, c, ctx);
+        self.model = Some(model);
+        result
+    }
+
+    fn chat_with(
+        &mut self,
+        m: &LoadedModel,
+        tracer: Option<String>,
+        c: &lang::Chat,
+        ctx: &mut Context<'_>,
+    ) -> CmdResult {
+        let mut options = engine_options(m, &c.options)?;
+        let given = match &c.template {
+            Some(path) => Some(ChatTemplate::from_file_for_model(
+                path,
+                &m.model,
+                &m.tokenizer,
+            )?),
+            None => None,
+        };
+        let load_id = m.load_id;
+        let continuing = !c.reset
+            && c.system.is_none()
+            && self.chat.as_ref().is_some_and(|s| s.load_id == load_id);
+        if !continuing {
+            self.chat = Some(ChatState {
+                conversation: Conversation::new(&m.model, c.system.clone()),
+                template: None,
+                load_id,
+            });
+        }
+        let state = self.chat.as_mut().expect("a conversation was set above");
+        if given.is_some() {
+            state.template = given;
+        }
+        let Some(message) = &c.message else {
+            return Ok(vec![Output::Text(match &c.system {
+                Some(system) => format!("new conversation; system message: {system}"),
+                None => "new conversation".to_string(),
+            })]);
+        };
+        if state.template.is_none() {
+            let shipped = ChatTemplate::for_model(&m.model, &m.tokenizer)?;
+            state.template = Some(shipped.ok_or_else(|| {
+                SessionError::Usage(format!(
+                    "the model {} has no chat template (no `chat_template` in its \
+                     tokenizer_config.json, no chat_template.jinja, no tokenizer.chat_template \
+                     in its GGUF metadata): give one with `chat MESSAGE --template FILE`",
+                    m.shown
+                ))
+            })?);
+        }
+        let template = state.template.as_ref().expect("a template was set above");
+        options.stop_tokens.extend(tritlab_engine::turn_end_ids(
+            &m.model,
+            &m.tokenizer,
+            Some(template),
+        ));
+        let mut recorder = TraceRecorder::new(tracer, c.options.max_tokens);
+        let cancel = ctx.cancel;
+        let turn = state
+            .conversation
+            .start_turn(&m.model, &m.tokenizer, template, message, options)
+            .and_then(|pending| {
+                pending.run(&mut state.conversation, |step| {
+                    recorder.step(self.plugins.as_mut(), step, ctx)
+                })
+            })?;
+        let number = state.conversation.turns();
+        let stop = match turn.stop_reason {
+            StopReason::StopToken(id) => format!(
+                "end of turn ({}, id {id})",
+                m.tokenizer.id_to_token(id).unwrap_or_default()
+            ),
+            StopReason::MaxTokens => "--max-tokens reached".to_string(),
+            StopReason::Callback => "stopped".to_string(),
+            StopReason::ContextFull => "context full".to_string(),
+        };
+        let origin = template.origin();
+        let template_name = Path::new(origin)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| origin.to_string());
+        let n = turn.tokens.len();
+        let mut rows = vec![
+            vec!["reply tokens".to_string(), n.to_string()],
+            vec!["stopped".to_string(), stop],
+            vec![
+                "conversation tokens".to_string(),
+                turn.prompt_tokens.to_string(),
+            ],
+            vec![
+                "reused from the cache".to_string(),
+                turn.reused_tokens.to_string(),
+            ],
+            vec!["prefilled".to_string(), turn.prefilled_tokens().to_string()],
+            vec![
+                "prefill".to_string(),
+                format!("{:.1} ms", turn.prefill_seconds * 1e3),
+            ],
+            vec![
+                "decode".to_string(),
+                format!("{:.1} tokens/s", n as f64 / turn.decode_seconds.max(1e-9)),
+            ],
+            vec!["template".to_string(), template_name],
+        ];
+        if let Some(e) = recorder.tracer_error.take() {
+            rows.push(vec!["tracer error".to_string(), e]);
+        }
+        self.last_trace = std::mem::take(&mut recorder.annotated);
+        let mut out = vec![
+            Output::Text(message.clone()),
+            Output::Trace(recorder.trace(Some("assistant"))),
+            Output::Table(Table {
+                title: Some(format!("chat turn {number}")),
+                columns: vec!["".into(), "".into()],
+                rows,
+            }),
         ];
         if cancel.load(Ordering::Relaxed) {
             out.push(Output::Text("cancelled".into()));
@@ -1109,6 +1205,117 @@ impl Session {
             started.elapsed().as_secs_f64()
         )));
         Ok(out)
+    }
+}
+
+/// The engine's options for the generation options of `generate` and `chat`.
+fn engine_options(
+    m: &LoadedModel,
+    o: &lang::GenerationOptions,
+) -> Result<GenerateOptions, SessionError> {
+    let mut stop_tokens = Vec::new();
+    if let Some(stop) = &o.stop {
+        stop_tokens = m.tokenizer.encode(stop, false)?;
+        if stop_tokens.len() != 1 {
+            return Err(SessionError::Usage(format!(
+                "--stop {stop:?} is {} tokens; it must be exactly one",
+                stop_tokens.len()
+            )));
+        }
+    }
+    Ok(GenerateOptions {
+        max_tokens: o.max_tokens as usize,
+        sampling: SamplingOptions {
+            temperature: if o.greedy { 0.0 } else { o.temperature },
+            top_k: o.top_k.map(|k| k as usize),
+            top_p: o.top_p,
+            seed: o.seed,
+        },
+        stop_tokens,
+        ..GenerateOptions::default()
+    })
+}
+
+/// What a generation's steps leave behind: each token as a trace token (coloured by the tracer,
+/// if one is loaded), the tracer's annotations for `check --on trace`, the tracer's first error.
+/// Each token is also sent live to the face as it comes.
+struct TraceRecorder {
+    tracer: Option<String>,
+    total: u64,
+    tokens: Vec<TraceToken>,
+    annotated: Vec<ph::AnnotatedStep>,
+    tracer_error: Option<String>,
+}
+
+impl TraceRecorder {
+    fn new(tracer: Option<String>, max_tokens: u32) -> Self {
+        TraceRecorder {
+            tracer,
+            total: u64::from(max_tokens),
+            tokens: Vec::new(),
+            annotated: Vec::new(),
+            tracer_error: None,
+        }
+    }
+
+    /// Records one step; asks to stop when the command is cancelled.
+    fn step(
+        &mut self,
+        host: Option<&mut PluginHost>,
+        step: &GenerationStep,
+        ctx: &mut Context<'_>,
+    ) -> StepControl {
+        let annotation = match (host, &self.tracer) {
+            (Some(h), Some(name)) => {
+                match h.trace_generation(name, &convert::generation_step(step)) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        self.tracer_error.get_or_insert(e.to_string());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let note = format!(
+            "token {} · id {} · entropy {:.2}",
+            step.index, step.token_id, step.logit_stats.entropy
+        );
+        let text = if step.text.is_empty() {
+            "·"
+        } else {
+            &step.text
+        };
+        let token = convert::trace_token(text, annotation.as_ref(), note);
+        (ctx.events)(LiveEvent::Token(token.clone()));
+        ctx.progress("generating", step.index as u64 + 1, Some(self.total));
+        self.tokens.push(token);
+        if let Some(a) = annotation {
+            self.annotated.push(ph::AnnotatedStep {
+                step: step.index as u64,
+                annotation: a,
+            });
+        }
+        if ctx.cancelled() {
+            StepControl::Stop
+        } else {
+            StepControl::Continue
+        }
+    }
+
+    /// The trace, titled by who speaks (if anyone) and what coloured it.
+    fn trace(&mut self, speaker: Option<&str>) -> Trace {
+        let colour = match &self.tracer {
+            Some(t) => format!("coloured by {t}"),
+            None => "no tracer loaded".into(),
+        };
+        Trace {
+            title: Some(match speaker {
+                Some(who) => format!("{who} · {colour}"),
+                None => colour,
+            }),
+            tokens: std::mem::take(&mut self.tokens),
+        }
     }
 }
 

@@ -87,6 +87,31 @@ fn generate() -> impl Strategy<Value = Command> {
         )
 }
 
+/// `chat`: generate's options (taken from a generated `generate`) and its own.
+fn chat() -> impl Strategy<Value = Command> {
+    (
+        generate(),
+        proptest::option::of(text()),
+        proptest::option::of(text()),
+        any::<bool>(),
+        proptest::option::of(path()),
+    )
+        .prop_map(|(generate, message, system, reset, template)| {
+            let Command::Generate(g) = generate else {
+                unreachable!("generate() makes generate commands")
+            };
+            // Without a message, only `--reset` or `--system` make it a command.
+            let reset = reset || (message.is_none() && system.is_none());
+            Command::Chat(Chat {
+                message,
+                system,
+                reset,
+                template,
+                options: g.options(),
+            })
+        })
+}
+
 fn train() -> impl Strategy<Value = Command> {
     let start = (
         (
@@ -221,6 +246,7 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(tensor, with, step)| Command::Show(Show { tensor, with, step })),
         path().prop_map(|dir| Command::Export(Export { dir })),
         generate(),
+        chat(),
         (
             prop_oneof![
                 text().prop_map(LogitsInput::Prompt),

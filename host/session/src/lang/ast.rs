@@ -128,6 +128,7 @@ pub enum Command {
     Show(Show),
     Export(Export),
     Generate(Generate),
+    Chat(Chat),
     Logits(Logits),
     Train(Train),
     Log(Log),
@@ -158,6 +159,7 @@ impl Command {
             Command::Show(_) => CommandId::Show,
             Command::Export(_) => CommandId::Export,
             Command::Generate(_) => CommandId::Generate,
+            Command::Chat(_) => CommandId::Chat,
             Command::Logits(_) => CommandId::Logits,
             Command::Train(_) => CommandId::Train,
             Command::Log(Log::Steps { .. }) => CommandId::Log,
@@ -253,6 +255,51 @@ pub struct Generate {
     pub stop: Option<String>,
     /// Always take the likeliest token; sampling options are then not allowed.
     pub greedy: bool,
+}
+
+impl Generate {
+    /// Its generation options, as `chat` takes them too.
+    pub fn options(&self) -> GenerationOptions {
+        GenerationOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+            tracer: self.tracer.clone(),
+            stop: self.stop.clone(),
+            greedy: self.greedy,
+        }
+    }
+}
+
+/// The options `generate` and `chat` share, with the same defaults (the table defines them once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationOptions {
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f32>,
+    pub seed: u64,
+    pub tracer: Option<String>,
+    pub stop: Option<String>,
+    /// Always take the likeliest token; sampling options are then not allowed.
+    pub greedy: bool,
+}
+
+/// `chat [MESSAGE] [--system TEXT] [--reset] [--template FILE] [generation options]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chat {
+    /// What the user says. `None` only with `--reset` or `--system`, which then only start a
+    /// new conversation.
+    pub message: Option<String>,
+    /// Starts a new conversation with this system message.
+    pub system: Option<String>,
+    /// Starts a new conversation.
+    pub reset: bool,
+    /// A Jinja chat template to use from now on instead of the model's.
+    pub template: Option<PathBuf>,
+    pub options: GenerationOptions,
 }
 
 /// What `logits` runs the model on.

@@ -2,9 +2,10 @@
 //! fills.
 
 use super::ast::{
-    Back, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate, HeadPrecision, Help, Load,
-    Log, Logits, LogitsInput, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show,
-    Step, TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
+    Back, Chat, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate, GenerationOptions,
+    HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries, Plugin, Preset, Replay,
+    ScaleGranularity, Seek, Show, Step, TokenizerSource, Train, TrainResume, TrainShape,
+    TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -43,17 +44,39 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
         CommandId::Export => Command::Export(Export {
             dir: m.need(m.path("DIR"), "DIR")?,
         }),
-        CommandId::Generate => Command::Generate(Generate {
-            prompt: m.need(m.text("PROMPT"), "PROMPT")?,
-            max_tokens: m.need(m.u32("max-tokens"), "--max-tokens")?,
-            temperature: m.need(m.float("temperature"), "--temperature")?,
-            top_k: m.u32("top-k"),
-            top_p: m.float("top-p"),
-            seed: m.need(m.int("seed"), "--seed")?,
-            tracer: m.text("tracer"),
-            stop: m.text("stop"),
-            greedy: m.flag("greedy"),
-        }),
+        CommandId::Generate => {
+            let o = generation_options(m)?;
+            Command::Generate(Generate {
+                prompt: m.need(m.text("PROMPT"), "PROMPT")?,
+                max_tokens: o.max_tokens,
+                temperature: o.temperature,
+                top_k: o.top_k,
+                top_p: o.top_p,
+                seed: o.seed,
+                tracer: o.tracer,
+                stop: o.stop,
+                greedy: o.greedy,
+            })
+        }
+        CommandId::Chat => {
+            let chat = Chat {
+                message: m.text("MESSAGE"),
+                system: m.text("system"),
+                reset: m.flag("reset"),
+                template: m.path("template"),
+                options: generation_options(m)?,
+            };
+            if chat.message.is_none() && !chat.reset && chat.system.is_none() {
+                return Err(m.error(
+                    ParseErrorKind::MissingArgument,
+                    "",
+                    "`chat` needs a MESSAGE, or `--reset` or `--system TEXT` to start a new \
+                     conversation"
+                        .into(),
+                ));
+            }
+            Command::Chat(chat)
+        }
         CommandId::Logits => {
             let input = match (m.text("PROMPT"), m.value("ids")) {
                 (Some(_), Some(_)) => {
@@ -163,6 +186,20 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                 format!("`{}` needs a subcommand", m.title),
             ))
         }
+    })
+}
+
+/// The options `generate` and `chat` share.
+fn generation_options(m: &Matched<'_>) -> Result<GenerationOptions, ParseError> {
+    Ok(GenerationOptions {
+        max_tokens: m.need(m.u32("max-tokens"), "--max-tokens")?,
+        temperature: m.need(m.float("temperature"), "--temperature")?,
+        top_k: m.u32("top-k"),
+        top_p: m.float("top-p"),
+        seed: m.need(m.int("seed"), "--seed")?,
+        tracer: m.text("tracer"),
+        stop: m.text("stop"),
+        greedy: m.flag("greedy"),
     })
 }
 

@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::Path;
 
 use super::ast::{
-    Command, Eval, Generate, Log, LogitsInput, ModelRef, Plugin, Replay, TokenizerSource, Train,
+    Chat, Command, Eval, Generate, GenerationOptions, Log, LogitsInput, ModelRef, Plugin, Replay,
+    TokenizerSource, Train,
 };
 use super::lexer::{is_plain_word, quote, word_or_quoted, RUST_END, RUST_KEYWORD};
 use super::spec::CommandId;
@@ -161,6 +162,7 @@ impl fmt::Display for Command {
                 line
             }
             Command::Generate(generate) => generate_line(generate),
+            Command::Chat(chat) => chat_line(chat),
             Command::Logits(logits) => {
                 let mut line = Line::new("logits", id);
                 match &logits.input {
@@ -274,22 +276,45 @@ fn counted(word: &str, id: CommandId, count: u64) -> Line {
 fn generate_line(g: &Generate) -> Line {
     let mut line = Line::new("generate", CommandId::Generate);
     line.text(&g.prompt);
-    line.int("max-tokens", u64::from(g.max_tokens));
-    line.float("temperature", g.temperature);
-    if let Some(k) = g.top_k {
+    generation_options(&mut line, &g.options());
+    line
+}
+
+fn chat_line(c: &Chat) -> Line {
+    let mut line = Line::new("chat", CommandId::Chat);
+    if let Some(message) = &c.message {
+        line.text(message);
+    }
+    if let Some(system) = &c.system {
+        line.push("--system");
+        line.text(system);
+    }
+    line.flag("reset", c.reset);
+    if let Some(template) = &c.template {
+        line.push("--template");
+        line.path(template);
+    }
+    generation_options(&mut line, &c.options);
+    line
+}
+
+/// The options `generate` and `chat` share, in table order.
+fn generation_options(line: &mut Line, o: &GenerationOptions) {
+    line.int("max-tokens", u64::from(o.max_tokens));
+    line.float("temperature", o.temperature);
+    if let Some(k) = o.top_k {
         line.int("top-k", u64::from(k));
     }
-    if let Some(p) = g.top_p {
+    if let Some(p) = o.top_p {
         line.float("top-p", p);
     }
-    line.int("seed", g.seed);
-    line.optional_word("tracer", &g.tracer);
-    if let Some(stop) = &g.stop {
+    line.int("seed", o.seed);
+    line.optional_word("tracer", &o.tracer);
+    if let Some(stop) = &o.stop {
         line.push("--stop");
         line.text(stop);
     }
-    line.flag("greedy", g.greedy);
-    line
+    line.flag("greedy", o.greedy);
 }
 
 fn train_line(train: &Train) -> Line {

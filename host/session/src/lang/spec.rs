@@ -15,6 +15,7 @@ pub enum CommandId {
     Show,
     Export,
     Generate,
+    Chat,
     Logits,
     Train,
     /// `log [RUN_DIR]`: also the parent of `log show` and `log plot`.

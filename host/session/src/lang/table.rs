@@ -131,28 +131,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             candidates before sampling; `--greedy` takes the likeliest token every time and so admits \
             no sampling options. Quote a prompt that has spaces in it.",
         args: &[arg("PROMPT", ValueKind::Text, "text to continue")],
-        options: &[
-            option("max-tokens", COUNT, "N", "tokens to generate at most").with_default("64"),
-            option("temperature", NON_NEGATIVE, "T", "softmax temperature; lower is more predictable")
-                .with_default("0.8"),
-            option("top-k", COUNT, "K", "sample among the K likeliest tokens only"),
-            option(
-                "top-p",
-                PROBABILITY,
-                "P",
-                "sample among the likeliest tokens whose probabilities add up to P",
-            ),
-            option("seed", SEED, "S", "seed of the sampler").with_default("1069"),
-            option(
-                "tracer",
-                ValueKind::Plugin(Some(PluginRole::Tracer)),
-                "PLUGIN",
-                "tracer plugin that annotates every generated token",
-            ),
-            option("stop", ValueKind::Text, "TEXT", "stop as soon as the output contains TEXT"),
-            option("greedy", ValueKind::Flag, "", "always take the likeliest token")
-                .with_conflicts(&["temperature", "top-k", "top-p"]),
-        ],
+        options: &GENERATION_OPTIONS,
         examples: &[
             example("generate \"Once upon a time\"", "64 tokens at temperature 0.8"),
             example(
@@ -161,6 +140,41 @@ pub static COMMANDS: &[CommandSpec] = &[
             ),
             example("generate \"The\" --greedy --tracer gay-tracer", "colour every token"),
             example("generate \"Q: why is the sky blue?\\nA:\" --stop \"\\n\"", "one line of answer"),
+        ],
+        ..command()
+    },
+    CommandSpec {
+        id: CommandId::Chat,
+        name: "chat",
+        topic: Topic::Generation,
+        synopsis: &[
+            "chat MESSAGE [--system TEXT] [--reset] [--template FILE] [--max-tokens N] \
+             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--tracer PLUGIN] [--stop TEXT] \
+             [--greedy]",
+            "chat --reset [--system TEXT] [--template FILE]",
+        ],
+        summary: "talk with the loaded model, one turn at a time",
+        description: "Says MESSAGE to the loaded model as the user and prints its reply as it comes. \
+            The conversation stays in the session: the next `chat` continues it, `--reset` or \
+            loading a model starts a new one, and `--system` starts a new one with TEXT as its \
+            system message. The prompt is the whole conversation rendered by the model's chat \
+            template (`chat_template` in `tokenizer_config.json`, `chat_template.jinja`, or \
+            `tokenizer.chat_template` of a GGUF file); a model without one needs `--template \
+            FILE`, a Jinja file that then serves the rest of the conversation. The reply ends at \
+            the model's end-of-turn tokens (`<|eot_id|>`, `<|im_end|>`, end of text). Each turn \
+            reads only what is new: the keys and values of the part the conversation shares \
+            with the previous turn are kept. Sampling works as in `generate`, with the same \
+            options and defaults.",
+        args: &[optional_arg("MESSAGE", ValueKind::Text, "what the user says")],
+        options: &CHAT_OPTIONS,
+        examples: &[
+            example("chat \"Hello! Who are you?\"", "starts or continues the conversation"),
+            example(
+                "chat \"Explain ternary weights in one sentence.\" --system \"You are terse.\" --greedy",
+                "a new conversation with a system message",
+            ),
+            example("chat --reset", "forget the conversation"),
+            example("chat \"Hi\" --template plain.jinja", "a model without a chat template"),
         ],
         ..command()
     },
@@ -649,6 +663,81 @@ pub static COMMANDS: &[CommandSpec] = &[
         ..command()
     },
 ];
+
+/// The options of `generate`, which `chat` takes too: one definition, one set of defaults.
+const GENERATION_OPTIONS: [OptionSpec; 8] = [
+    option("max-tokens", COUNT, "N", "tokens to generate at most").with_default("64"),
+    option(
+        "temperature",
+        NON_NEGATIVE,
+        "T",
+        "softmax temperature; lower is more predictable",
+    )
+    .with_default("0.8"),
+    option(
+        "top-k",
+        COUNT,
+        "K",
+        "sample among the K likeliest tokens only",
+    ),
+    option(
+        "top-p",
+        PROBABILITY,
+        "P",
+        "sample among the likeliest tokens whose probabilities add up to P",
+    ),
+    option("seed", SEED, "S", "seed of the sampler").with_default("1069"),
+    option(
+        "tracer",
+        ValueKind::Plugin(Some(PluginRole::Tracer)),
+        "PLUGIN",
+        "tracer plugin that annotates every generated token",
+    ),
+    option(
+        "stop",
+        ValueKind::Text,
+        "TEXT",
+        "stop as soon as the output contains TEXT",
+    ),
+    option(
+        "greedy",
+        ValueKind::Flag,
+        "",
+        "always take the likeliest token",
+    )
+    .with_conflicts(&["temperature", "top-k", "top-p"]),
+];
+
+/// `chat`'s own options, then [`GENERATION_OPTIONS`].
+const CHAT_OPTIONS: [OptionSpec; 11] = {
+    let own = [
+        option(
+            "system",
+            ValueKind::Text,
+            "TEXT",
+            "start a new conversation with TEXT as its system message",
+        ),
+        option("reset", ValueKind::Flag, "", "start a new conversation"),
+        option(
+            "template",
+            ValueKind::Path,
+            "FILE",
+            "a Jinja chat template to use instead of the model's, for the rest of the conversation",
+        ),
+    ];
+    let mut all = [own[0]; 11];
+    let mut i = 0;
+    while i < own.len() {
+        all[i] = own[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < GENERATION_OPTIONS.len() {
+        all[own.len() + j] = GENERATION_OPTIONS[j];
+        j += 1;
+    }
+    all
+};
 
 /// Token counts and sizes that must fit a `u32` and be at least 1.
 const COUNT: ValueKind = ValueKind::Int {
