@@ -269,9 +269,23 @@ fn spawn(path: &Path) -> Result<Process, String> {
     // cells defined.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the Rust cell runner {}: {e}", path.display()))?;
+    // A runner that was written a moment ago (built in the background, or copied into place)
+    // can still be open for writing in a process forked meanwhile, and then `exec` fails with
+    // "text file busy" until that process execs or exits: wait a little and try again.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => {
+                break other.map_err(|e| {
+                    format!("cannot start the Rust cell runner {}: {e}", path.display())
+                })?
+            }
+        }
+    };
     let stdin = child.stdin.take().expect("piped above");
     let stdout = child.stdout.take().expect("piped above");
     let (tx, replies) = mpsc::channel();
