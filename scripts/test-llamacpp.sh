@@ -23,8 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 start=$(date +%s)
-echo "building tritlab (cargo build --release --locked -p tritlab)"
-cargo build --release --locked -p tritlab >/dev/null
+echo "building tritlab (cargo build --release --locked --workspace --all-targets, as CI does)"
+cargo build --release --locked --workspace --all-targets >/dev/null
 bin=$root/target/release/tritlab
 # shellcheck source=scripts/llamacpp.sh
 source scripts/llamacpp.sh

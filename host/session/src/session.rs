@@ -489,6 +489,7 @@ impl Session {
             Command::Export(e) => self.export(&e.dir, ctx),
             Command::Generate(g) => self.generate(g, ctx),
             Command::Logits(l) => self.logits(l),
+            Command::Bench(b) => self.bench(b, ctx),
             Command::Train(t) => self.train(t, ctx),
             Command::Log(l) => self.log(l),
             Command::Replay(r) => self.replay(r, ctx),

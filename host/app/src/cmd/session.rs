@@ -28,8 +28,8 @@ use crate::interrupt;
 /// `--help` lines. Session-only commands (`seek`, `step`, `plugin`, …) need a session that
 /// lives on, so they stay in `tritlab repl`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "info", "layers", "verify", "generate", "show", "export", "train", "log", "replay", "check",
-    "plugins",
+    "info", "layers", "verify", "generate", "bench", "show", "export", "train", "log", "replay",
+    "check", "plugins",
 ];
 
 /// The options of this face, not of the command language.
@@ -89,7 +89,11 @@ pub fn exit_code(exec: &Execution) -> ExitCode {
 /// model is loaded).
 fn needs_model(command: &Command) -> bool {
     match command {
-        Command::Info | Command::Layers | Command::Generate(_) | Command::Logits(_) => true,
+        Command::Info
+        | Command::Layers
+        | Command::Generate(_)
+        | Command::Logits(_)
+        | Command::Bench(_) => true,
         Command::Verify(v) => v.path.is_none(),
         Command::Show(_) | Command::Export(_) => true,
         _ => false,

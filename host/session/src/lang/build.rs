@@ -2,9 +2,9 @@
 //! fills.
 
 use super::ast::{
-    Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
-    PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train,
-    TrainResume, TrainShape, TrainStart, Verify,
+    Back, Bench, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits,
+    LogitsInput, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step,
+    TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -74,6 +74,12 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                 top: m.need(m.u32("top"), "--top")?,
             })
         }
+        CommandId::Bench => Command::Bench(Bench {
+            prompt: m.need(m.u32("prompt"), "--prompt")?,
+            tokens: m.need(m.u32("tokens"), "--tokens")?,
+            repeat: m.need(m.u32("repeat"), "--repeat")?,
+            seed: m.need(m.int("seed"), "--seed")?,
+        }),
         CommandId::Train => build_train(m)?,
         CommandId::Log => Command::Log(Log::Steps {
             run: m.path("RUN_DIR"),

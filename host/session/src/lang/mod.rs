@@ -51,8 +51,8 @@ mod table;
 mod value;
 
 pub use ast::{
-    Back, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits, LogitsInput,
-    ModelRef, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step,
+    Back, Bench, Check, CheckTarget, Command, Export, Generate, Help, Load, Log, Logits,
+    LogitsInput, ModelRef, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step,
     TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify, DEFAULT_TOKENIZER_VOCAB,
 };
 pub use complete::{complete, Candidate, Completion, CompletionSource, NoSource};

@@ -16,6 +16,7 @@ pub enum CommandId {
     Export,
     Generate,
     Logits,
+    Bench,
     Train,
     /// `log [RUN_DIR]`: also the parent of `log show` and `log plot`.
     Log,
