@@ -324,3 +324,43 @@ fn chat_from_the_command_line() {
         text(&out.stderr)
     );
 }
+
+/// `bench` through the CLI: the global `--threads` sizes the pool it reports, and `--json`
+/// carries its table with exact numbers.
+#[test]
+fn bench_as_json_with_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = synth_tiny(dir.path());
+    let out = tritlab(&[
+        "--threads",
+        "1",
+        "bench",
+        "--model",
+        &d,
+        "--prompt",
+        "8",
+        "--tokens",
+        "4",
+        "--repeat",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["kind"], "table", "{v}");
+    let rows = v[0]["value"]["rows"].as_array().expect("rows");
+    let value = |name: &str| -> String {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .and_then(|r| r[1].as_str())
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+            .to_string()
+    };
+    assert_eq!(value("threads"), "1");
+    assert_eq!(value("runs"), "2");
+    assert!(value("decode").parse::<f64>().unwrap() > 0.0);
+    assert!(value("peak resident memory").parse::<u64>().unwrap() > 0);
+
+    let out = tritlab(&["bench", "--model", &d, "--prompt", "100000", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -103,6 +103,13 @@ fn tq_blocks_and_i2s_from_tritlabs_writer() {
         let g = Model::load(&out).unwrap();
         same_weights(&hf, &g);
         assert_eq!(logits(&g, &ids), want, "{ty}");
+        // Without a tokenizer the file says so in the key llama.cpp requires, and reading a
+        // tokenizer from it is an error that says what is missing.
+        let e = match Tokenizer::for_model(&out) {
+            Ok(_) => panic!("{ty}: a tokenizer from a file that has none"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("has no tokenizer"), "{e}");
     }
 }
 

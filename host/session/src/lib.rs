@@ -7,6 +7,7 @@
 //!   with progress and cancellation; [`Snapshot`] is the engine state as plain data for
 //!   inspectors and timelines.
 
+mod bench;
 pub mod convert;
 mod error;
 mod eval;

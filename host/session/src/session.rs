@@ -531,6 +531,7 @@ impl Session {
             Command::Chat(c) => self.chat(c, ctx),
             Command::Logits(l) => self.logits(l),
             Command::Eval(e) => self.eval(e, ctx),
+            Command::Bench(b) => self.bench(b, ctx),
             Command::Train(t) => self.train(t, ctx),
             Command::Log(l) => self.log(l),
             Command::Replay(r) => self.replay(r, ctx),

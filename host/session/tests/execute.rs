@@ -102,6 +102,7 @@ fn without_a_model_commands_say_how_to_load_one() {
         "layers",
         "generate \"x\"",
         "logits \"x\"",
+        "bench",
         "show layers.0.mlp.up_proj",
     ] {
         let (exec, _) = run(&mut s, command);
@@ -311,4 +312,71 @@ fn a_trained_run_opens_at_its_last_step_and_moves_exactly() {
     let error = exec.error_message().unwrap_or_default();
     assert!(error.contains("no visualiser plugin"), "{error}");
     assert_eq!(position(&s), Some(2), "--step moved the timeline");
+}
+
+#[test]
+fn bench_reports_speeds_threads_and_memory() {
+    let mut s = session(true);
+    let (exec, events) = run(&mut s, "bench --prompt 16 --tokens 8 --repeat 3");
+    assert!(exec.error.is_none(), "{:?}", exec.error_message());
+    let Some(Output::Table(t)) = exec.outputs.first() else {
+        panic!("{:?}", exec.outputs)
+    };
+    assert_eq!(t.columns, ["measure", "value", "min", "max", "unit"]);
+    let row = |name: &str| {
+        t.rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no row {name}: {t:?}"))
+            .clone()
+    };
+    for phase in ["prefill", "decode"] {
+        let r = row(phase);
+        let [median, min, max]: [f64; 3] =
+            [1, 2, 3].map(|i| r[i].parse().unwrap_or_else(|_| panic!("{r:?}")));
+        assert!(min > 0.0 && min <= median && median <= max, "{r:?}");
+        assert!(max.is_finite(), "{r:?}");
+        assert_eq!(r[4], "tokens/s");
+    }
+    assert_eq!(row("prompt tokens")[1], "16");
+    assert_eq!(row("decoded tokens")[1], "8");
+    assert_eq!(row("runs")[1], "3");
+    let threads: usize = row("threads")[1].parse().expect("threads");
+    assert!(threads >= 1);
+    let weights: u64 = row("weights")[1].parse().expect("weights");
+    let model = s.model().expect("model");
+    let expected = model.model.ternary_bytes() + model.model.float_bytes();
+    assert_eq!(weights, expected as u64);
+    let peak: u64 = row("peak resident memory")[1].parse().expect("VmHWM");
+    assert!(
+        peak >= weights / 2,
+        "peak {peak} for {weights} bytes of weights"
+    );
+    // Progress after each timed run.
+    let done: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::Progress { label, done, .. } if label == "bench" => Some(*done),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done, [1, 2, 3]);
+}
+
+#[test]
+fn bench_refuses_more_positions_than_the_context() {
+    let mut s = session(true);
+    let context = s
+        .model()
+        .expect("model")
+        .model
+        .config()
+        .max_position_embeddings;
+    let (exec, _) = run(&mut s, &format!("bench --prompt {context} --tokens 1"));
+    assert_eq!(
+        exec.error.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::Usage)
+    );
+    let message = exec.error_message().unwrap_or_default();
+    assert!(message.contains("context"), "{message}");
 }

@@ -180,6 +180,36 @@ fn logits_forms() {
 }
 
 #[test]
+fn bench_forms() {
+    assert_eq!(
+        ok("bench"),
+        Command::Bench(Bench {
+            prompt: 64,
+            tokens: 64,
+            repeat: 3,
+            seed: 1069
+        })
+    );
+    assert_eq!(
+        ok("bench --prompt 512 --tokens 16 --repeat 5 --seed 0"),
+        Command::Bench(Bench {
+            prompt: 512,
+            tokens: 16,
+            repeat: 5,
+            seed: 0
+        })
+    );
+    for bad in [
+        "bench --prompt 0",
+        "bench --repeat -1",
+        "bench --tokens x",
+        "bench 5",
+    ] {
+        assert!(tritlab_session::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn train_forms() {
     assert_eq!(
         ok("train --data corpus.txt --out runs/tiny"),

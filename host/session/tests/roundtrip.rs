@@ -255,6 +255,14 @@ fn command() -> impl Strategy<Value = Command> {
             count32()
         )
             .prop_map(|(input, top)| Command::Logits(Logits { input, top })),
+        (count32(), count32(), count32(), step()).prop_map(|(prompt, tokens, repeat, seed)| {
+            Command::Bench(Bench {
+                prompt,
+                tokens,
+                repeat,
+                seed,
+            })
+        }),
         train(),
         proptest::option::of(path()).prop_map(|run| Command::Log(Log::Steps { run })),
         step().prop_map(|step| Command::Log(Log::Show { step })),

@@ -29,8 +29,8 @@ use crate::interrupt;
 /// `--help` lines. Session-only commands (`seek`, `step`, `plugin`, …) need a session that
 /// lives on, so they stay in `tritlab repl`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "info", "layers", "verify", "generate", "chat", "eval", "show", "export", "train", "log",
-    "replay", "check", "plugins",
+    "info", "layers", "verify", "generate", "chat", "eval", "bench", "show", "export", "train",
+    "log", "replay", "check", "plugins",
 ];
 
 /// The options of this face, not of the command language.
@@ -105,7 +105,8 @@ fn needs_model(command: &Command) -> bool {
         | Command::Generate(_)
         | Command::Chat(_)
         | Command::Logits(_)
-        | Command::Eval(_) => true,
+        | Command::Eval(_)
+        | Command::Bench(_) => true,
         Command::Verify(v) => v.path.is_none(),
         Command::Show(_) | Command::Export(_) => true,
         _ => false,

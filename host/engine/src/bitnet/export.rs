@@ -352,6 +352,10 @@ impl Model {
                 c.bos_token_id(),
                 &self.eos_token_ids,
             )?;
+        } else {
+            // llama.cpp requires the key and reads "none" as a vocabulary of `vocab_size`
+            // dummy tokens: a model without a tokenizer still loads there and runs on ids.
+            w.set("tokenizer.ggml.model", "none");
         }
         if let Some(t) = chat_template {
             w.set("tokenizer.chat_template", t);

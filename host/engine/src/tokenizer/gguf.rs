@@ -47,6 +47,11 @@ pub fn tokenizer_json(g: &GgufFile) -> Result<(String, Vec<String>)> {
         .get("tokenizer.ggml.model")
         .and_then(Value::as_str)
         .ok_or_else(|| err("no `tokenizer.ggml.model` in the file".into()))?;
+    if model == "none" || model == "no_vocab" {
+        return Err(err(
+            "the file has no tokenizer (`tokenizer.ggml.model` is \"none\"): give token ids".into(),
+        ));
+    }
     if model != "gpt2" {
         return Err(err(format!(
             "tokenizer.ggml.model {model:?} is not supported (only byte-level BPE, \"gpt2\")"

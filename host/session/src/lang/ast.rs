@@ -130,6 +130,7 @@ pub enum Command {
     Generate(Generate),
     Chat(Chat),
     Logits(Logits),
+    Bench(Bench),
     Train(Train),
     Log(Log),
     Replay(Replay),
@@ -161,6 +162,7 @@ impl Command {
             Command::Generate(_) => CommandId::Generate,
             Command::Chat(_) => CommandId::Chat,
             Command::Logits(_) => CommandId::Logits,
+            Command::Bench(_) => CommandId::Bench,
             Command::Train(_) => CommandId::Train,
             Command::Log(Log::Steps { .. }) => CommandId::Log,
             Command::Log(Log::Show { .. }) => CommandId::LogShow,
@@ -316,6 +318,19 @@ pub struct Logits {
     pub input: LogitsInput,
     /// How many of the highest logits to list.
     pub top: u32,
+}
+
+/// `bench [--prompt N] [--tokens N] [--repeat R] [--seed S]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bench {
+    /// Token ids prefilled in one forward pass.
+    pub prompt: u32,
+    /// Tokens decoded one at a time after the prefill.
+    pub tokens: u32,
+    /// Timed runs of prefill and decode.
+    pub repeat: u32,
+    /// Seed of the prompt's token ids.
+    pub seed: u64,
 }
 
 /// The vocabulary of the tokenizer `train` trains when given no tokenizer option.

@@ -2,10 +2,10 @@
 //! fills.
 
 use super::ast::{
-    Back, Chat, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate, GenerationOptions,
-    HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries, Plugin, Preset, Replay,
-    ScaleGranularity, Seek, Show, Step, TokenizerSource, Train, TrainResume, TrainShape,
-    TrainStart, Verify,
+    Back, Bench, Chat, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate,
+    GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries, Plugin,
+    Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train, TrainResume,
+    TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -101,6 +101,12 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                 top: m.need(m.u32("top"), "--top")?,
             })
         }
+        CommandId::Bench => Command::Bench(Bench {
+            prompt: m.need(m.u32("prompt"), "--prompt")?,
+            tokens: m.need(m.u32("tokens"), "--tokens")?,
+            repeat: m.need(m.u32("repeat"), "--repeat")?,
+            seed: m.need(m.int("seed"), "--seed")?,
+        }),
         CommandId::Train => build_train(m)?,
         CommandId::Log => Command::Log(Log::Steps {
             run: m.path("RUN_DIR"),

@@ -176,6 +176,14 @@ impl fmt::Display for Command {
                 line.int("top", u64::from(logits.top));
                 line
             }
+            Command::Bench(bench) => {
+                let mut line = Line::new("bench", id);
+                line.int("prompt", u64::from(bench.prompt));
+                line.int("tokens", u64::from(bench.tokens));
+                line.int("repeat", u64::from(bench.repeat));
+                line.int("seed", bench.seed);
+                line
+            }
             Command::Train(train) => train_line(train),
             Command::Log(Log::Steps { run }) => {
                 let mut line = Line::new("log", id);

@@ -17,6 +17,7 @@ pub enum CommandId {
     Generate,
     Chat,
     Logits,
+    Bench,
     Train,
     /// `log [RUN_DIR]`: also the parent of `log show` and `log plot`.
     Log,

@@ -249,6 +249,32 @@ pub static COMMANDS: &[CommandSpec] = &[
         examples: &[],
         ..command()
     },
+    CommandSpec {
+        id: CommandId::Bench,
+        name: "bench",
+        topic: Topic::Generation,
+        synopsis: &["bench [--prompt N] [--tokens N] [--repeat R] [--seed S]"],
+        summary: "prefill and decode speed of the loaded model",
+        description: "Times the loaded model on this machine. After one untimed warm-up pass, each \
+            of R runs prefills N token ids in one forward pass, then decodes `--tokens` tokens one \
+            at a time with the KV cache, always taking the likeliest token (no sampling). The ids \
+            are random but seeded, so other runtimes can be given the same work. Reports prefill \
+            and decode tokens per second (median, and the range over the runs), the worker \
+            threads (`--threads`), the bytes of the model's weights as loaded and the process's \
+            peak resident memory (VmHWM, which includes loading). The prompt and the decoded \
+            tokens must fit the model's context.",
+        options: &[
+            option("prompt", COUNT, "N", "token ids to prefill in one pass").with_default("64"),
+            option("tokens", COUNT, "N", "tokens to decode one at a time").with_default("64"),
+            option("repeat", COUNT, "R", "timed runs; the median is reported").with_default("3"),
+            option("seed", SEED, "S", "seed of the prompt's token ids").with_default("1069"),
+        ],
+        examples: &[
+            example("bench", "64 prompt tokens, 64 decoded, 3 runs"),
+            example("bench --prompt 512 --tokens 128 --repeat 5", ""),
+        ],
+        ..command()
+    },
     // ---- training ----------------------------------------------------------------------------
     CommandSpec {
         id: CommandId::Train,
