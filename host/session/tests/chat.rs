@@ -1,38 +1,14 @@
 //! `chat`: a conversation kept in the session, rendered by a chat template, continued, reset
 //! and forgotten when another model is loaded.
 
+mod common;
+
+use common::{run, session};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use tritlab_session::lang::{self, Command};
-use tritlab_session::{Context, ErrorKind, Execution, LiveEvent, Session, SessionConfig};
+use tritlab_session::{ErrorKind, Execution, LiveEvent, Session};
 use tritlab_workbook::{Output, Table};
-
-fn default_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/default-model")
-}
-
-fn session() -> Session {
-    Session::new(SessionConfig {
-        default_model: Some(default_model()),
-        plugin_dirs: Vec::new(),
-        plugin_cache: None,
-        load_default_model: true,
-        ..SessionConfig::default()
-    })
-}
-
-fn run(session: &mut Session, source: &str) -> (Execution, Vec<LiveEvent>) {
-    let cancel = AtomicBool::new(false);
-    let mut events = Vec::new();
-    let mut collect = |e: LiveEvent| events.push(e);
-    let mut ctx = Context {
-        cancel: &cancel,
-        events: &mut collect,
-    };
-    let exec = session.execute(source, &mut ctx);
-    (exec, events)
-}
 
 /// A template for the default model, which ships none; its turns end with `<|endoftext|>`.
 fn template(dir: &Path) -> PathBuf {

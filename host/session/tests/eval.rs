@@ -1,46 +1,15 @@
 //! `eval ppl` and `load --head-precision` through a session on the default model.
 
+mod common;
+
+use common::{session, tables};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-
 use tritlab_session::lang::HeadPrecision;
-use tritlab_session::{Context, ErrorKind, Execution, Session, SessionConfig};
-use tritlab_workbook::{Output, Table};
-
-fn default_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/default-model")
-}
-
-fn session() -> Session {
-    Session::new(SessionConfig {
-        default_model: Some(default_model()),
-        plugin_dirs: Vec::new(),
-        plugin_cache: None,
-        load_default_model: true,
-        ..SessionConfig::default()
-    })
-}
+use tritlab_session::{ErrorKind, Execution, Session, SessionConfig};
+use tritlab_workbook::Table;
 
 fn run(session: &mut Session, source: &str) -> Execution {
-    let cancel = AtomicBool::new(false);
-    let mut ignore = |_| {};
-    session.execute(
-        source,
-        &mut Context {
-            cancel: &cancel,
-            events: &mut ignore,
-        },
-    )
-}
-
-fn tables(exec: &Execution) -> Vec<&Table> {
-    exec.outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Table(t) => Some(t),
-            _ => None,
-        })
-        .collect()
+    common::run(session, source).0
 }
 
 /// Some English the default model's tokenizer (trained on Shakespeare) splits into many tokens.
