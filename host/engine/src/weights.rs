@@ -625,6 +625,23 @@ impl FloatMatrix {
             mmap.release(range.clone());
         }
     }
+
+    /// [`release_resident`](Self::release_resident) for rows `rows` only: converting a large
+    /// matrix band by band and releasing each band behind it keeps the mapped copy and the
+    /// converted one from being resident together.
+    pub fn release_resident_rows(&self, rows: std::ops::Range<usize>) {
+        if let FloatStorage::Mapped { mmap, range } = &self.storage {
+            let row_bytes = self.cols * self.dtype.size();
+            let start = range.start + rows.start.min(self.rows) * row_bytes;
+            let end = range.start + rows.end.min(self.rows) * row_bytes;
+            // Whole pages only: a page shared with a row outside `rows` stays.
+            let page = 4096;
+            let (start, end) = (start.next_multiple_of(page), end / page * page);
+            if start < end {
+                mmap.release(start..end);
+            }
+        }
+    }
 }
 
 impl FloatMatrix {
