@@ -149,6 +149,16 @@ impl ConfigClaims {
 /// Verifies a model directory or a single `.safetensors` file (with `config.json` beside it, if any).
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let path = path.as_ref();
+    if crate::bitnet::gguf_load::is_gguf(path) {
+        // GGUF stores its ternary tensors in block formats (TQ1_0, TQ2_0, I2_S) with their own
+        // scales; this report reads safetensors checkpoints. Say so instead of failing to parse
+        // the file as one.
+        return Err(EngineError::Invalid(format!(
+            "{}: verify reads safetensors checkpoints, not GGUF files yet (docs/GGUF.md lists \
+             the ternary formats tritlab loads from GGUF: TQ1_0, TQ2_0 and I2_S)",
+            path.display()
+        )));
+    }
     let config_path = if path.is_file() {
         path.parent().unwrap_or(Path::new(".")).join("config.json")
     } else {

@@ -174,3 +174,12 @@ fn bad_files_name_file_tensor_and_offset() {
     let e = Model::load(&p).err().unwrap().to_string();
     assert!(e.contains("junk.gguf") && e.contains("byte"), "{e}");
 }
+
+/// `verify` on a GGUF file says that it reads safetensors, instead of a parse error about a
+/// safetensors header that is not one.
+#[test]
+fn verify_names_gguf_as_unsupported() {
+    let path = root().join("tests/fixtures/gguf/tiny256-tq2_0.gguf");
+    let err = tritlab_engine::verify(&path).unwrap_err().to_string();
+    assert!(err.contains("not GGUF files yet"), "{err}");
+}
