@@ -65,6 +65,12 @@ fi
 if [[ "${TRITLAB_TEST_GUI:-$ci}" == "1" || "${TRITLAB_TEST_GUI:-$ci}" == "true" ]]; then
   SMOKE_BINARY="$target_dir/release/examples/workbench" scripts/gui-smoke.sh
 fi
+# The `cuda` feature (training on NVIDIA GPUs, docs/GPU.md) type-checked with NVIDIA's compiler from
+# PyPI, so the GPU path cannot rot on machines without one. On by default in CI; elsewhere set
+# TRITLAB_CHECK_CUDA=1.
+if [[ "${TRITLAB_CHECK_CUDA:-$ci}" == "1" || "${TRITLAB_CHECK_CUDA:-$ci}" == "true" ]]; then
+  scripts/build-cuda.sh --check
+fi
 # Every fuzz target (fuzz/, docs/FUZZING.md) for a short while, so a new panic in a reader fails
 # the run. On by default in CI, 20 s per target; elsewhere set TRITLAB_FUZZ_SECONDS=N (0: off).
 fuzz_seconds="${TRITLAB_FUZZ_SECONDS:-}"

@@ -8,9 +8,10 @@ use crate::session::{CmdResult, Context, LiveEvent, Move, OpenRun, Session};
 use std::path::{Path, PathBuf};
 use tritlab_morphism::StepRecord;
 use tritlab_plugin_host::PluginKind;
+use tritlab_train::replay::Verification;
 use tritlab_train::{
-    replay, NewRun, Preset, ShapeOverrides, Timeline, TokenizerSource, TrainOptions, Trainer,
-    WeightQuant,
+    replay, DeviceSpec, NewRun, Preset, ShapeOverrides, Timeline, TokenizerSource, TrainOptions,
+    Trainer, WeightQuant,
 };
 use tritlab_workbook::{Output, Plot, Series, Table, Trace, TraceToken};
 
@@ -165,6 +166,7 @@ impl Session {
                 kv_heads: s.shape.kv_heads.map(|v| v as usize),
             },
             threads: rayon::current_num_threads(),
+            device: s.device,
         })
     }
 
@@ -385,16 +387,42 @@ impl Session {
                     o.timeline.position()
                 ))])
             }
-            lang::Replay::Verify { from, to } => {
+            lang::Replay::Verify { from, to, device } => {
                 let dir = self.open_run_ref()?.dir.clone();
-                self.check_threads(&dir)?;
+                // A GPU run is recomputed on its GPU when this build can; otherwise on the CPU,
+                // which checks its trits exactly and its losses approximately.
+                let recorded = tritlab_train::RunConfig::read(&dir)
+                    .map(|c| c.device.device)
+                    .unwrap_or_default();
+                let here = device.unwrap_or(if recorded.is_cpu() || DeviceSpec::cuda_available() {
+                    recorded
+                } else {
+                    DeviceSpec::Cpu
+                });
+                if here == recorded {
+                    self.check_threads(&dir)?;
+                }
                 let cancel = ctx.cancel;
                 let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
-                let report = replay::verify(&dir, *from, *to, Some(cancel), &mut tick)?;
-                Ok(vec![Output::Text(format!(
-                    "verified steps {}..={}: recomputed {} steps from the checkpoint of step {}; every world hash, loss, batch and flip set matches the log",
-                    report.from, report.to, report.recomputed, report.checkpoint
-                ))])
+                let text = match replay::verify_on(&dir, here, *from, *to, Some(cancel), &mut tick)? {
+                    Verification::Exact(report) => format!(
+                        "verified steps {}..={}: recomputed {} steps from the checkpoint of step {}; every world hash, loss, batch and flip set matches the log",
+                        report.from, report.to, report.recomputed, report.checkpoint
+                    ),
+                    Verification::CrossDevice(r) => format!(
+                        "the run was computed on {}, and this check ran on {}, whose floats differ in the last bits, so no world hash can match: \
+                         the trits of {} checkpoint(s) ({}) equal the step-0 trits plus the logged flips; \
+                         {} steps recomputed here from the logged worlds have losses within {:.3e} of the log (mean {:.3e})",
+                        r.recorded,
+                        r.here,
+                        r.checkpoints.len(),
+                        r.checkpoints.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                        r.recomputed,
+                        r.max_loss_difference,
+                        r.mean_loss_difference
+                    ),
+                };
+                Ok(vec![Output::Text(text)])
             }
             lang::Replay::Export { step, dir } => {
                 let run = self.open_run_ref()?.dir.clone();

@@ -54,6 +54,7 @@ fn train(data: &str, out: &str) -> TrainStart {
         keep_checkpoints: 0,
         eval_every: 0,
         eval_sequences: 64,
+        device: tritlab_train::DeviceSpec::Cpu,
     }
 }
 
@@ -269,6 +270,32 @@ fn train_forms() {
             ..train("d", "o")
         }))
     );
+    // Where a run computes: the CPU unless asked; `cuda` is the first GPU.
+    for (words, device) in [
+        ("", tritlab_train::DeviceSpec::Cpu),
+        (" --device cpu", tritlab_train::DeviceSpec::Cpu),
+        (" --device cuda", tritlab_train::DeviceSpec::Cuda(0)),
+        (" --device cuda:3", tritlab_train::DeviceSpec::Cuda(3)),
+    ] {
+        assert_eq!(
+            ok(&format!("train --data d --out o{words}")),
+            Command::Train(Train::Start(TrainStart {
+                device,
+                ..train("d", "o")
+            }))
+        );
+    }
+    for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1"] {
+        let line = format!("train --data d --out o --device {bad}");
+        let e = tritlab_session::parse(&line).unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::InvalidValue, "{line}");
+        assert!(
+            e.render(&line).contains("expected cpu, cuda or cuda:N"),
+            "{}",
+            e.render(&line)
+        );
+    }
+    assert!(tritlab_session::parse("train --resume runs/tiny --device cuda").is_err());
     assert_eq!(
         ok("train --resume runs/tiny"),
         Command::Train(Train::Resume(TrainResume {
@@ -327,14 +354,24 @@ fn log_and_replay() {
         ok("replay verify"),
         Command::Replay(Replay::Verify {
             from: None,
-            to: None
+            to: None,
+            device: None
         })
     );
     assert_eq!(
         ok("replay verify --to 9 --from 9"),
         Command::Replay(Replay::Verify {
             from: Some(9),
-            to: Some(9)
+            to: Some(9),
+            device: None
+        })
+    );
+    assert_eq!(
+        ok("replay verify --device cpu"),
+        Command::Replay(Replay::Verify {
+            from: None,
+            to: None,
+            device: Some(tritlab_train::DeviceSpec::Cpu)
         })
     );
     assert_eq!(

@@ -152,6 +152,10 @@ fn train() -> impl Strategy<Value = Command> {
             prop_oneof![Just(1.0f32), 0.0f32..100.0],
         ),
         (any::<bool>(), any::<u64>(), any::<u64>(), count32()),
+        prop_oneof![
+            Just(tritlab_train::DeviceSpec::Cpu),
+            (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
+        ],
     )
         .prop_map(
             |(
@@ -162,6 +166,7 @@ fn train() -> impl Strategy<Value = Command> {
                 (layers, hidden, intermediate, heads, kv_heads),
                 (val_fraction, min_lr_ratio, weight_decay, clip),
                 (projection, keep_checkpoints, eval_every, eval_sequences),
+                device,
             )| {
                 Command::Train(Train::Start(TrainStart {
                     data,
@@ -193,6 +198,7 @@ fn train() -> impl Strategy<Value = Command> {
                     keep_checkpoints,
                     eval_every,
                     eval_sequences,
+                    device,
                 }))
             },
         );
@@ -269,13 +275,21 @@ fn command() -> impl Strategy<Value = Command> {
         prop::sample::select(PlotSeries::ALL.to_vec())
             .prop_map(|series| Command::Log(Log::Plot { series })),
         path().prop_map(|run| Command::Replay(Replay::Open { run })),
-        (proptest::option::of(step()), proptest::option::of(step())).prop_map(|(a, b)| {
-            let (from, to) = match (a, b) {
-                (Some(a), Some(b)) => (Some(a.min(b)), Some(a.max(b))),
-                other => other,
-            };
-            Command::Replay(Replay::Verify { from, to })
-        }),
+        (
+            proptest::option::of(step()),
+            proptest::option::of(step()),
+            proptest::option::of(prop_oneof![
+                Just(tritlab_train::DeviceSpec::Cpu),
+                (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
+            ]),
+        )
+            .prop_map(|(a, b, device)| {
+                let (from, to) = match (a, b) {
+                    (Some(a), Some(b)) => (Some(a.min(b)), Some(a.max(b))),
+                    other => other,
+                };
+                Command::Replay(Replay::Verify { from, to, device })
+            }),
         (step(), path()).prop_map(|(step, dir)| Command::Replay(Replay::Export { step, dir })),
         step().prop_map(|step| Command::Seek(Seek { step })),
         count64().prop_map(|count| Command::Step(Step { count })),

@@ -3,7 +3,13 @@
 //!
 //! `cargo bench -p tritlab-train --bench train_step` (env: TRITLAB_BENCH_PRESET=tiny|small,
 //! TRITLAB_BENCH_VOCAB, TRITLAB_BENCH_SEQ, TRITLAB_BENCH_BATCH, TRITLAB_BENCH_STEPS, and
-//! TRITLAB_BENCH_LAYERS / _HIDDEN / _INTERMEDIATE / _HEADS / _KV_HEADS to change the preset).
+//! TRITLAB_BENCH_LAYERS / _HIDDEN / _INTERMEDIATE / _HEADS / _KV_HEADS to change the preset;
+//! TRITLAB_BENCH_DEVICE=cpu|cuda:N, with the `cuda` feature, and TRITLAB_BENCH_PEAK_TFLOPS, the
+//! device's peak, to print the model FLOPs utilisation).
+//!
+//! Model FLOPs per token are PaLM's count: 6 per parameter (forward and backward, the tied
+//! embedding counted once, as the output projection) plus 12 · layers · d_model · seq for the
+//! attention scores and values.
 
 use std::time::Instant;
 use tritlab_train::export::ternary_layers;
@@ -42,7 +48,22 @@ fn main() {
             .and_then(|v| v.parse().ok()),
     }
     .apply(&mut config);
-    let net = Network::new(config.clone()).expect("network");
+    let device: tritlab_train::DeviceSpec = match std::env::var("TRITLAB_BENCH_DEVICE") {
+        Ok(name) => name
+            .parse()
+            .unwrap_or_else(|e| panic!("TRITLAB_BENCH_DEVICE: {e}")),
+        Err(_) => tritlab_train::DeviceSpec::Cpu,
+    };
+    let opened = device.open().expect("device");
+    // TRITLAB_BENCH_TF32=1: cuBLAS may use TF32 tensor cores for f32 products (an experiment: a
+    // run computes in full f32).
+    #[cfg(feature = "cuda")]
+    if std::env::var("TRITLAB_BENCH_TF32").is_ok_and(|v| v == "1") {
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+        println!("TF32 products on");
+    }
+    let record = tritlab_train::DeviceRecord::of(device, &opened);
+    let net = Network::on(config.clone(), opened).expect("network");
     let mut world = World::init(&param_specs(&config), 1);
     let opts = TrainOptions::new(preset);
     let tokens: Vec<u32> = (0..batch * seq + 1)
@@ -60,6 +81,12 @@ fn main() {
         world.numel() as f64 / 1e6,
         rayon::current_num_threads()
     );
+    println!("device: {}", record.describe());
+    let flops_per_token = 6.0 * world.numel() as f64
+        + 12.0 * (config.num_hidden_layers * config.hidden_size * seq) as f64;
+    let peak: Option<f64> = std::env::var("TRITLAB_BENCH_PEAK_TFLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (label, precision) in [
         (
             "ternary (QAT)",
@@ -92,6 +119,7 @@ fn main() {
                 *b = b.min(d.as_secs_f64());
             }
         }
+        let split = split_gradients(&net, &world, inputs, targets, batch, seq, precision);
         let total: f64 = best.iter().sum();
         println!(
             "{label:>14}: {:.3} s/step ({:.2} steps/s, {:.0} tokens/s): forward+backward {:.3} s, AdamW {:.3} s, trits+hash {:.3} s",
@@ -102,5 +130,63 @@ fn main() {
             best[1],
             best[2]
         );
+        let achieved = flops_per_token * (batch * seq) as f64;
+        let line = |what: &str, secs: f64| {
+            let tflops = achieved / secs / 1e12;
+            match peak {
+                Some(p) => format!(
+                    "{what} {tflops:.2} TFLOP/s = {:.1}% of {p} TFLOP/s",
+                    100.0 * tflops / p
+                ),
+                None => format!("{what} {tflops:.2} TFLOP/s"),
+            }
+        };
+        println!(
+            "{:>14}  forward+backward, once more by part: weights to the device {:.3} s, forward {:.3} s, backward {:.3} s, gradients to the host {:.3} s",
+            "", split[0], split[1], split[2], split[3]
+        );
+        println!(
+            "{:>14}  model FLOPs: {}; {}",
+            "",
+            line("whole step", total),
+            line("forward+backward alone", best[0])
+        );
     }
+}
+
+/// One gradient computation timed by part: the world's upload, the forward pass (with the loss),
+/// the backward pass, and the gradients' download. The device is synchronised after each part.
+fn split_gradients(
+    net: &Network,
+    world: &World,
+    inputs: &[u32],
+    targets: &[u32],
+    batch: usize,
+    seq: usize,
+    precision: Precision,
+) -> [f64; 4] {
+    let sync = || net.device().synchronize().expect("synchronize");
+    let t0 = Instant::now();
+    let vars = net.vars(world).expect("vars");
+    sync();
+    let t1 = Instant::now();
+    let tensors: Vec<_> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let loss = net
+        .loss(&tensors, inputs, targets, batch, seq, precision)
+        .expect("loss");
+    sync();
+    let t2 = Instant::now();
+    let grads = loss.backward().expect("backward");
+    sync();
+    let t3 = Instant::now();
+    for v in &vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            let _ = g
+                .flatten_all()
+                .and_then(|g| g.to_vec1::<f32>())
+                .expect("download");
+        }
+    }
+    let t4 = Instant::now();
+    [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map(|d| d.as_secs_f64())
 }

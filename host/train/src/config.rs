@@ -269,6 +269,9 @@ pub struct RunConfig {
     /// Rayon threads the run computed with: float sums depend on how work is split, so replay
     /// must use the same count to be bit-exact.
     pub threads: usize,
+    /// The device the run computed on; runs from before devices were recorded are CPU runs.
+    #[serde(default)]
+    pub device: crate::device::DeviceRecord,
 }
 
 impl RunConfig {

@@ -40,6 +40,9 @@ pub enum TrainError {
         "{dir}: another tritlab process{holder} is writing this run directory (it holds its .lock); wait for it to finish or stop it, then try again"
     )]
     Locked { dir: PathBuf, holder: String },
+    /// The compute device cannot be opened, or is not the one a run needs.
+    #[error("device: {0}")]
+    Device(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -11,11 +11,13 @@
 //! - [`Timeline`] moves through the ternary worlds of a log (step, back, seek) from the flips
 //!   alone, for interactive use.
 //!
-//! Training is deterministic on the CPU for a given thread count, which `run.json` records.
+//! Training is deterministic for a given device: on the CPU for a given thread count, on a CUDA
+//! GPU (the `cuda` feature) for a given GPU model. `run.json` records both.
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device;
 mod error;
 pub mod export;
 pub mod model;
@@ -27,6 +29,7 @@ pub mod timeline;
 mod trainer;
 
 pub use config::{Preset, RunConfig, TrainOptions, WeightQuant};
+pub use device::{DeviceRecord, DeviceSpec};
 pub use error::{write_atomic, Result, TrainError};
 pub use run::{NewRun, Run, RunLock, ShapeOverrides, TokenizerSource};
 pub use timeline::{Timeline, TimelineLayer};

@@ -16,7 +16,7 @@
 //!
 //! The full-precision twin runs the same graph with both quantisers left out.
 
-use crate::ops::{CrossEntropy, Int8Activations, TernaryWeights};
+use crate::ops::{self, CrossEntropy, Int8Activations, TernaryWeights};
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -186,6 +186,15 @@ pub enum Precision {
     Full,
 }
 
+/// Which implementation of the quantisers and the loss a graph uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantOps {
+    /// The kernels' own quantisers as CPU custom ops ([`crate::ops`]): what the engine computes.
+    Kernels,
+    /// The same formulas in tensor operations ([`crate::ops::tensor`]), for any device.
+    Tensor,
+}
+
 /// The forward graph for one config.
 pub struct Network {
     pub config: BitNetConfig,
@@ -195,6 +204,7 @@ pub struct Network {
     activation: Activation,
     rope: Rope,
     device: Device,
+    quant_ops: QuantOps,
 }
 
 fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
@@ -202,7 +212,15 @@ fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
 }
 
 impl Network {
+    /// The graph on the CPU.
     pub fn new(config: BitNetConfig) -> crate::Result<Self> {
+        Self::on(config, Device::Cpu)
+    }
+
+    /// The graph on `device`. On the CPU the quantisers and the loss are the kernels' own custom
+    /// ops (see [`crate::ops`]); on a GPU they are the same formulas in tensor operations, so no
+    /// step leaves the device between the forward and the backward pass.
+    pub fn on(config: BitNetConfig, device: Device) -> crate::Result<Self> {
         let activation = config.activation(std::path::Path::new("config.json"))?;
         let specs = param_specs(&config);
         Ok(Network {
@@ -215,8 +233,33 @@ impl Network {
             specs,
             activation,
             config,
-            device: Device::Cpu,
+            quant_ops: if device.is_cpu() {
+                QuantOps::Kernels
+            } else {
+                QuantOps::Tensor
+            },
+            device,
         })
+    }
+
+    /// Chooses the quantisers' implementation: tensor operations work on every device, the
+    /// kernels' custom ops only on the CPU.
+    pub fn with_quant_ops(mut self, ops: QuantOps) -> crate::Result<Self> {
+        if ops == QuantOps::Kernels && !self.device.is_cpu() {
+            return Err(crate::TrainError::Device(
+                "the kernels' quantisers run on the CPU only".into(),
+            ));
+        }
+        self.quant_ops = ops;
+        Ok(self)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn quant_ops(&self) -> QuantOps {
+        self.quant_ops
     }
 
     /// The world's values as autograd variables, in spec order.
@@ -255,11 +298,14 @@ impl Network {
         precision: Precision,
     ) -> crate::Result<Tensor> {
         let logits = self.logits(params, inputs, batch, seq, precision)?;
-        logits
-            .apply_op1(CrossEntropy {
+        if self.quant_ops == QuantOps::Kernels {
+            logits.apply_op1(CrossEntropy {
                 targets: Arc::new(targets.to_vec()),
             })
-            .map_err(|e| ce("the loss", e))
+        } else {
+            ops::tensor::cross_entropy(&logits, targets)
+        }
+        .map_err(|e| ce("the loss", e))
     }
 
     fn rope_tables(&self, seq: usize) -> candle_core::Result<(Tensor, Tensor)> {
@@ -342,9 +388,14 @@ impl Network {
         };
         let linear = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
             match precision {
-                Precision::Ternary(granularity) => {
+                Precision::Ternary(granularity) if self.quant_ops == QuantOps::Kernels => {
                     let xq = x.contiguous()?.apply_op1(Int8Activations)?;
                     let wq = w.apply_op1(TernaryWeights { granularity })?;
+                    xq.matmul(&wq.t()?)
+                }
+                Precision::Ternary(granularity) => {
+                    let xq = ops::tensor::int8_activations(x)?;
+                    let wq = ops::tensor::ternary_weights(w, granularity)?;
                     xq.matmul(&wq.t()?)
                 }
                 Precision::Full => x.matmul(&w.t()?),

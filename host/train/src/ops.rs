@@ -168,6 +168,109 @@ impl CustomOp1 for CrossEntropy {
     }
 }
 
+/// The same quantisers and loss as tensor operations, for devices the custom ops have no kernels
+/// for (CUDA GPUs): nothing leaves the device between the forward and the backward pass.
+///
+/// The formulas are the kernels' step for step (the same epsilon, the same divisions, rounding
+/// half to even), so they agree with the custom ops up to the order in which a device sums a
+/// mean, which can move a scale by an ulp and, at an exact tie, one trit. The straight-through
+/// estimator is written as `w − detach(w) + detach(q)`: its value is exactly `q` (`w − w` is
+/// exactly zero) and its gradient with respect to `w` is the identity.
+pub mod tensor {
+    use candle_core::{Result, Tensor, D};
+    use tritlab_kernels::quant::QUANT_EPS;
+    use tritlab_kernels::ScaleGranularity;
+
+    /// `1.5 · 2²³`: adding and subtracting it in two element-wise operations rounds to an integer,
+    /// half to even, for |v| < 2²² (each operation rounds once, to nearest even).
+    const ROUND_MAGIC: f64 = 12_582_912.0;
+
+    fn round_half_even(x: &Tensor) -> Result<Tensor> {
+        (x + ROUND_MAGIC)? - ROUND_MAGIC
+    }
+
+    /// `q` in the forward pass, the identity to `w` in the backward pass.
+    fn straight_through(w: &Tensor, q: &Tensor) -> Result<Tensor> {
+        (w - w.detach())? + q.detach()
+    }
+
+    /// `num / den` element-wise with one rounding, `num` broadcast.
+    fn divide(num: f32, den: &Tensor) -> Result<Tensor> {
+        Tensor::new(num, den.device())?
+            .to_dtype(den.dtype())?
+            .broadcast_div(den)
+    }
+
+    /// Absmean ternarisation (per tensor or per group of a row), straight-through.
+    pub fn ternary_weights(w: &Tensor, granularity: ScaleGranularity) -> Result<Tensor> {
+        let (rows, cols) = w.dims2()?;
+        let x = w.detach();
+        let q = match granularity {
+            ScaleGranularity::PerTensor => {
+                let inv = divide(1.0, &x.abs()?.mean_all()?.maximum(QUANT_EPS)?)?;
+                ternarize(&x, &inv)?
+            }
+            ScaleGranularity::PerGroup { group_size } => {
+                if group_size == 0 {
+                    candle_core::bail!("ternary weights: a group size of 0");
+                }
+                // Pad each row to whole groups with zeros, which add nothing to a group's sum;
+                // the mean divides by the group's real length (the last one may be short).
+                let groups = cols.div_ceil(group_size);
+                let padded = x.pad_with_zeros(1, 0, groups * group_size - cols)?;
+                let grouped = padded.reshape((rows, groups, group_size))?;
+                let lengths: Vec<f32> = (0..groups)
+                    .map(|g| (cols - g * group_size).min(group_size) as f32)
+                    .collect();
+                let lengths = Tensor::from_vec(lengths, (1, groups, 1), w.device())?;
+                let mean = grouped.abs()?.sum_keepdim(2)?.broadcast_div(&lengths)?;
+                let inv = divide(1.0, &mean.maximum(QUANT_EPS)?)?;
+                ternarize(&grouped, &inv)?
+                    .reshape((rows, groups * group_size))?
+                    .narrow(1, 0, cols)?
+            }
+        };
+        straight_through(w, &q)
+    }
+
+    /// `round_half_even(clamp(w · inv, ±2)).clamp(±1) · (1 / inv)`, `inv` broadcast.
+    fn ternarize(w: &Tensor, inv: &Tensor) -> Result<Tensor> {
+        let trits =
+            round_half_even(&w.broadcast_mul(inv)?.clamp(-2f32, 2f32)?)?.clamp(-1f32, 1f32)?;
+        trits.broadcast_mul(&divide(1.0, inv)?)
+    }
+
+    /// Per-token (per-row) absmax int8 fake quantisation, straight-through.
+    pub fn int8_activations(x: &Tensor) -> Result<Tensor> {
+        let d = x.detach();
+        let absmax = d.abs()?.max_keepdim(D::Minus1)?;
+        let inv = divide(127.0, &absmax.maximum(QUANT_EPS)?)?;
+        let q = round_half_even(&d.broadcast_mul(&inv)?)?.clamp(-128f32, 127f32)?;
+        straight_through(x, &q.broadcast_mul(&divide(1.0, &inv)?)?)
+    }
+
+    /// Mean next-token cross-entropy of `[tokens, vocab]` logits against `targets`, a scalar
+    /// whose gradient autograd derives (softmax minus the one-hot target, over tokens). The
+    /// targets are checked here, on the host, before they index anything on the device.
+    pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+        let (rows, vocab) = logits.dims2()?;
+        if targets.len() != rows {
+            candle_core::bail!(
+                "cross-entropy: {} targets for {rows} rows of logits",
+                targets.len()
+            );
+        }
+        if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+            candle_core::bail!("cross-entropy: target {t} is outside the vocabulary of {vocab}");
+        }
+        let targets = Tensor::from_slice(targets, (rows, 1), logits.device())?;
+        let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?;
+        let log_z = shifted.exp()?.sum_keepdim(1)?.log()?;
+        let picked = shifted.gather(&targets, 1)?;
+        (log_z - picked)?.mean_all()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +338,112 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(gw, vec![2.0; 6]);
+    }
+
+    /// Deterministic values in about ±1.5 with a few exact zeros and ties.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(97));
+                match h % 11 {
+                    0 => 0.0,
+                    _ => ((h >> 8) % 3001) as f32 / 1000.0 - 1.5,
+                }
+            })
+            .collect()
+    }
+
+    fn to_vec(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn tensor_quantisers_compute_what_the_kernels_compute() {
+        let dev = Device::Cpu;
+        for (rows, cols, granularity) in [
+            (7, 33, ScaleGranularity::PerTensor),
+            (5, 64, ScaleGranularity::PerGroup { group_size: 16 }),
+            // A short last group in every row.
+            (3, 50, ScaleGranularity::PerGroup { group_size: 16 }),
+        ] {
+            let w = Tensor::from_vec(values(rows * cols, 3), (rows, cols), &dev).unwrap();
+            let kernels = to_vec(&w.apply_op1(TernaryWeights { granularity }).unwrap());
+            let tensors = to_vec(&tensor::ternary_weights(&w, granularity).unwrap());
+            for (i, (a, b)) in kernels.iter().zip(&tensors).enumerate() {
+                // The same trit; the scale may differ by the order of the mean's sum.
+                assert!(
+                    (a - b).abs() <= a.abs() * 1e-6,
+                    "{granularity:?} [{i}]: {a} vs {b}"
+                );
+            }
+            let x = Tensor::from_vec(values(rows * cols, 5), (rows, cols), &dev).unwrap();
+            let kernels = to_vec(&x.apply_op1(Int8Activations).unwrap());
+            let tensors = to_vec(&tensor::int8_activations(&x).unwrap());
+            assert_eq!(kernels, tensors, "int8 activations of {rows}×{cols}");
+        }
+    }
+
+    #[test]
+    fn tensor_rounding_is_half_to_even() {
+        let dev = Device::Cpu;
+        // 0.5 and 1.5 of the scale: ties, which go to 0 and 2 → ±1 after clamping.
+        let w = Tensor::from_vec(vec![0.5f32, -0.5, 1.5, -1.5, 2.5, 0.0], (1, 6), &dev).unwrap();
+        let scale = (0.5 + 0.5 + 1.5 + 1.5 + 2.5) / 6.0f32;
+        let t: Vec<f32> =
+            to_vec(&tensor::ternary_weights(&w, ScaleGranularity::PerTensor).unwrap())
+                .iter()
+                .map(|v| (v / scale).round())
+                .collect();
+        let k: Vec<f32> = to_vec(
+            &w.apply_op1(TernaryWeights {
+                granularity: ScaleGranularity::PerTensor,
+            })
+            .unwrap(),
+        )
+        .iter()
+        .map(|v| (v / scale).round())
+        .collect();
+        assert_eq!(t, k);
+    }
+
+    #[test]
+    fn tensor_ops_pass_gradients_straight_through_and_the_loss_matches() {
+        let dev = Device::Cpu;
+        let w = Var::from_vec(values(24, 7), (4, 6), &dev).unwrap();
+        let q = tensor::ternary_weights(w.as_tensor(), ScaleGranularity::PerTensor).unwrap();
+        let x = tensor::int8_activations(&q).unwrap();
+        let loss = (x * 2.0).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        assert_eq!(to_vec(g.get(w.as_tensor()).unwrap()), vec![2.0; 24]);
+
+        let logits = Var::from_vec(values(3 * 5, 11), (3, 5), &dev).unwrap();
+        let targets = vec![4u32, 0, 2];
+        let ours = tensor::cross_entropy(logits.as_tensor(), &targets).unwrap();
+        let theirs = logits
+            .as_tensor()
+            .apply_op1(CrossEntropy {
+                targets: Arc::new(targets.clone()),
+            })
+            .unwrap();
+        let (a, b) = (
+            ours.to_scalar::<f32>().unwrap(),
+            theirs.to_scalar::<f32>().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        let ga = to_vec(ours.backward().unwrap().get(logits.as_tensor()).unwrap());
+        let gb = to_vec(theirs.backward().unwrap().get(logits.as_tensor()).unwrap());
+        for (x, y) in ga.iter().zip(&gb) {
+            assert!((x - y).abs() < 1e-6, "{ga:?} vs {gb:?}");
+        }
+        let e = tensor::cross_entropy(logits.as_tensor(), &[0, 5, 1]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("target 5 is outside the vocabulary of 5"),
+            "{e}"
+        );
+        let e = tensor::cross_entropy(logits.as_tensor(), &[0]).unwrap_err();
+        assert!(e.to_string().contains("1 targets for 3 rows"), "{e}");
     }
 }

@@ -156,7 +156,25 @@ fn recompute(
     })
 }
 
-/// `tritlab replay RUN_DIR --verify [--from A --to B]`.
+/// What `replay --verify` checked on a device other than the run's: the trit chain exactly, the
+/// floats only approximately (a GPU sums in another order than the CPU, so its worlds differ in
+/// the last bits and no hash can match).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CrossDeviceReport {
+    /// The device the run was computed on, and the one this process recomputed on.
+    pub recorded: String,
+    pub here: String,
+    /// Checkpoints whose trits equal the step-0 trits plus the logged flips up to their step.
+    pub checkpoints: Vec<u64>,
+    /// Steps recomputed here, each from the logged world before it (a checkpoint, then the
+    /// recomputed worlds until the next checkpoint).
+    pub recomputed: u64,
+    /// Largest and mean |logged loss − recomputed loss| over those steps.
+    pub max_loss_difference: f64,
+    pub mean_loss_difference: f64,
+}
+
+/// `tritlab replay RUN_DIR --verify [--from A --to B]` on the device the run was computed on.
 pub fn verify(
     dir: &Path,
     from: Option<u64>,
@@ -165,9 +183,125 @@ pub fn verify(
     progress: Progress,
 ) -> Result<VerifyReport> {
     let run = Run::open(dir)?;
+    verify_run(&run, from, to, cancel, progress)
+}
+
+/// Checks a run on `device`, which may be another device than the one it was computed on:
+/// bit-exact verification there ([`verify`]), the trit chain and the loss differences elsewhere
+/// ([`CrossDeviceReport`]).
+pub fn verify_on(
+    dir: &Path,
+    device: crate::DeviceSpec,
+    from: Option<u64>,
+    to: Option<u64>,
+    cancel: Option<&AtomicBool>,
+    progress: Progress,
+) -> Result<Verification> {
+    let run = Run::open_on(dir, device)?;
+    if run.same_device() {
+        return verify_run(&run, from, to, cancel, progress).map(Verification::Exact);
+    }
+    cross_device(&run, from, to, cancel, progress).map(Verification::CrossDevice)
+}
+
+/// The outcome of [`verify_on`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Verification {
+    Exact(VerifyReport),
+    CrossDevice(CrossDeviceReport),
+}
+
+fn cross_device(
+    run: &Run,
+    from: Option<u64>,
+    to: Option<u64>,
+    cancel: Option<&AtomicBool>,
+    progress: Progress,
+) -> Result<CrossDeviceReport> {
     let (records, _) = run.read_log()?;
     let (from, to) = range(&records, from, to)?;
-    let done = recompute(&run, &records, to, from, cancel, progress)?;
+    let quant = run.options().weight_quant;
+    // The trit chain: every checkpoint up to `to` against the flips the log holds.
+    let mut timeline = Timeline::open_run(&run.dir)?;
+    let mut checkpoints = Vec::new();
+    for step in crate::checkpoint::checkpoint_steps(&run.dir)?
+        .into_iter()
+        .filter(|&s| s <= to)
+    {
+        let world = run.load_checkpoint(step, false)?.world;
+        if world.step != step {
+            continue;
+        }
+        timeline.seek(step)?;
+        for layer in export::ternary_layers(&world, quant)? {
+            let chained = timeline.layer(&layer.name).ok_or_else(|| {
+                TrainError::Invalid(format!("the log has no layer `{}`", layer.name))
+            })?;
+            if chained.trits != layer.weights.trits {
+                return Err(TrainError::Record {
+                    step,
+                    message: format!(
+                        "the trits of `{}` in the checkpoint differ from the step-0 trits plus the logged flips",
+                        layer.name
+                    ),
+                });
+            }
+        }
+        checkpoints.push(step);
+    }
+    // The floats: recompute from the checkpoint before `from`, restarting from each checkpoint
+    // on the way so that the differences of one segment do not carry into the next.
+    let mut world = run.load_checkpoint(from - 1, false)?.world;
+    let start = world.step;
+    let (mut max, mut sum, mut recomputed) = (0.0f64, 0.0f64, 0u64);
+    for step in start + 1..=to {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(TrainError::Invalid(format!(
+                "cancelled at step {}",
+                step - 1
+            )));
+        }
+        if step - 1 > start && checkpoints.contains(&(step - 1)) {
+            world = run.load_checkpoint(step - 1, false)?.world;
+        }
+        let out = run.apply_step(&mut world, run.precision())?;
+        let logged = records
+            .iter()
+            .find(|r| r.step == step)
+            .ok_or_else(|| TrainError::Invalid(format!("step {step} is not in the log")))?;
+        if step >= from {
+            let d = (logged.loss - f64::from(out.loss)).abs();
+            max = max.max(d);
+            sum += d;
+            recomputed += 1;
+        }
+        progress(step - start, to - start);
+    }
+    Ok(CrossDeviceReport {
+        recorded: run.config.device.describe(),
+        here: run.device().describe(),
+        checkpoints,
+        recomputed,
+        max_loss_difference: max,
+        mean_loss_difference: if recomputed == 0 {
+            0.0
+        } else {
+            sum / recomputed as f64
+        },
+    })
+}
+
+fn verify_run(
+    run: &Run,
+    from: Option<u64>,
+    to: Option<u64>,
+    cancel: Option<&AtomicBool>,
+    progress: Progress,
+) -> Result<VerifyReport> {
+    let (records, _) = run.read_log()?;
+    let (from, to) = range(&records, from, to)?;
+    let done = recompute(run, &records, to, from, cancel, progress)?;
     // Count what was compared rather than what was asked for: a report of success must mean
     // every requested step was recomputed and matched.
     let requested = to - from + 1;

@@ -14,6 +14,7 @@
 use crate::checkpoint;
 use crate::config::{DataRecord, RunConfig, TrainOptions, RUN_FORMAT_VERSION};
 use crate::data::{self, Batch, BatchStream};
+use crate::device::{DeviceRecord, DeviceSpec};
 use crate::error::{Result, TrainError};
 use crate::export::TernaryLayer;
 use crate::model::{Network, Precision, World};
@@ -120,6 +121,8 @@ pub struct NewRun {
     /// Changes to the preset's architecture.
     pub shape: ShapeOverrides,
     pub threads: usize,
+    /// Where to compute (the CPU unless asked otherwise).
+    pub device: DeviceSpec,
 }
 
 /// Architecture changes on top of a preset (`--layers`, `--hidden`, …).
@@ -160,6 +163,8 @@ pub struct Run {
     pub train_tokens: Vec<u32>,
     pub val_tokens: Vec<u32>,
     pub stream: BatchStream,
+    device: DeviceRecord,
+    same_device: bool,
 }
 
 /// What one step computed.
@@ -242,14 +247,21 @@ impl Run {
                 val_tokens: val_tokens.len(),
             },
             threads: new.threads,
+            device: DeviceRecord::default(),
+        };
+        let device = new.device.open()?;
+        let config = RunConfig {
+            device: DeviceRecord::of(new.device, &device),
+            ..config
         };
         config.write(dir)?;
-        Self::assemble(dir, config, train_tokens, val_tokens)
+        Self::assemble(dir, config, device, train_tokens, val_tokens)
     }
 
     fn assemble(
         dir: &Path,
         config: RunConfig,
+        device: candle_core::Device,
         train_tokens: Vec<u32>,
         val_tokens: Vec<u32>,
     ) -> Result<Run> {
@@ -257,7 +269,9 @@ impl Run {
         let stream = BatchStream::new(o.seed, o.batch_size, o.seq_len);
         Ok(Run {
             dir: dir.to_path_buf(),
-            network: Network::new(config.model.clone())?,
+            network: Network::on(config.model.clone(), device)?,
+            device: config.device.clone(),
+            same_device: true,
             stream,
             config,
             train_tokens,
@@ -268,6 +282,13 @@ impl Run {
     /// Opens an existing run: reads its config and tokenizer and re-encodes its data, checking
     /// that the tokens are the ones the run trained on.
     pub fn open(dir: &Path) -> Result<Run> {
+        let config = RunConfig::read(dir)?;
+        Self::open_on(dir, config.device.device)
+    }
+
+    /// Opens an existing run to compute on `device`, which may differ from the one it was
+    /// computed on ([`Run::same_device`] tells): replay then checks its trits but not its floats.
+    pub fn open_on(dir: &Path, device: DeviceSpec) -> Result<Run> {
         // `read` validates every field, so nothing below divides by a zero from a bad file.
         let config = RunConfig::read(dir)?;
         let tokenizer = data::load_tokenizer(&dir.join(TOKENIZER_FILE))?;
@@ -320,7 +341,23 @@ impl Run {
                 config.options.seq_len
             )));
         }
-        Self::assemble(dir, config, train_tokens, val_tokens)
+        let opened = device.open()?;
+        let here = DeviceRecord::of(device, &opened);
+        let mut run = Self::assemble(dir, config, opened, train_tokens, val_tokens)?;
+        run.same_device = run.config.device.same_computation(&here);
+        run.device = here;
+        Ok(run)
+    }
+
+    /// The device this process computes the run on.
+    pub fn device(&self) -> &DeviceRecord {
+        &self.device
+    }
+
+    /// Whether this process computes on the kind of device the run was computed on, so that
+    /// recomputed steps must match the log bit for bit.
+    pub fn same_device(&self) -> bool {
+        self.same_device
     }
 
     pub fn options(&self) -> &TrainOptions {

@@ -111,6 +111,16 @@ impl Trainer {
     pub fn resume(dir: &Path) -> Result<(Trainer, ResumeInfo)> {
         let lock = RunLock::acquire(dir)?;
         let run = Run::open(dir)?;
+        if !run.same_device() {
+            return Err(TrainError::Device(format!(
+                "the run in {} was computed on {}, and this process computes on {}: a run \
+                 continues on the kind of device it started on, or its floats would differ \
+                 from the log",
+                dir.display(),
+                run.config.device.describe(),
+                run.device().describe()
+            )));
+        }
         let (records, _) = run.read_log()?;
         let logged = records.last().map_or(0, |r| r.step);
         let loaded = run.load_checkpoint(logged, run.options().twin)?;

@@ -46,6 +46,7 @@ fn new_run(dir: &Path, name: &str, steps: u64, seed: u64) -> NewRun {
         options,
         shape: Default::default(),
         threads: rayon::current_num_threads(),
+        device: Default::default(),
     }
 }
 
@@ -499,4 +500,143 @@ fn export_is_all_or_nothing() {
     let err = t.export(Some(&foreign)).unwrap_err().to_string();
     assert!(err.contains("not a tritlab model export"), "{err}");
     assert_eq!(names(&foreign), ["cat.jpg"]);
+}
+
+#[test]
+fn run_json_records_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 2, 3);
+    train(&new);
+    let config = tritlab_train::RunConfig::read(&new.out).unwrap();
+    assert_eq!(config.device, tritlab_train::DeviceRecord::default());
+    let json = std::fs::read_to_string(new.out.join("run.json")).unwrap();
+    assert!(json.contains("\"device\": \"cpu\""), "{json}");
+}
+
+/// A run recorded as computed on a GPU (here: a CPU run relabelled, so every recomputed loss
+/// must come out identical) is checked on the CPU by its trit chain and its losses, and is not
+/// resumed on another kind of device.
+#[test]
+fn a_gpu_run_is_checked_on_the_cpu_by_its_trits_and_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_run(dir.path(), "run", 7, 5);
+    drop(train(&new));
+    edit_run_json(&new.out, |v| {
+        v["device"] = serde_json::json!({
+            "device": "cuda:0",
+            "name": "NVIDIA H200",
+            "compute_capability": "9.0",
+        });
+    });
+    let report = replay::verify_on(
+        &new.out,
+        tritlab_train::DeviceSpec::Cpu,
+        Some(2),
+        None,
+        None,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let replay::Verification::CrossDevice(r) = report else {
+        panic!("a GPU run checked on the CPU is not bit-exact: {report:?}");
+    };
+    // Checkpoints every 3 steps: 0, 3, 6 and the last, 7.
+    assert_eq!(r.checkpoints, vec![0, 3, 6, 7]);
+    assert_eq!(r.recomputed, 6);
+    assert_eq!((r.max_loss_difference, r.mean_loss_difference), (0.0, 0.0));
+    assert!(
+        r.recorded.starts_with("NVIDIA H200 (cuda:0"),
+        "{}",
+        r.recorded
+    );
+    assert_eq!(r.here, "cpu");
+
+    // A CPU run checked on the CPU is checked bit for bit.
+    let other = new_run(dir.path(), "cpu-run", 3, 5);
+    drop(train(&other));
+    let exact = replay::verify_on(
+        &other.out,
+        tritlab_train::DeviceSpec::Cpu,
+        None,
+        None,
+        None,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(matches!(exact, replay::Verification::Exact(_)), "{exact:?}");
+
+    if !tritlab_train::DeviceSpec::cuda_available() {
+        // Resuming or verifying on the recorded GPU needs a CUDA build, and says so.
+        for e in [
+            error_of("resume", || Trainer::resume(&new.out).map(|_| ())),
+            error_of("verify", || {
+                replay::verify(&new.out, None, None, None, &mut |_, _| {}).map(|_| ())
+            }),
+        ] {
+            assert!(e.contains("built without CUDA"), "{e}");
+        }
+    }
+
+    // A damaged trit chain is found: a checkpoint whose weights were changed after the fact.
+    let ck = tritlab_train::checkpoint::checkpoint_path(&new.out, 6);
+    let specs =
+        tritlab_train::model::param_specs(&tritlab_train::RunConfig::read(&new.out).unwrap().model);
+    let mut loaded = tritlab_train::checkpoint::load(&ck, &specs, false).unwrap();
+    let q = loaded
+        .world
+        .params
+        .iter_mut()
+        .find(|p| p.spec.name.ends_with("q_proj.weight"))
+        .unwrap();
+    for v in q.value.iter_mut() {
+        *v = -*v;
+    }
+    tritlab_train::checkpoint::save(&ck, &loaded.world, None).unwrap();
+    let e = error_of("tampered", || {
+        replay::verify_on(
+            &new.out,
+            tritlab_train::DeviceSpec::Cpu,
+            None,
+            None,
+            None,
+            &mut |_, _| {},
+        )
+        .map(|_| ())
+    });
+    assert!(
+        e.contains("differ from the step-0 trits plus the logged flips"),
+        "{e}"
+    );
+}
+
+/// The GPU's formulas (tensor operations) computed on the CPU against the kernels' custom ops:
+/// the same loss and gradients up to float summation order.
+#[test]
+fn tensor_quantisers_train_like_the_kernels() {
+    use tritlab_train::model::{param_specs, Network, Precision, QuantOps, World};
+    let config = Preset::Tiny.config(96, 16);
+    let world = World::init(&param_specs(&config), 9);
+    let tokens: Vec<u32> = (0..2 * 16 + 1).map(|i| ((i * 37) % 96) as u32).collect();
+    let (inputs, targets) = (&tokens[..32], &tokens[1..]);
+    let precision = Precision::Ternary(tritlab_kernels::ScaleGranularity::PerTensor);
+    let kernels = Network::new(config.clone()).unwrap();
+    let tensors = Network::new(config)
+        .unwrap()
+        .with_quant_ops(QuantOps::Tensor)
+        .unwrap();
+    let (la, ga) = kernels
+        .gradients(&world, inputs, targets, 2, 16, precision)
+        .unwrap();
+    let (lb, gb) = tensors
+        .gradients(&world, inputs, targets, 2, 16, precision)
+        .unwrap();
+    assert!((la - lb).abs() <= 1e-5 * la.abs(), "loss {la} vs {lb}");
+    for ((a, b), spec) in ga.iter().zip(&gb).zip(&kernels.specs) {
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let worst = a
+            .iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= 1e-3 * scale, "{}: {worst} of {scale}", spec.name);
+    }
 }

@@ -384,6 +384,8 @@ pub struct TrainStart {
     pub eval_every: u64,
     /// Held-out sequences used by periodic validation.
     pub eval_sequences: u32,
+    /// Where the run computes (`--device`).
+    pub device: tritlab_train::DeviceSpec,
 }
 
 /// `train --layers N --hidden N --intermediate N --heads N --kv-heads N`: a preset, changed.
@@ -453,7 +455,13 @@ pub enum Replay {
     /// `replay open RUN_DIR`.
     Open { run: PathBuf },
     /// `replay verify [--from A] [--to B]`; `None` ends mean the run's first or last step.
-    Verify { from: Option<u64>, to: Option<u64> },
+    /// `replay verify [--from A] [--to B] [--device D]`; without `--device`, on the run's own
+    /// device when this build has it, else on the CPU.
+    Verify {
+        from: Option<u64>,
+        to: Option<u64>,
+        device: Option<tritlab_train::DeviceSpec>,
+    },
     /// `replay export STEP DIR`.
     Export { step: u64, dir: PathBuf },
 }

@@ -131,7 +131,11 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                     ));
                 }
             }
-            Command::Replay(Replay::Verify { from, to })
+            let device = match m.given("device") {
+                Some(_) => Some(device(m)?),
+                None => None,
+            };
+            Command::Replay(Replay::Verify { from, to, device })
         }
         CommandId::ReplayExport => Command::Replay(Replay::Export {
             step: m.need(m.int("STEP"), "STEP")?,
@@ -251,5 +255,17 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         keep_checkpoints: m.need(m.int("keep-checkpoints"), "--keep-checkpoints")?,
         eval_every: m.need(m.int("eval-every"), "--eval-every")?,
         eval_sequences: m.need(m.u32("eval-sequences"), "--eval-sequences")?,
+        device: device(m)?,
     })))
+}
+
+/// `--device`: `cpu`, `cuda` or `cuda:N`.
+fn device(m: &Matched) -> Result<tritlab_train::DeviceSpec, ParseError> {
+    let text = m.need(m.text("device"), "--device")?;
+    text.parse().map_err(|message| {
+        let span = m
+            .given("device")
+            .map_or(m.end..m.end, |(_, _, span)| span.clone());
+        ParseError::new(m.src, ParseErrorKind::InvalidValue, span, message)
+    })
 }

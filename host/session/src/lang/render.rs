@@ -213,13 +213,17 @@ impl fmt::Display for Command {
                 line.path(run);
                 line
             }
-            Command::Replay(Replay::Verify { from, to }) => {
+            Command::Replay(Replay::Verify { from, to, device }) => {
                 let mut line = Line::new("replay verify", id);
                 if let Some(from) = from {
                     line.int("from", *from);
                 }
                 if let Some(to) = to {
                     line.int("to", *to);
+                }
+                if let Some(device) = device {
+                    line.push("--device");
+                    line.push(&device.to_string());
                 }
                 line
             }
@@ -391,6 +395,8 @@ fn train_line(train: &Train) -> Line {
             line.int("keep-checkpoints", t.keep_checkpoints);
             line.int("eval-every", t.eval_every);
             line.int("eval-sequences", u64::from(t.eval_sequences));
+            let device = t.device.to_string();
+            line.option("device", device.clone(), Value::Text(device));
             line.push("--out");
             line.path(&t.out);
         }

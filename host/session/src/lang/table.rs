@@ -285,7 +285,7 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
              [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
-             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] --out DIR",
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -358,6 +358,14 @@ pub static COMMANDS: &[CommandSpec] = &[
             .with_default("0"),
             option("eval-every", SEED, "N", "validate every N steps (0: only at the end)").with_default("0"),
             option("eval-sequences", COUNT, "N", "held-out sequences for periodic validation").with_default("64"),
+            option(
+                "device",
+                ValueKind::Text,
+                "DEVICE",
+                "where to compute: cpu, or cuda / cuda:N for an NVIDIA GPU (a tritlab built with \
+                 scripts/build-cuda.sh); a resumed run continues on the kind of device it started on",
+            )
+            .with_default("cpu"),
             option("out", ValueKind::Dir, "DIR", "run directory to create").required_unless("resume"),
             option("resume", ValueKind::Dir, "DIR", "run directory to continue").with_conflicts(&[
                 "data",
@@ -386,6 +394,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "keep-checkpoints",
                 "eval-every",
                 "eval-sequences",
+                "device",
                 "out",
             ]),
         ],
@@ -467,14 +476,25 @@ pub static COMMANDS: &[CommandSpec] = &[
                 id: CommandId::ReplayVerify,
                 name: "verify",
                 topic: Topic::Replay,
-                synopsis: &["replay verify [--from A] [--to B]"],
+                synopsis: &["replay verify [--from A] [--to B] [--device cpu|cuda[:N]]"],
                 summary: "rebuild the open run's steps and check every hash",
                 description: "Replays the open run from step A to step B (the whole run by default), \
                     checking that every step turns the weights whose hash the log records before it \
-                    into those whose hash it records after it.",
+                    into those whose hash it records after it. A run is recomputed bit for bit on the \
+                    kind of device it was computed on (the CPU, or a GPU of the same model). A GPU run \
+                    checked on the CPU (or on another GPU model) is checked as far as floats allow: \
+                    every checkpoint's trits against the step-0 trits plus the logged flips, and the \
+                    recomputed losses against the logged ones.",
                 options: &[
                     option("from", ValueKind::Step, "A", "first step to check; the run's first if left out"),
                     option("to", ValueKind::Step, "B", "last step to check; the run's last if left out"),
+                    option(
+                        "device",
+                        ValueKind::Text,
+                        "DEVICE",
+                        "where to recompute: cpu, cuda or cuda:N; the run's own device when this \
+                         build has it, else the CPU",
+                    ),
                 ],
                 examples: &[example("replay verify", ""), example("replay verify --from 100 --to 150", "")],
                 ..command()

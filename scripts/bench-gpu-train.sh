@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Training on a CUDA GPU, measured on the GPU machine with what scripts/build-cuda.sh made:
+#
+#   scripts/bench-gpu-train.sh BIN_DIR DATA_DIR OUT_DIR
+#
+# BIN_DIR holds tritlab-cuda(.gz) and train-step-bench-cuda(.gz); DATA_DIR holds WikiText-2's
+# test.txt and valid.txt and the GPT-2 tokenizer.json (the shared data folder's files). It prints,
+# and writes into OUT_DIR:
+#   1. the training-step benchmark on the GPU: the small preset and a 125M-parameter shape at
+#      sequence 512, by phase, with tokens/s and model FLOPs utilisation against PEAK_TFLOPS
+#      (default 989: the H100/H200's dense bf16 rate, the figure MFU is usually quoted against);
+#   2. determinism: the same run twice on the GPU gives the same world hashes, and
+#      `replay verify` recomputes it bit for bit there;
+#   3. GPU against CPU: the WikiText-2 setting (small preset, GPT-2 tokenizer, 16 × 128 tokens,
+#      training on test.txt, validating on valid.txt) for STEPS steps on both, loss per step and
+#      validation perplexity side by side, and the CPU's check of the GPU run (trit chain, losses).
+set -euo pipefail
+
+bin_dir="$(cd "$1" && pwd)"
+data="$(cd "$2" && pwd)"
+out="$(mkdir -p "$3" && cd "$3" && pwd)"
+peak="${PEAK_TFLOPS:-989}"
+steps="${STEPS:-20}"
+work="$(mktemp -d)"
+
+for name in tritlab train-step-bench; do
+  if [[ -f "$bin_dir/$name-cuda.gz" ]]; then
+    gunzip -c "$bin_dir/$name-cuda.gz" > "$work/$name"
+  else
+    cp "$bin_dir/$name-cuda" "$work/$name"
+  fi
+  chmod +x "$work/$name"
+done
+tritlab="$work/tritlab"
+
+# The driver's libcuda and the CUDA 13 libraries (cuBLAS, cuRAND, NVRTC) of the machine's PyTorch.
+if [[ -z "${TRITLAB_CUDA_LIBS:-}" ]]; then
+  TRITLAB_CUDA_LIBS="$(python3 -c 'import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')"
+fi
+export LD_LIBRARY_PATH="$TRITLAB_CUDA_LIBS:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+echo "== 1. the training step, by phase" | tee "$out/bench.txt"
+bench() {
+  env TRITLAB_BENCH_DEVICE=cuda:0 TRITLAB_BENCH_PEAK_TFLOPS="$peak" TRITLAB_BENCH_STEPS=4 \
+    TRITLAB_BENCH_SEQ=512 "$@" "$work/train-step-bench" 2>&1 | tee -a "$out/bench.txt"
+}
+shape_125m=(TRITLAB_BENCH_LAYERS=12 TRITLAB_BENCH_HIDDEN=768 TRITLAB_BENCH_INTERMEDIATE=2048
+  TRITLAB_BENCH_HEADS=12 TRITLAB_BENCH_KV_HEADS=12)
+bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16
+[[ "${SKIP_125M:-0}" == 1 ]] || bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 "${shape_125m[@]}"
+# The same with cuBLAS allowed TF32 tensor cores for the f32 products: how much of the step the
+# products are.
+if [[ "${TF32_TOO:-0}" == 1 ]]; then
+  bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 TRITLAB_BENCH_TF32=1
+fi
+
+wiki=(--data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokenizer.json"
+  --preset small --seq 128 --batch 16 --steps "$steps" --checkpoint-every 10
+  --eval-every 10 --eval-sequences 32)
+
+echo "== 2. determinism on the GPU" | tee "$out/determinism.txt"
+for run in a b; do
+  "$tritlab" train "${wiki[@]}" --device cuda:0 --out "$work/gpu-$run" 2>&1 | tail -3 | tee -a "$out/determinism.txt"
+done
+# The morphism log holds every step's world hashes, loss and trit flips, and no timestamps.
+if cmp -s "$work/gpu-a/morphisms.tml" "$work/gpu-b/morphisms.tml"; then
+  echo "two GPU runs: byte-identical morphism logs (every world hash, loss and flip equal)" | tee -a "$out/determinism.txt"
+else
+  echo "two GPU runs: the morphism logs DIFFER" | tee -a "$out/determinism.txt"
+  diff <("$tritlab" log "$work/gpu-a") <("$tritlab" log "$work/gpu-b") | head -20 | tee -a "$out/determinism.txt" || true
+fi
+"$tritlab" replay verify --run "$work/gpu-a" 2>&1 | tail -2 | tee -a "$out/determinism.txt"
+for run in gpu-a; do
+  cp "$work/$run/metrics.jsonl" "$out/metrics-$run.jsonl"
+  cp "$work/$run/run.json" "$out/run-$run.json"
+done
+
+echo "== 3. the same run on the CPU ($(nproc) threads)" | tee "$out/cpu-vs-gpu.txt"
+# Bounded, so that a slow CPU still leaves time for the rest: the steps it finished are compared.
+timeout "${CPU_SECONDS:-600}" "$tritlab" train "${wiki[@]}" --out "$work/cpu" 2>&1 | tail -3 \
+  | tee -a "$out/cpu-vs-gpu.txt" || echo "(the CPU run was stopped after ${CPU_SECONDS:-600} s)" | tee -a "$out/cpu-vs-gpu.txt"
+cp "$work/cpu/metrics.jsonl" "$out/metrics-cpu.jsonl"
+cp "$work/cpu/run.json" "$out/run-cpu.json"
+python3 - "$work/gpu-a/metrics.jsonl" "$work/cpu/metrics.jsonl" <<'PY' | tee -a "$out/cpu-vs-gpu.txt"
+import json, sys
+def read(p):
+    steps, evals = {}, {}
+    for line in open(p):
+        r = json.loads(line)
+        if "learning_rate" in r:
+            steps[r["step"]] = r["loss"]
+        if r.get("val_perplexity") is not None:
+            evals[r["step"]] = r["val_perplexity"]
+    return steps, evals
+(gs, ge), (cs, ce) = read(sys.argv[1]), read(sys.argv[2])
+print("step  loss GPU   loss CPU   |diff|")
+worst = 0.0
+for s in sorted(set(gs) & set(cs)):
+    d = abs(gs[s] - cs[s]); worst = max(worst, d)
+    print(f"{s:4d}  {gs[s]:.5f}  {cs[s]:.5f}  {d:.2e}")
+print(f"largest loss difference: {worst:.2e}")
+for s in sorted(set(ge) & set(ce)):
+    print(f"validation perplexity at step {s}: GPU {ge[s]:.3f}, CPU {ce[s]:.3f} ({100*(ge[s]/ce[s]-1):+.3f}%)")
+PY
+echo "-- the GPU run checked on the CPU" | tee -a "$out/cpu-vs-gpu.txt"
+"$tritlab" replay verify --run "$work/gpu-a" --device cpu --to "${CHECK_TO:-$steps}" 2>&1 | tail -2 | tee -a "$out/cpu-vs-gpu.txt" || true
+rm -rf "$work"
