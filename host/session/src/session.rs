@@ -940,6 +940,7 @@ impl Session {
                 m.tokenizer.id_to_token(id).unwrap_or_default()
             ),
             StopReason::MaxTokens => "--max-tokens reached".to_string(),
+            StopReason::StopString => "stop text reached".to_string(),
             StopReason::Callback => "stopped".to_string(),
             StopReason::ContextFull => "context full".to_string(),
         };
