@@ -353,8 +353,10 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|v| blake3::hash(v.trim().as_bytes()));
+            .and_then(|v| v.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| blake3::hash(token.trim().as_bytes()));
         // `blake3::Hash`'s equality is constant-time.
         if given.as_ref() != Some(key) {
             return ApiError::unauthorized().into_response();

@@ -371,7 +371,7 @@ async fn an_api_key_guards_everything_but_health() {
         let (status, _, _) = server.send("GET", "/metrics", &headers, "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let ok = [("authorization", "Bearer sesame")];
+    let ok = [("authorization", "bearer sesame")];
     let (status, _, text) = server.send("POST", "/v1/completions", &ok, &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let (status, _, text) = server.send("GET", "/v1/models", &ok, "").await;
@@ -452,6 +452,44 @@ async fn a_full_queue_refuses_and_a_departed_client_cancels() {
         .unwrap()
         .stop()
         .await;
+}
+
+/// A client that closes its connection while waiting for a whole (not streamed) answer cancels
+/// its sequence too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_client_of_a_whole_answer_cancels() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let body = json!({"prompt": "To be", "max_tokens": 2000, "ignore_eos": true}).to_string();
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    for _ in 0..200 {
+        if server.metric("tritlab_generated_tokens_total").await > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(socket);
+    for _ in 0..200 {
+        if server.metric("tritlab_requests_cancelled_total").await == 1.0
+            && server.metric("tritlab_active_sequences").await == 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.metric("tritlab_requests_cancelled_total").await, 1.0);
+    assert_eq!(server.metric("tritlab_active_sequences").await, 0.0);
+    let generated = server.metric("tritlab_generated_tokens_total").await;
+    assert!(
+        generated < 2000.0,
+        "the cancelled sequence ran on: {generated} tokens"
+    );
+    server.stop().await;
 }
 
 /// A panic in the engine thread fails that request with a 500 (or an error event) and the server
