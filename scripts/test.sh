@@ -54,6 +54,9 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 TRITLAB_BIN="$target_dir/release/tritlab" scripts/run-workbooks.sh
 # The Jupyter kernel under jupyter_client and nbclient (from PyPI), on the notebooks just exported.
 TRITLAB_BIN="$target_dir/release/tritlab" scripts/test-jupyter.sh
+# `tritlab serve` under the official OpenAI Python client (from PyPI): streamed completions and
+# chat completions equal `tritlab generate` / `tritlab chat`, errors, SIGTERM.
+TRITLAB_BIN="$target_dir/release/tritlab" scripts/test-server.sh
 
 # The NEON kernels, checked against the scalar reference under qemu-user, and the workbench in a
 # real window under Xvfb. On by default in CI; elsewhere set TRITLAB_TEST_AARCH64=1 and

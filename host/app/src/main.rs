@@ -5,7 +5,7 @@
 //! (`info`, `generate`, `train`, `replay`, …; [`cmd::session::SUBCOMMANDS`]) take their
 //! arguments as the language does and run through the same session as the REPL, workbooks,
 //! the workbench and Jupyter; `--json` prints their typed outputs. The others (`synth`,
-//! `convert`, `logits`, `tour`, `repl`, `run`, `workbench`, `kernel`) are faces or tools of
+//! `convert`, `logits`, `tour`, `repl`, `run`, `workbench`, `kernel`, `serve`) are faces or tools of
 //! their own, one module each in `cmd/`.
 //!
 //! Exit codes: 0 success; 2 a command that does not parse or cannot be carried out as asked
@@ -54,6 +54,8 @@ enum Command {
     Workbench(cmd::workbench::Args),
     /// A Jupyter kernel for the command language; `install` / `uninstall` its kernelspec.
     Kernel(cmd::kernel::Args),
+    /// An OpenAI-compatible HTTP server with continuous batching (completions, chat, streaming).
+    Serve(cmd::serve::Args),
 }
 
 /// Sets the worker thread count of this process: rayon's global pool and candle's split.
@@ -162,6 +164,7 @@ fn main() -> ExitCode {
         Command::Repl(a) => cmd::repl::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Kernel(a) => cmd::kernel::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(code) => code,

@@ -179,6 +179,8 @@ pub enum Logits {
     All,
     /// Only the last position: `[vocab]` (generation; saves the output projection for the prompt).
     Last,
+    /// None: a chunk of a prompt whose end is still to come (the output projection is skipped).
+    None,
 }
 
 /// A loaded BitNet b1.58 model.
@@ -654,74 +656,125 @@ impl Model {
 
     /// The forward pass. All tokens go through each layer together: the kernels' GEMM path for a
     /// prompt, their GEMV path for one decoded token. `trace`, if given, receives the activation
-    /// trit statistics of the last token (see [`StepTritStats`]).
+    /// trit statistics of the last token (see [`StepTritStats`]). One sequence's
+    /// [`forward_batch`](Self::forward_batch).
     pub fn forward_with(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         logits: Logits,
-        mut trace: Option<&mut StepTritStats>,
+        trace: Option<&mut StepTritStats>,
     ) -> Result<Vec<f32>> {
+        let mut items = [BatchItem {
+            tokens,
+            cache,
+            logits,
+            trace,
+        }];
+        let mut out = self.forward_batch(&mut items)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// The forward pass of several sequences at once, each with its own KV cache: every linear
+    /// layer (and the output projection) runs one product over the rows of all of them, so a
+    /// decode step of `B` sequences streams the weights once instead of `B` times; RoPE uses each
+    /// row's own position and attention runs per sequence against its own cache.
+    ///
+    /// Every per-row operation (RMSNorm, per-token int8 quantisation, exact i32 ternary dots
+    /// with the shared f32 epilogue, attention over one query row, the head's per-row product)
+    /// is independent of the other rows, so each item's logits are bit for bit those of
+    /// [`forward_with`](Self::forward_with) on that item alone (property-tested in
+    /// `tests/batch.rs`). Returns one logits vector per item, in order (empty for
+    /// [`Logits::None`]). On error no cache is changed.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>> {
         let c = &self.config;
-        let t_len = tokens.len();
-        if t_len == 0 {
-            return Err(EngineError::Invalid(
-                "forward pass needs at least one token".into(),
-            ));
+        // A lone sequence's errors read as they always have; a batch's name the item.
+        let batched = items.len() > 1;
+        let named = |i: usize, message: String| {
+            if batched {
+                EngineError::Invalid(format!("batch item {i}: {message}"))
+            } else {
+                EngineError::Invalid(message)
+            }
+        };
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(EngineError::Invalid(format!(
-                "token id {bad} is outside the vocabulary (size {})",
-                c.vocab_size
-            )));
-        }
-        if cache.keys.len() != self.layers.len() {
-            return Err(EngineError::Invalid(
-                "KV cache belongs to a model with another layer count".into(),
-            ));
-        }
-        let start = cache.len;
-        if start + t_len > c.max_position_embeddings {
-            return Err(EngineError::Invalid(format!(
-                "context full: {start} cached + {t_len} new positions exceed max_position_embeddings {}",
-                c.max_position_embeddings
-            )));
+        for (i, item) in items.iter().enumerate() {
+            if item.tokens.is_empty() {
+                return Err(named(i, "forward pass needs at least one token".into()));
+            }
+            if let Some(&bad) = item.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+                return Err(named(
+                    i,
+                    format!(
+                        "token id {bad} is outside the vocabulary (size {})",
+                        c.vocab_size
+                    ),
+                ));
+            }
+            if item.cache.keys.len() != self.layers.len() {
+                return Err(named(
+                    i,
+                    "KV cache belongs to a model with another layer count".into(),
+                ));
+            }
+            let (start, t_len) = (item.cache.len, item.tokens.len());
+            if start + t_len > c.max_position_embeddings {
+                return Err(named(
+                    i,
+                    format!(
+                        "context full: {start} cached + {t_len} new positions exceed max_position_embeddings {}",
+                        c.max_position_embeddings
+                    ),
+                ));
+            }
         }
         let d = Dims::of(c);
         let (h, inter, q_dim, kv_dim) = (d.hidden, d.intermediate, d.query_width, d.kv_width);
-        let hd = c.head_dim();
         let shape = AttentionShape {
             heads: c.num_attention_heads,
             kv_heads: c.num_kv_heads(),
-            head_dim: hd,
+            head_dim: c.head_dim(),
         };
         let eps = c.rms_norm_eps;
-        let rope: Vec<(Vec<f32>, Vec<f32>)> = (start..start + t_len)
+        // Rows of each item: `spans[i] = (first row, rows, first position)`.
+        let mut spans = Vec::with_capacity(items.len());
+        let mut rows = 0;
+        for item in items.iter() {
+            spans.push((rows, item.tokens.len(), item.cache.len));
+            rows += item.tokens.len();
+        }
+        let rope: Vec<(Vec<f32>, Vec<f32>)> = spans
+            .iter()
+            .flat_map(|&(_, n, start)| start..start + n)
             .map(|p| self.rope.cos_sin(p))
             .collect();
 
-        let mut hidden = vec![0.0f32; t_len * h];
-        for (row, &tok) in hidden.chunks_exact_mut(h).zip(tokens) {
+        let mut hidden = vec![0.0f32; rows * h];
+        let all_tokens = items.iter().flat_map(|it| it.tokens.iter());
+        for (row, &tok) in hidden.chunks_exact_mut(h).zip(all_tokens) {
             self.embed.row_f32(tok as usize, row);
         }
-        let mut x = vec![0.0f32; t_len * h];
-        let mut q = vec![0.0f32; t_len * q_dim];
-        let mut k = vec![0.0f32; t_len * kv_dim];
-        let mut v = vec![0.0f32; t_len * kv_dim];
-        let mut attn = vec![0.0f32; t_len * q_dim];
-        let mut proj = vec![0.0f32; t_len * h];
-        let mut gate = vec![0.0f32; t_len * inter];
-        let mut up = vec![0.0f32; t_len * inter];
+        let mut x = vec![0.0f32; rows * h];
+        let mut q = vec![0.0f32; rows * q_dim];
+        let mut k = vec![0.0f32; rows * kv_dim];
+        let mut v = vec![0.0f32; rows * kv_dim];
+        let mut attn = vec![0.0f32; rows * q_dim];
+        let mut proj = vec![0.0f32; rows * h];
+        let mut gate = vec![0.0f32; rows * inter];
+        let mut up = vec![0.0f32; rows * inter];
         let mut qa = QuantizedActivations::default();
-        let last = t_len - 1;
 
-        let mut quantize = |qa: &mut QuantizedActivations,
-                            x: &[f32],
-                            cols: usize,
-                            layer: usize,
-                            what: &[Proj]|
+        // Quantises all rows per token; each traced item records its last row's activations.
+        let quantize = |items: &mut [BatchItem<'_>],
+                        qa: &mut QuantizedActivations,
+                        x: &[f32],
+                        cols: usize,
+                        layer: usize,
+                        what: &[Proj]|
          -> Result<()> {
-            qa.quantize_into(x, t_len, cols).map_err(|e| {
+            qa.quantize_into(x, rows, cols).map_err(|e| {
                 let names: Vec<&str> = what.iter().map(|p| p.hf()).collect();
                 EngineError::kernel(
                     format!(
@@ -731,8 +784,10 @@ impl Model {
                     e,
                 )
             })?;
-            if let Some(tr) = trace.as_deref_mut() {
-                tr.record(layer, &qa.token(last)[..cols]);
+            for (item, &(first, n, _)) in items.iter_mut().zip(&spans) {
+                if let Some(tr) = item.trace.as_deref_mut() {
+                    tr.record(layer, &qa.token(first + n - 1)[..cols]);
+                }
             }
             Ok(())
         };
@@ -741,7 +796,7 @@ impl Model {
             for (li, layer) in self.layers.iter().enumerate() {
                 // Attention block.
                 ops::rms_norm_into(&hidden, &layer.input_layernorm, eps, &mut x);
-                quantize(&mut qa, &x, h, li, &[Proj::Q, Proj::K, Proj::V])?;
+                quantize(items, &mut qa, &x, h, li, &[Proj::Q, Proj::K, Proj::V])?;
                 BitLinear::forward_many(
                     &[&layer.q_proj, &layer.k_proj, &layer.v_proj],
                     &qa,
@@ -753,26 +808,43 @@ impl Model {
                     self.rope
                         .apply(&mut k[t * kv_dim..(t + 1) * kv_dim], cos, sin);
                 }
-                cache.keys[li].extend_from_slice(&k);
-                cache.values[li].extend_from_slice(&v);
-                ops::attention(
-                    &q,
-                    &cache.keys[li],
-                    &cache.values[li],
-                    start,
-                    t_len,
-                    shape,
-                    &mut attn,
-                );
+                // Each sequence appends its own keys and values and attends to its own cache.
+                let mut rest = &mut attn[..];
+                let mut work = Vec::with_capacity(items.len());
+                for (item, &(first, n, start)) in items.iter_mut().zip(&spans) {
+                    let (mine, tail) = rest.split_at_mut(n * q_dim);
+                    rest = tail;
+                    let cache = &mut *item.cache;
+                    cache.keys[li].extend_from_slice(&k[first * kv_dim..(first + n) * kv_dim]);
+                    cache.values[li].extend_from_slice(&v[first * kv_dim..(first + n) * kv_dim]);
+                    work.push((&*cache, first, n, start, mine));
+                }
+                let attend =
+                    |(cache, first, n, start, out): (&KvCache, usize, usize, usize, &mut [f32])| {
+                        ops::attention(
+                            &q[first * q_dim..(first + n) * q_dim],
+                            &cache.keys[li],
+                            &cache.values[li],
+                            start,
+                            n,
+                            shape,
+                            out,
+                        )
+                    };
+                if work.len() == 1 {
+                    work.into_iter().for_each(attend);
+                } else {
+                    work.into_par_iter().for_each(attend);
+                }
                 ops::rms_norm(&mut attn, &layer.attn_sub_norm, eps);
-                quantize(&mut qa, &attn, q_dim, li, &[Proj::O])?;
+                quantize(items, &mut qa, &attn, q_dim, li, &[Proj::O])?;
                 layer.o_proj.forward(&qa, &mut proj)?;
                 for (a, b) in hidden.iter_mut().zip(&proj) {
                     *a += b;
                 }
                 // Feed-forward block.
                 ops::rms_norm_into(&hidden, &layer.post_attention_layernorm, eps, &mut x);
-                quantize(&mut qa, &x, h, li, &[Proj::Gate, Proj::Up])?;
+                quantize(items, &mut qa, &x, h, li, &[Proj::Gate, Proj::Up])?;
                 BitLinear::forward_many(
                     &[&layer.gate_proj, &layer.up_proj],
                     &qa,
@@ -783,7 +855,7 @@ impl Model {
                     Activation::Silu => ops::silu_mul(&mut gate, &up),
                 }
                 ops::rms_norm(&mut gate, &layer.ffn_sub_norm, eps);
-                quantize(&mut qa, &gate, inter, li, &[Proj::Down])?;
+                quantize(items, &mut qa, &gate, inter, li, &[Proj::Down])?;
                 layer.down_proj.forward(&qa, &mut proj)?;
                 for (a, b) in hidden.iter_mut().zip(&proj) {
                     *a += b;
@@ -792,33 +864,62 @@ impl Model {
             Ok(())
         })();
         if let Err(e) = result {
-            // Leave the cache as it was before this call.
-            for (kc, vc) in cache.keys.iter_mut().zip(&mut cache.values) {
-                kc.truncate(start * kv_dim);
-                vc.truncate(start * kv_dim);
+            // Leave every cache as it was before this call.
+            for (item, &(_, _, start)) in items.iter_mut().zip(&spans) {
+                let cache = &mut *item.cache;
+                for (kc, vc) in cache.keys.iter_mut().zip(&mut cache.values) {
+                    kc.truncate(start * kv_dim);
+                    vc.truncate(start * kv_dim);
+                }
             }
             return Err(e);
         }
-        cache.len = start + t_len;
-
-        let (rows, n) = match logits {
-            Logits::All => (&hidden[..], t_len),
-            Logits::Last => (&hidden[last * h..], 1),
-        };
-        let mut normed = vec![0.0f32; rows.len()];
-        ops::rms_norm_into(rows, &self.norm, eps, &mut normed);
-        let mut out = vec![0.0f32; n * c.vocab_size];
-        match &self.head {
-            None => self.lm_head().matmul(&normed, n, &mut out),
-            Some(head) => if n == 1 {
-                head.gemv(&normed, &mut out, 0)
-            } else {
-                head.gemm(&normed, n, &mut out)
-            }
-            .map_err(|e| EngineError::kernel("the output projection", e))?,
+        for (item, &(_, n, start)) in items.iter_mut().zip(&spans) {
+            item.cache.len = start + n;
         }
-        Ok(out)
+
+        // The rows whose logits are wanted, through the output projection in one product.
+        let mut picked: Vec<(usize, usize)> = Vec::with_capacity(items.len());
+        let mut selected = Vec::new();
+        for (item, &(first, n, _)) in items.iter().zip(&spans) {
+            let (from, count) = match item.logits {
+                Logits::All => (first, n),
+                Logits::Last => (first + n - 1, 1),
+                Logits::None => (first, 0),
+            };
+            picked.push((selected.len() / h, count));
+            selected.extend_from_slice(&hidden[from * h..(from + count) * h]);
+        }
+        let n = selected.len() / h;
+        let mut normed = vec![0.0f32; selected.len()];
+        ops::rms_norm_into(&selected, &self.norm, eps, &mut normed);
+        let vocab = c.vocab_size;
+        let mut out = vec![0.0f32; n * vocab];
+        if n > 0 {
+            match &self.head {
+                None => self.lm_head().matmul(&normed, n, &mut out),
+                Some(head) => if n == 1 {
+                    head.gemv(&normed, &mut out, 0)
+                } else {
+                    head.gemm(&normed, n, &mut out)
+                }
+                .map_err(|e| EngineError::kernel("the output projection", e))?,
+            }
+        }
+        Ok(picked
+            .into_iter()
+            .map(|(row, count)| out[row * vocab..(row + count) * vocab].to_vec())
+            .collect())
     }
+}
+
+/// One sequence of a [`Model::forward_batch`]: its new tokens, its cache (which they are
+/// appended to), which logits it wants, and where its step's activation trits go.
+pub struct BatchItem<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub logits: Logits,
+    pub trace: Option<&'a mut StepTritStats>,
 }
 
 /// GGUF files: loading (`Model::load` of a `.gguf` path) and export (GGUF and transformers).

@@ -1,5 +1,10 @@
 //! Autoregressive generation with a KV cache: prefill the prompt in one pass (the kernels' GEMM
 //! path), then decode one token at a time (their GEMV path), reporting each step to a callback.
+//!
+//! What turns one sequence's logits into tokens — sampler, stop ids and strings, streaming
+//! detokenisation, the token budget — is a [`Sequence`]. [`Generator`] drives one with its own
+//! forward passes; a server's scheduler drives many with [`Model::forward_batch`], so the two
+//! choose tokens with the same code.
 
 use crate::bitnet::{KvCache, Logits, Model};
 use crate::error::{EngineError, Result};
@@ -16,6 +21,8 @@ pub struct GenerateOptions {
     pub sampling: SamplingOptions,
     /// Extra ids that end generation.
     pub stop_tokens: Vec<u32>,
+    /// Texts that end generation as soon as the output contains one; the output ends before it.
+    pub stop_strings: Vec<String>,
     /// Also stop at the model's eos ids (config.json / generation_config.json).
     pub stop_at_eos: bool,
     /// Let the tokenizer add its special tokens (e.g. BOS) to the prompt.
@@ -30,6 +37,7 @@ impl Default for GenerateOptions {
             max_tokens: 128,
             sampling: SamplingOptions::default(),
             stop_tokens: Vec::new(),
+            stop_strings: Vec::new(),
             stop_at_eos: true,
             add_special_tokens: true,
             top_logits: 5,
@@ -45,8 +53,11 @@ pub struct GenerationStep {
     /// Position of the token in the whole sequence (prompt included).
     pub position: usize,
     pub token_id: u32,
-    /// The text this token completes (empty while a multi-byte character is unfinished).
+    /// The text this token completes (empty while a multi-byte character is unfinished, or
+    /// while it may be the start of a stop string).
     pub text: String,
+    /// Natural log of the token's probability under the unscaled softmax of the logits.
+    pub logprob: f32,
     /// Statistics of the logits the token was chosen from.
     pub logit_stats: LogitStats,
     /// Activation trit statistics of the forward pass that produced those logits
@@ -66,6 +77,8 @@ pub enum StepControl {
 pub enum StopReason {
     MaxTokens,
     StopToken(u32),
+    /// The output reached one of the stop strings.
+    StopString,
     Callback,
     ContextFull,
 }
@@ -81,18 +94,180 @@ pub struct Generation {
     pub decode_seconds: f64,
 }
 
+/// Holds back text that may be the start of a stop string, and ends the output before the first
+/// stop string it contains.
+#[derive(Debug, Clone, Default)]
+struct StopText {
+    stops: Vec<String>,
+    held: String,
+}
+
+impl StopText {
+    fn new(stops: &[String]) -> Self {
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+        }
+    }
+
+    /// Adds `piece`; returns the text that can be shown and whether a stop string was reached
+    /// (the text is then what precedes it, and the rest is dropped).
+    fn push(&mut self, piece: &str) -> (String, bool) {
+        if self.stops.is_empty() {
+            return (piece.to_string(), false);
+        }
+        self.held.push_str(piece);
+        let first = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
+        if let Some(at) = first {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            return (out, true);
+        }
+        // Keep the longest tail that a stop string could still begin with.
+        let keep = self
+            .stops
+            .iter()
+            .map(|s| overlap(&self.held, s))
+            .max()
+            .unwrap_or(0);
+        let out: String = self.held.drain(..self.held.len() - keep).collect();
+        (out, false)
+    }
+
+    fn flush(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// The length of the longest proper prefix of `stop` that `text` ends with.
+fn overlap(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&k| stop.is_char_boundary(k) && text.ends_with(&stop[..k]))
+        .unwrap_or(0)
+}
+
+/// One sequence's choice of tokens, apart from the model and its cache: the seeded sampler,
+/// the ids and strings that stop it, streaming detokenisation and the token budget. Given the
+/// logits of each step it picks the next token and says whether the sequence goes on.
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    sampler: Sampler,
+    stream: TokenStream,
+    stops: Vec<u32>,
+    stop_text: StopText,
+    max_tokens: usize,
+    top_logits: usize,
+    generated: Vec<u32>,
+    /// Why it ended, when a stop id or string ended it.
+    stopped: Option<StopReason>,
+}
+
+impl Sequence {
+    /// A sequence with `options`; the model's eos ids stop it when `options.stop_at_eos`.
+    pub fn new(model: &Model, options: &GenerateOptions) -> Result<Self> {
+        let sampler = Sampler::new(options.sampling.clone())?;
+        let mut stops = options.stop_tokens.clone();
+        if options.stop_at_eos {
+            stops.extend_from_slice(model.eos_token_ids());
+        }
+        Ok(Self {
+            sampler,
+            stream: TokenStream::new(),
+            stops,
+            stop_text: StopText::new(&options.stop_strings),
+            max_tokens: options.max_tokens,
+            top_logits: options.top_logits,
+            generated: Vec::new(),
+            stopped: None,
+        })
+    }
+
+    /// Why the sequence is over, or `None` while it wants another token.
+    pub fn finished(&self) -> Option<StopReason> {
+        self.stopped
+            .or_else(|| (self.generated.len() >= self.max_tokens).then_some(StopReason::MaxTokens))
+    }
+
+    /// Picks the next token from `logits` (the step's activation trits and the token's
+    /// position come along for the step's record). Returns the step, or the reason to stop when
+    /// the sequence was already over or the token is a stop id (which is not recorded). After a
+    /// step, [`finished`](Self::finished) says whether the token is to be fed to the model.
+    pub fn next(
+        &mut self,
+        logits: &[f32],
+        trit_stats: StepTritStats,
+        position: usize,
+        tokenizer: Option<&Tokenizer>,
+    ) -> Result<std::result::Result<GenerationStep, StopReason>> {
+        if let Some(reason) = self.finished() {
+            return Ok(Err(reason));
+        }
+        let token = self.sampler.sample(logits)?;
+        if self.stops.contains(&token) {
+            self.stopped = Some(StopReason::StopToken(token));
+            return Ok(Err(StopReason::StopToken(token)));
+        }
+        let piece = match tokenizer {
+            Some(t) => self.stream.push(t, token)?,
+            None => String::new(),
+        };
+        let (text, hit) = self.stop_text.push(&piece);
+        if hit {
+            self.stopped = Some(StopReason::StopString);
+        }
+        let logit_stats = LogitStats::compute(logits, self.top_logits);
+        let logprob = (logits[token as usize] as f64 - logit_stats.log_sum_exp) as f32;
+        let step = GenerationStep {
+            index: self.generated.len(),
+            position,
+            token_id: token,
+            text,
+            logprob,
+            logit_stats,
+            trit_stats,
+        };
+        self.generated.push(token);
+        Ok(Ok(step))
+    }
+
+    /// Text still held back by the detokeniser or as a possible start of a stop string (none
+    /// once a stop string was reached).
+    pub fn flush_text(&mut self, tokenizer: Option<&Tokenizer>) -> Result<String> {
+        if self.stopped == Some(StopReason::StopString) {
+            return Ok(String::new());
+        }
+        let rest = match tokenizer {
+            Some(t) => self.stream.flush(t)?,
+            None => String::new(),
+        };
+        let (mut text, hit) = self.stop_text.push(&rest);
+        if hit {
+            self.stopped = Some(StopReason::StopString);
+        } else {
+            text.push_str(&self.stop_text.flush());
+        }
+        Ok(text)
+    }
+
+    /// The ids generated so far (stop ids excluded).
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+}
+
 /// Step-by-step generation state, for front ends that drive decoding themselves.
 pub struct Generator<'m> {
     model: &'m Model,
     tokenizer: Option<&'m Tokenizer>,
-    options: GenerateOptions,
-    sampler: Sampler,
+    sequence: Sequence,
     cache: KvCache,
-    stream: TokenStream,
-    stops: Vec<u32>,
     /// Logits (and their step statistics) waiting to be sampled from.
     pending: Option<(Vec<f32>, StepTritStats)>,
-    generated: Vec<u32>,
 }
 
 impl<'m> Generator<'m> {
@@ -112,21 +287,12 @@ impl<'m> Generator<'m> {
         options: GenerateOptions,
         cache: KvCache,
     ) -> Result<Self> {
-        let sampler = Sampler::new(options.sampling.clone())?;
-        let mut stops = options.stop_tokens.clone();
-        if options.stop_at_eos {
-            stops.extend_from_slice(model.eos_token_ids());
-        }
         Ok(Self {
             model,
             tokenizer,
-            sampler,
+            sequence: Sequence::new(model, &options)?,
             cache,
-            stream: TokenStream::new(),
-            stops,
             pending: None,
-            generated: Vec::new(),
-            options,
         })
     }
 
@@ -143,38 +309,27 @@ impl<'m> Generator<'m> {
     /// Samples the next token from the pending logits. Returns the step, or the reason to stop.
     /// The token is fed to the model (for the step after) only when it does not end generation.
     pub fn step(&mut self) -> Result<std::result::Result<GenerationStep, StopReason>> {
-        if self.generated.len() >= self.options.max_tokens {
-            return Ok(Err(StopReason::MaxTokens));
+        if let Some(reason) = self.sequence.finished() {
+            return Ok(Err(reason));
         }
         let (logits, trit_stats) = self.pending.take().ok_or_else(|| {
             EngineError::Invalid("generation needs a prompt first (prefill)".into())
         })?;
-        let token = self.sampler.sample(&logits)?;
-        if self.stops.contains(&token) {
-            return Ok(Err(StopReason::StopToken(token)));
-        }
         let position = self.cache.len();
-        let text = match self.tokenizer {
-            Some(t) => self.stream.push(t, token)?,
-            None => String::new(),
+        let step = match self
+            .sequence
+            .next(&logits, trit_stats, position, self.tokenizer)?
+        {
+            Ok(step) => step,
+            Err(reason) => return Ok(Err(reason)),
         };
-        let step = GenerationStep {
-            index: self.generated.len(),
-            position,
-            token_id: token,
-            text,
-            logit_stats: LogitStats::compute(&logits, self.options.top_logits),
-            trit_stats,
-        };
-        self.generated.push(token);
-        let more = self.generated.len() < self.options.max_tokens;
-        if more {
+        if self.sequence.finished().is_none() {
             if self.cache.len() + 1 > self.model.config().max_position_embeddings {
                 return Ok(Ok(step));
             }
             let mut trits = StepTritStats::default();
             let logits = self.model.forward_with(
-                &[token],
+                &[step.token_id],
                 &mut self.cache,
                 Logits::Last,
                 Some(&mut trits),
@@ -186,19 +341,16 @@ impl<'m> Generator<'m> {
 
     /// True when the context has no room for another token.
     pub fn context_full(&self) -> bool {
-        self.pending.is_none() && self.generated.len() < self.options.max_tokens
+        self.pending.is_none() && self.sequence.finished().is_none()
     }
 
     /// Text still held back by the detokeniser.
     pub fn flush_text(&mut self) -> Result<String> {
-        match self.tokenizer {
-            Some(t) => self.stream.flush(t),
-            None => Ok(String::new()),
-        }
+        self.sequence.flush_text(self.tokenizer)
     }
 
     pub fn generated(&self) -> &[u32] {
-        &self.generated
+        self.sequence.generated()
     }
 
     pub fn cache(&self) -> &KvCache {
@@ -257,7 +409,7 @@ pub fn generate_ids(
     let (text, stop_reason) = decode_loop(&mut g, callback)?;
     Ok(Generation {
         prompt_tokens: prompt.to_vec(),
-        tokens: g.generated,
+        tokens: g.generated().to_vec(),
         text,
         stop_reason,
         prefill_seconds,
@@ -280,4 +432,43 @@ pub fn generate(
         ));
     }
     generate_ids(model, Some(tokenizer), &ids, options, callback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut st = StopText::new(&stops);
+        let mut out = String::new();
+        for p in pieces {
+            let (text, hit) = st.push(p);
+            out.push_str(&text);
+            if hit {
+                return (out, true);
+            }
+        }
+        out.push_str(&st.flush());
+        (out, false)
+    }
+
+    #[test]
+    fn stop_strings_end_the_text_before_them_across_pieces() {
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+        assert_eq!(run(&["\n\n"], &["one\n", "\ntwo"]), ("one".into(), true));
+        assert_eq!(run(&["END"], &["xE", "N", "y"]), ("xENy".into(), false));
+        assert_eq!(run(&["END", "N"], &["xE", "N", "y"]), ("xE".into(), true));
+        assert_eq!(run(&["é!"], &["café", "!"]), ("caf".into(), true));
+        // Held text comes out when the stop string does not follow.
+        assert_eq!(run(&["éa"], &["café"]), ("café".into(), false));
+    }
+
+    #[test]
+    fn overlap_respects_char_boundaries() {
+        assert_eq!(overlap("abc", "cde"), 1);
+        assert_eq!(overlap("xab", "abc"), 2);
+        assert_eq!(overlap("x\u{e9}", "\u{e9}y"), 2);
+        assert_eq!(overlap("", "abc"), 0);
+    }
 }

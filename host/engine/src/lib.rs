@@ -5,6 +5,8 @@
 //!   converts every linear layer once into the kernels' layout.
 //! * [`Model::forward`] runs the decoder with a [`KvCache`]: int8 per-token activations times
 //!   ternary weights, everything else in f32.
+//! * [`Model::forward_batch`] runs several sequences, each with its own cache, through one
+//!   product per layer (continuous batching); [`Sequence`] is one sequence's token choice.
 //! * [`generate()`] / [`Generator`] sample tokens ([`Sampler`]: greedy, temperature, top-k, top-p,
 //!   seeded ChaCha20) and report every [`GenerationStep`] to a callback.
 //! * [`Conversation`] / [`chat_turn`] hold multi-turn chats: the model's chat template
@@ -36,7 +38,7 @@ pub mod verify;
 pub mod weights;
 
 pub use bitnet::export::{chat_template_for, ExportReport, ExportedTensor};
-pub use bitnet::{BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
+pub use bitnet::{BatchItem, BitLinear, DecoderLayer, KvCache, Logits, Model, WeightFormat};
 pub use chat::{
     chat_turn, turn_end_ids, ChatMessage, ChatTemplate, ChatTurn, Conversation, PendingTurn, Role,
 };
@@ -44,8 +46,8 @@ pub use config::{Activation, BitNetConfig, LinearClass, QuantizationConfig, Quan
 pub use error::{EngineError, Result};
 pub use eval::{Comparison, Perplexity, Window, Windows};
 pub use generate::{
-    generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, StepControl,
-    StopReason,
+    generate, generate_ids, GenerateOptions, Generation, GenerationStep, Generator, Sequence,
+    StepControl, StopReason,
 };
 pub use head::{HeadPrecision, OutputHead, UnknownOutputHead};
 pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};

@@ -178,6 +178,8 @@ pub struct LogitStats {
     pub mean: f32,
     /// Entropy of softmax(logits) in nats.
     pub entropy: f32,
+    /// `ln Σ exp(logit)`: a token's log-probability is its logit minus this.
+    pub log_sum_exp: f64,
     pub top: Vec<TopToken>,
 }
 
@@ -215,6 +217,7 @@ impl LogitStats {
             max,
             mean,
             entropy,
+            log_sum_exp: max as f64 + libm::log(z),
             top,
         }
     }

@@ -313,6 +313,14 @@ impl Session {
         self.model.as_ref()
     }
 
+    /// The loaded model and the plugin host, for a face that drives the engine itself: the HTTP
+    /// server runs many sequences per step with the engine's batched forward pass, which the
+    /// one-command-at-a-time executor cannot. The model was loaded as `load` loads it and the
+    /// plugins started as every session starts them; the session ends here.
+    pub fn into_engine(self) -> (Option<LoadedModel>, Option<PluginHost>) {
+        (self.model, self.plugins)
+    }
+
     pub fn run(&self) -> Option<&OpenRun> {
         self.run.as_ref()
     }
@@ -940,6 +948,7 @@ impl Session {
                 m.tokenizer.id_to_token(id).unwrap_or_default()
             ),
             StopReason::MaxTokens => "--max-tokens reached".to_string(),
+            StopReason::StopString => "stop text reached".to_string(),
             StopReason::Callback => "stopped".to_string(),
             StopReason::ContextFull => "context full".to_string(),
         };

@@ -6,6 +6,7 @@ pub mod kernel;
 pub mod logits;
 pub mod repl;
 pub mod run;
+pub mod serve;
 pub mod session;
 pub mod synth;
 pub mod tour;
