@@ -22,7 +22,7 @@ fn hints_show_what_is_left_of_the_synopsis() {
     assert_eq!(hint("lay").as_deref(), Some("ers"));
     assert_eq!(
         hint("repl").as_deref(),
-        Some("ay open RUN_DIR | verify [--from A] [--to B] | export STEP DIR")
+        Some("ay open RUN_DIR | verify [--from A] [--to B] [--device DEVICE] | export STEP DIR")
     );
     assert_eq!(hint("generate \"x\" --max").as_deref(), Some("-tokens N"));
     assert_eq!(hint("generate \"x\" --gr").as_deref(), Some("eedy"));

@@ -35,9 +35,24 @@ impl DeviceSpec {
     /// Opens the device. Without the `cuda` feature a CUDA device is a clear error that says how
     /// to build a binary that has it.
     pub fn open(self) -> Result<candle_core::Device> {
+        self.check_built()?;
         match self {
             DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
             DeviceSpec::Cuda(ordinal) => open_cuda(ordinal),
+        }
+    }
+
+    /// Whether this build can compute on the device at all (without opening it), so that a run
+    /// asked for on a GPU in a CPU-only build is refused before anything is written.
+    pub fn check_built(self) -> Result<()> {
+        match self {
+            DeviceSpec::Cuda(ordinal) if !Self::cuda_available() => {
+                Err(TrainError::Device(format!(
+                "cuda:{ordinal} was asked for, but this tritlab was built without CUDA; build one \
+                 with scripts/build-cuda.sh (docs/GPU.md)"
+            )))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -50,9 +65,9 @@ fn open_cuda(ordinal: usize) -> Result<candle_core::Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(ordinal: usize) -> Result<candle_core::Device> {
+    // `check_built` has refused already.
     Err(TrainError::Device(format!(
-        "cuda:{ordinal} was asked for, but this tritlab was built without CUDA; build one with \
-         scripts/build-cuda.sh (docs/GPU.md)"
+        "cuda:{ordinal}: no CUDA in this build"
     )))
 }
 

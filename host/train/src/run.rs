@@ -185,6 +185,8 @@ impl Run {
     /// Creates `new.out`: tokenizer, tokenised data and `run.json`. Fails if a run is there.
     pub fn create(new: &NewRun) -> Result<Run> {
         new.options.validate()?;
+        // The device first: a build without CUDA refuses before anything is written.
+        let device = new.device.open()?;
         let dir = &new.out;
         if dir.join(RunConfig::FILE).exists() {
             return Err(TrainError::Options(format!(
@@ -249,7 +251,6 @@ impl Run {
             threads: new.threads,
             device: DeviceRecord::default(),
         };
-        let device = new.device.open()?;
         let config = RunConfig {
             device: DeviceRecord::of(new.device, &device),
             ..config

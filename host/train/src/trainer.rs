@@ -90,6 +90,7 @@ impl Trainer {
     /// lives.
     pub fn create(new: &NewRun) -> Result<Trainer> {
         new.options.validate()?;
+        new.device.check_built()?;
         std::fs::create_dir_all(&new.out).map_err(|e| TrainError::io(&new.out, e))?;
         let lock = RunLock::acquire(&new.out)?;
         let run = Run::create(new)?;

@@ -566,6 +566,15 @@ fn a_gpu_run_is_checked_on_the_cpu_by_its_trits_and_losses() {
     assert!(matches!(exact, replay::Verification::Exact(_)), "{exact:?}");
 
     if !tritlab_train::DeviceSpec::cuda_available() {
+        // A new run on a GPU is refused before anything is written.
+        let mut gpu = new_run(dir.path(), "gpu-run", 2, 5);
+        gpu.device = tritlab_train::DeviceSpec::Cuda(0);
+        let e = error_of("create", || Trainer::create(&gpu).map(|_| ()));
+        assert!(
+            e.contains("built without CUDA") && e.contains("build-cuda.sh"),
+            "{e}"
+        );
+        assert!(!gpu.out.exists(), "{} was created", gpu.out.display());
         // Resuming or verifying on the recorded GPU needs a CUDA build, and says so.
         for e in [
             error_of("resume", || Trainer::resume(&new.out).map(|_| ())),

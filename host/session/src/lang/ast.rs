@@ -454,9 +454,8 @@ pub struct EvalPpl {
 pub enum Replay {
     /// `replay open RUN_DIR`.
     Open { run: PathBuf },
-    /// `replay verify [--from A] [--to B]`; `None` ends mean the run's first or last step.
-    /// `replay verify [--from A] [--to B] [--device D]`; without `--device`, on the run's own
-    /// device when this build has it, else on the CPU.
+    /// `replay verify [--from A] [--to B] [--device D]`; `None` ends mean the run's first or last
+    /// step; without `--device`, on the run's own device when this build has it, else on the CPU.
     Verify {
         from: Option<u64>,
         to: Option<u64>,
