@@ -30,11 +30,11 @@ fn hints_show_what_is_left_of_the_synopsis() {
     assert_eq!(hint("log sh").as_deref(), Some("ow STEP"));
     assert_eq!(
         hint("replay v").as_deref(),
-        Some("erify [--from A] [--to B]")
+        Some("erify [--from A] [--to B] [--device DEVICE]")
     );
     assert_eq!(
         hint("replay verify").as_deref(),
-        Some(" [--from A] [--to B]")
+        Some(" [--from A] [--to B] [--device DEVICE]")
     );
     assert_eq!(
         hint("generate \"x\" --t"),
