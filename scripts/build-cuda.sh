@@ -38,16 +38,11 @@ if [[ ! -x "$root/bin/nvcc" || ! -f "$root/include/crt/host_config.h" ]]; then
   echo "build-cuda: fetching NVIDIA's CUDA $cuda_version compiler and headers from PyPI" >&2
   wheels="$toolkit/wheels"
   mkdir -p "$wheels"
-  # pip: the system's, else a virtual environment's (Debian's python3 needs python3-venv for that).
+  # pip: the system's, else a virtual environment's.
   pip=(python3 -m pip)
   if ! python3 -m pip --version >/dev/null 2>&1; then
-    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-      sudo=""
-      [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-      $sudo apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
-    fi
-    python3 -m venv "$toolkit/venv"
+    source scripts/clients.sh
+    python_venv "$toolkit/venv" pip
     pip=("$toolkit/venv/bin/python" -m pip)
   fi
   "${pip[@]}" download --disable-pip-version-check --quiet --no-deps --only-binary=:all: --dest "$wheels" \

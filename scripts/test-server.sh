@@ -16,33 +16,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 
+source scripts/clients.sh
 # The tracer the server and `tritlab generate` colour tokens with.
-if [[ ! -f "${TRITLAB_PLUGIN_DIR:-$target/plugins}/gay-tracer.wasm" ]]; then
-    scripts/build-plugins.sh
-fi
-
-tritlab="${TRITLAB_BIN:-}"
-if [[ -z "$tritlab" ]]; then
-    cargo build --release --locked -p tritlab
-    tritlab="$target/release/tritlab"
-fi
-[[ -x "$tritlab" ]] || { echo "no tritlab binary at $tritlab" >&2; exit 1; }
-tritlab="$(cd "$(dirname "$tritlab")" && pwd)/$(basename "$tritlab")"
-
-# Python with the OpenAI client. Debian's python3 needs python3-venv for `-m venv`.
+plugins_built "$target"
+tritlab="$(tritlab_bin "$target")"
+# Python with the OpenAI client.
 venv="$target/server-venv"
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-        echo "installing python3-venv" >&2
-        sudo=""
-        [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
-    fi
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
-fi
+python_venv "$venv" openai openai
 
 scratch="$(mktemp -d)"
 server_pid=""
