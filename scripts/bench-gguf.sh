@@ -44,7 +44,7 @@ for f in tq2_0 tq1_0 i2_s; do
   g=$work/b2b4t-$f.gguf
   if [ ! -f "$g" ] || [ "$g" -ot "$model/model.safetensors" ]; then
     echo "tritlab convert --to gguf-$f" >&2
-    "$tritlab" convert "$model" "$g" --to "gguf-$f" >&2
+    "$tritlab" convert "$g" --model "$model" --head-precision exact --to "gguf-$f" >&2
   fi
   bench "$f" "$g"
   sizes+=("$f=$(stat -c %s "$g")")

@@ -17,7 +17,7 @@
 #    from PyPI into target/py-convert (TRITLAB_CONVERT_PY names another python; set it to
 #    "skip" to leave this part out). What the converter does with the checkpoint is reported,
 #    not failed on: it is upstream's behaviour, not tritlab's (see the messages).
-# 3. the default model, exported by `tritlab convert default OUT.gguf --to gguf-tq2_0`,
+# 3. the default model, exported by `tritlab convert OUT.gguf --model default --to gguf-tq2_0`,
 #    generates text in llama.cpp's llama-completion (greedy), next to tritlab's greedy text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ trap 'rm -rf "$tmp"' EXIT
 ids="3,17,1,42,5,9,33,2"
 model=tests/fixtures/gguf/tiny256
 
-# compare NAME A.json B.json tolerance|exact — A from `tritlab logits --json`, B from tritlab
+# compare NAME A.json B.json tolerance|exact — A from `tritlab logits --out A.json`, B from tritlab
 # or from llamacpp-logits; the last position's logits are compared.
 compare() {
   "$PY" - "$@" <<'PY'
@@ -58,10 +58,15 @@ sys.exit(0 if ok else 3)
 PY
 }
 
+# logits MODEL OUT.json — every position's logits, with the checkpoint's own output projection
+logits() {
+  "$bin" logits --model "$1" --head-precision exact --ids "$ids" --out "$2" >/dev/null
+}
+
 echo "== 1. tritlab's exports of tiny256 in llama.cpp"
 for ty in tq2_0 tq1_0; do
-  "$bin" convert "$model" "$tmp/m-$ty.gguf" --to "gguf-$ty" --embed-type f32 >/dev/null
-  "$bin" logits "$tmp/m-$ty.gguf" --ids "$ids" --json >"$tmp/t-$ty.json"
+  "$bin" convert "$tmp/m-$ty.gguf" --model "$model" --to "gguf-$ty" --embed-type f32 >/dev/null
+  logits "$tmp/m-$ty.gguf" "$tmp/t-$ty.json"
   "$LLAMACPP_BIN/llamacpp-logits" "$tmp/m-$ty.gguf" "$ids" >"$tmp/l-$ty.json"
   compare "tritlab $ty export: tritlab vs llama.cpp" "$tmp/t-$ty.json" "$tmp/l-$ty.json" tolerance
 done
@@ -83,7 +88,7 @@ else
       "sentencepiece>=0.1.98,<0.3.0" "transformers==4.57.6" "protobuf>=4.21.0,<5.0.0" \
       tqdm pyyaml requests
   fi
-  "$bin" logits "$model" --ids "$ids" --json >"$tmp/hf.json"
+  logits "$model" "$tmp/hf.json"
   hf=$tmp/tiny256
   cp -r "$model" "$hf"
   convert() { # TYPE EXTRA-OPTION… — runs the converter on $hf, prints why it refused if it did
@@ -132,7 +137,7 @@ PY
     convert "$ty" --no-lazy || continue
     types=$(grep -o -- '--> [A-Z0-9_]*' "$tmp/conv-$ty.log" | sort | uniq -c | tr -s ' ' | paste -sd, -)
     echo "    converted (tensor types:$types)"
-    if ! "$bin" logits "$tmp/c-$ty.gguf" --ids "$ids" --json >"$tmp/c-$ty.json" 2>"$tmp/c-$ty.err"; then
+    if ! logits "$tmp/c-$ty.gguf" "$tmp/c-$ty.json" 2>"$tmp/c-$ty.err"; then
       echo "tritlab does not load llama.cpp's $ty conversion:"
       sed 's/^/    /' "$tmp/c-$ty.err"
       exit 1
@@ -174,7 +179,7 @@ PY
 fi
 
 echo "== 3. the default model in llama.cpp's llama-completion"
-"$bin" convert default "$tmp/default.gguf" --to gguf-tq2_0 >/dev/null
+"$bin" convert "$tmp/default.gguf" --model default --to gguf-tq2_0 >/dev/null
 prompt="ROMEO:"
 "$LLAMACPP_BIN/llama-completion" -m "$tmp/default.gguf" -p "$prompt" -n 12 --temp 0 -t 1 \
   -no-cnv --no-warmup --no-display-prompt -c 128 >"$tmp/lc.out" 2>"$tmp/lc.err" || {

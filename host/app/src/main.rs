@@ -2,10 +2,10 @@
 //!
 //! `tritlab` without arguments opens the workbench on a desktop, and runs the terminal tour
 //! where there is no display. The subcommands that are commands of the session's language
-//! (`info`, `generate`, `train`, `replay`, …; [`cmd::session::SUBCOMMANDS`]) take their
-//! arguments as the language does and run through the same session as the REPL, workbooks,
-//! the workbench and Jupyter; `--json` prints their typed outputs. The others (`synth`,
-//! `convert`, `logits`, `tour`, `repl`, `run`, `workbench`, `kernel`, `serve`) are faces or tools of
+//! (`info`, `generate`, `train`, `replay`, `synth`, `export`/`convert`, …;
+//! [`cmd::session::SUBCOMMANDS`]) take their arguments as the language does and run through the
+//! same session as the REPL, workbooks, the workbench and Jupyter; `--json` prints their typed
+//! outputs. The others (`tour`, `repl`, `run`, `workbench`, `kernel`, `serve`) are faces of
 //! their own, one module each in `cmd/`.
 //!
 //! Exit codes: 0 success; 2 a command that does not parse or cannot be carried out as asked
@@ -36,12 +36,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Logits of every position for given token ids.
-    Logits(cmd::logits::Args),
-    /// Convert a model: to GGUF (TQ2_0, TQ1_0, I2_S) or to a transformers checkpoint.
-    Convert(cmd::convert::Args),
-    /// Write a random checkpoint with real shapes.
-    Synth(cmd::synth::Args),
     /// The command language's reference: every command, or one (`--markdown`: docs/COMMANDS.md).
     Help(cmd::help::Args),
     /// A walk through kernels, model, verify and plugin-traced generation (the default).
@@ -155,9 +149,6 @@ fn main() -> ExitCode {
         }
     }
     let result = match command {
-        Command::Logits(a) => cmd::logits::run(a),
-        Command::Synth(a) => cmd::synth::run(a),
-        Command::Convert(a) => cmd::convert::run(a),
         Command::Help(a) => cmd::help::run(a),
         Command::Tour(a) => cmd::tour::run(a),
         Command::Workbench(a) => cmd::workbench::run(a),

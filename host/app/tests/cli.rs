@@ -165,6 +165,8 @@ fn exit_codes_follow_the_kind_of_error() {
     assert!(text(&out.stdout).contains("--max-tokens"));
 }
 
+/// `tritlab logits` is the session's command: the top logits as a table (or `--json`), and
+/// with `--out` every position's logits in a file, in the format its extension names.
 #[test]
 fn logits_to_file_and_json() {
     let tmp = tempfile::tempdir().unwrap();
@@ -172,26 +174,91 @@ fn logits_to_file_and_json() {
     let f = tmp.path().join("logits.safetensors");
     let out = tritlab(&[
         "logits",
+        "--model",
         &d,
+        "--head-precision",
+        "exact",
         "--ids",
         "1,17,300",
         "--out",
         f.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("probability"),
+        "{}",
+        text(&out.stdout)
+    );
     let bytes = std::fs::read(&f).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor("logits").unwrap();
     assert_eq!(t.dtype(), safetensors::Dtype::F32);
     assert_eq!(t.shape(), &[3, 512]);
 
-    let out = tritlab(&["logits", &d, "--ids", "1,17,300", "--json"]);
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = tmp.path().join("logits.json");
+    let out = tritlab(&[
+        "logits",
+        "--model",
+        &d,
+        "--head-precision",
+        "exact",
+        "--ids",
+        "1,17,300",
+        "--out",
+        j.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // --json prints the typed outputs: the table of the highest logits
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs[0]["kind"], "table", "{outputs}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     assert_eq!(v["shape"], serde_json::json!([3, 512]));
-    // the JSON and the file hold the same numbers
+    // the JSON and the safetensors file hold the same numbers
     let first = t.data()[..4].try_into().map(f32::from_le_bytes).unwrap();
     assert_eq!(v["logits"][0][0].as_f64().unwrap() as f32, first);
+}
+
+/// `tritlab convert` (`export`'s other name) writes GGUF that loads back with the same logits.
+#[test]
+fn convert_to_gguf_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = synth_tiny(tmp.path());
+    let g = tmp.path().join("m.gguf");
+    let out = tritlab(&[
+        "convert",
+        g.to_str().unwrap(),
+        "--model",
+        &d,
+        "--to",
+        "gguf-tq1_0",
+        "--embed-type",
+        "f32",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("TQ1_0"), "{}", text(&out.stdout));
+    let logits = |model: &str, file: &str| {
+        let f = tmp.path().join(file);
+        let out = tritlab(&[
+            "logits",
+            "--model",
+            model,
+            "--ids",
+            "3,4,5",
+            "--out",
+            f.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(f).unwrap()
+    };
+    assert_eq!(
+        logits(&d, "a.safetensors"),
+        logits(g.to_str().unwrap(), "b.safetensors")
+    );
+    // The old form, `convert SRC OUT`, is a usage error that says what the command takes.
+    let out = tritlab(&["convert", &d, g.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("OUT"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -243,7 +310,7 @@ fn verify_fails_for_a_non_ternary_bitnet() {
         text(&out.stderr)
     );
     // and loading it says why
-    let out = tritlab(&["logits", &d, "--ids", "1", "--json"]);
+    let out = tritlab(&["logits", "--model", &d, "--ids", "1", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("model.safetensors"),

@@ -23,6 +23,7 @@ const COMMANDS: &[&[&str]] = &[
         "3",
     ],
     &["generate", "The", "--greedy", "--max-tokens", "4"],
+    &["logits", "--ids", "1,17,300", "--top", "3"],
 ];
 
 fn root() -> PathBuf {

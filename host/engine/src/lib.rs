@@ -29,6 +29,7 @@ pub mod eval;
 pub mod generate;
 pub mod head;
 pub mod layout;
+pub mod logits_file;
 pub mod ops;
 pub mod sampling;
 pub mod stats;
@@ -50,6 +51,7 @@ pub use generate::{
     StepControl, StopReason,
 };
 pub use head::{HeadPrecision, OutputHead, UnknownOutputHead};
+pub use logits_file::{write_logits, LogitsFormat};
 pub use sampling::{LogitStats, Sampler, SamplingOptions, TopToken};
 pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 pub use synth::{synth, SynthReport, SynthShape};

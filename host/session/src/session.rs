@@ -73,9 +73,17 @@ impl SessionConfig {
     }
 
     /// The directory a model argument names (`default` → the default model).
+    /// Where the model `model` names is: the default model's folder, a path as given, or, for
+    /// a training run's folder, the model the run wrote (`model/`).
     pub fn resolve_model(&self, model: &ModelRef) -> Result<PathBuf, SessionError> {
         match model {
-            ModelRef::Path(p) => Ok(p.clone()),
+            ModelRef::Path(p) => {
+                let trained = p.join(tritlab_train::run::MODEL_DIR);
+                if p.join(tritlab_train::RunConfig::FILE).is_file() && trained.is_dir() {
+                    return Ok(trained);
+                }
+                Ok(p.clone())
+            }
             ModelRef::Default => self
                 .default_model
                 .clone()
@@ -534,7 +542,8 @@ impl Session {
             Command::Layers => self.layers(),
             Command::Verify(v) => self.verify(v.path.as_deref()),
             Command::Show(s) => self.show(&s.tensor, s.with.as_deref(), s.step),
-            Command::Export(e) => self.export(&e.dir, ctx),
+            Command::Export(e) => self.export(e, ctx),
+            Command::Synth(s) => synth(s),
             Command::Generate(g) => self.generate(g, ctx),
             Command::Chat(c) => self.chat(c, ctx),
             Command::Logits(l) => self.logits(l),
@@ -777,44 +786,69 @@ impl Session {
         Ok(out)
     }
 
-    fn export(&mut self, dir: &Path, ctx: &mut Context<'_>) -> CmdResult {
+    fn export(&mut self, e: &lang::Export, ctx: &mut Context<'_>) -> CmdResult {
+        let shown_out = shown_path(&e.out);
         if let Some(run) = &self.run {
             let step = run.timeline.position();
             let run_dir = run.dir.clone();
-            let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
             self.check_threads(&run_dir)?;
-            tritlab_train::replay::export_at(&run_dir, step, dir, &mut tick)?;
-            return Ok(vec![Output::Text(format!(
-                "the model at step {step} of {} written to {}",
-                run_dir.display(),
-                dir.display()
-            ))]);
+            let mut tick = |d: u64, t: u64| ctx.progress("recomputing", d, Some(t));
+            let what = format!("the model at step {step} of {}", shown_path(&run_dir));
+            if e.to == lang::ExportFormat::Hf {
+                tritlab_train::replay::export_at(&run_dir, step, &e.out, &mut tick)?;
+                return Ok(vec![Output::Text(format!("{what} written to {shown_out}"))]);
+            }
+            // The step's weights exist only as a recomputed world: write them as a checkpoint
+            // first, then convert that.
+            let scratch = tempfile::tempdir().map_err(|err| SessionError::io(&e.out, err))?;
+            let dir = tritlab_train::replay::export_at(&run_dir, step, scratch.path(), &mut tick)?;
+            let model = Model::load(&dir)?;
+            let tokenizer = Tokenizer::for_model(&dir).ok();
+            let template = tritlab_engine::chat_template_for(&dir);
+            return gguf_export(&model, tokenizer.as_ref(), template.as_deref(), e, &what);
         }
         let m = self.require_model()?;
+        if e.to != lang::ExportFormat::Hf {
+            let template = tritlab_engine::chat_template_for(&m.path);
+            let what = format!("the model {}", m.shown);
+            return gguf_export(&m.model, Some(&m.tokenizer), template.as_deref(), e, &what);
+        }
+        if tritlab_engine::bitnet::gguf_load::is_gguf(&m.path) {
+            let template = tritlab_engine::chat_template_for(&m.path);
+            m.model
+                .export_hf(&e.out, Some(&m.tokenizer), template.as_deref())?;
+            return Ok(vec![Output::Text(format!(
+                "{} written to {shown_out} as an offline-packed Hugging Face checkpoint",
+                m.shown
+            ))]);
+        }
+        // A safetensors checkpoint is copied as it is: its own dtypes, its latent weights if it
+        // has them, and every file beside them that transformers reads.
         let src = if m.path.is_dir() {
             m.path.clone()
         } else {
             m.path.parent().unwrap_or(Path::new(".")).to_path_buf()
         };
-        std::fs::create_dir_all(dir).map_err(|e| SessionError::io(dir, e))?;
+        let dir = &e.out;
+        std::fs::create_dir_all(dir).map_err(|err| SessionError::io(dir, err))?;
         let mut copied = Vec::new();
-        for entry in std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))? {
-            let entry = entry.map_err(|e| SessionError::io(&src, e))?;
+        for entry in std::fs::read_dir(&src).map_err(|err| SessionError::io(&src, err))? {
+            let entry = entry.map_err(|err| SessionError::io(&src, err))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let keep = name.ends_with(".json") || name.ends_with(".safetensors");
             if keep && entry.path().is_file() {
-                let bytes =
-                    std::fs::read(entry.path()).map_err(|e| SessionError::io(entry.path(), e))?;
+                let bytes = std::fs::read(entry.path())
+                    .map_err(|err| SessionError::io(entry.path(), err))?;
                 let to = dir.join(&name);
                 tritlab_workbook::write_atomic(&to, &bytes)
-                    .map_err(|e| SessionError::io(&to, std::io::Error::other(e)))?;
+                    .map_err(|err| SessionError::io(&to, std::io::Error::other(err)))?;
                 copied.push(name);
             }
         }
+        copied.sort();
         Ok(vec![Output::Text(format!(
-            "copied {} to {}",
-            copied.join(", "),
-            dir.display()
+            "copied {} to {shown_out}",
+            copied.join(", ")
         ))])
     }
 
@@ -1008,7 +1042,27 @@ impl Session {
         if ids.is_empty() {
             return Err("the input encodes to no tokens".into());
         }
-        let logits = m.model.forward_last(&ids, &mut m.model.new_cache())?;
+        let mut notes = Vec::new();
+        let logits = match &l.out {
+            None => m.model.forward_last(&ids, &mut m.model.new_cache())?,
+            Some(out) => {
+                if tritlab_engine::LogitsFormat::for_path(out).is_none() {
+                    return Err(SessionError::Usage(format!(
+                        "--out {}: logits are written to a `.safetensors` or a `.json` file",
+                        shown_path(out)
+                    )));
+                }
+                let all = m.model.forward(&ids, &mut m.model.new_cache())?;
+                let vocab = m.model.vocab_size();
+                tritlab_engine::write_logits(out, &ids, &all, vocab)?;
+                notes.push(Output::Text(format!(
+                    "wrote the logits of {} positions × {vocab} to {}",
+                    ids.len(),
+                    shown_path(out)
+                )));
+                all[all.len() - vocab..].to_vec()
+            }
+        };
         let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let z: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
         let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -1028,7 +1082,7 @@ impl Session {
                 ]
             })
             .collect();
-        Ok(vec![Output::Table(Table {
+        let mut out = vec![Output::Table(Table {
             title: Some(format!(
                 "next-token logits after {} tokens {:?}",
                 ids.len(),
@@ -1038,7 +1092,9 @@ impl Session {
                 .map(String::from)
                 .to_vec(),
             rows,
-        })])
+        })];
+        out.extend(notes);
+        Ok(out)
     }
 
     fn plugin_table(&self) -> CmdResult {
@@ -1336,6 +1392,93 @@ fn command_word(command: &Command) -> String {
         .next()
         .unwrap_or("command")
         .to_owned()
+}
+
+/// `export --to gguf-…` of `model`: the file, and what each tensor became where it is not the
+/// asked-for type.
+fn gguf_export(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    template: Option<&str>,
+    e: &lang::Export,
+    what: &str,
+) -> CmdResult {
+    use lang::{EmbedType, ExportFormat};
+    use tritlab_engine::GgmlType;
+    let ty = match e.to {
+        ExportFormat::GgufTq2_0 => GgmlType::TQ2_0,
+        ExportFormat::GgufTq1_0 => GgmlType::TQ1_0,
+        ExportFormat::GgufI2S => GgmlType::I2S,
+        ExportFormat::Hf => {
+            return Err(SessionError::Usage(
+                "`--to hf` writes a checkpoint directory, not a GGUF file".into(),
+            ))
+        }
+    };
+    let embed = match e.embed_type {
+        EmbedType::F16 => GgmlType::F16,
+        EmbedType::Bf16 => GgmlType::BF16,
+        EmbedType::F32 => GgmlType::F32,
+        EmbedType::Q8_0 => GgmlType::Q8_0,
+        EmbedType::Q6K => GgmlType::Q6K,
+    };
+    let report = model.export_gguf(&e.out, ty, embed, tokenizer, template)?;
+    let mut out = vec![Output::Text(format!(
+        "{what} written to {} as {ty} with a {embed} embedding: {} tensors, {:.2} MB, \
+         architecture {:?}{}",
+        shown_path(&e.out),
+        report.tensors.len(),
+        report.bytes as f64 / 1e6,
+        report.architecture,
+        if tokenizer.is_some() {
+            ""
+        } else {
+            " (no tokenizer: the file has no vocabulary)"
+        }
+    ))];
+    let rows: Vec<Vec<String>> = report
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            let note = t.note.as_ref()?;
+            Some(vec![t.name.clone(), t.ty.clone(), note.clone()])
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push(Output::Table(Table {
+            title: Some(format!("tensors not written as {ty}")),
+            columns: ["tensor", "type", "why"].map(String::from).to_vec(),
+            rows,
+        }));
+    }
+    Ok(out)
+}
+
+/// `synth`: a random checkpoint of a real model's shape.
+fn synth(s: &lang::Synth) -> CmdResult {
+    let shape = match s.shape {
+        lang::SynthShape::Bitnet2b4t => tritlab_engine::SynthShape::Bitnet2b4t,
+        lang::SynthShape::Tiny => tritlab_engine::SynthShape::Tiny,
+    };
+    let r = tritlab_engine::synth(shape, s.seed, &s.out)?;
+    Ok(vec![
+        Output::Text(format!(
+            "wrote a random {} checkpoint (seed {}) to {}: {} ternary and {} float parameters, \
+             model.safetensors {:.1} MB",
+            r.shape,
+            r.seed,
+            shown_path(&s.out),
+            r.ternary_params,
+            r.float_params,
+            r.model_bytes as f64 / 1e6
+        )),
+        Output::Text(format!("note: {}", r.tokenizer_note)),
+        Output::Text(
+            "note: the weights are random: it runs and benchmarks like the real model but \
+             writes gibberish"
+                .into(),
+        ),
+    ])
 }
 
 pub(crate) fn model_line(m: &LoadedModel) -> String {

@@ -66,8 +66,8 @@ fn commands() {
     let all = words("");
     assert_eq!(
         all.len(),
-        COMMANDS.len() + 1,
-        "every command and the `exit` alias: {all:?}"
+        COMMANDS.len() + 2,
+        "every command and the `exit` and `convert` aliases: {all:?}"
     );
     assert_eq!(
         replacements("gen", &NoSource),
@@ -202,7 +202,7 @@ fn absolute_paths() {
     assert_eq!(shown, [("alpha.txt", "file"), ("alpine/", "directory")]);
 
     // Directories only where a directory is expected.
-    let (_, got) = replacements(&format!("export {root}/"), &NoSource);
+    let (_, got) = replacements(&format!("synth --out {root}/"), &NoSource);
     assert_eq!(
         got,
         [

@@ -172,7 +172,11 @@ fn minimal(title: &str, spec: &CommandSpec) -> String {
             option.presence,
             Presence::Required | Presence::RequiredUnless(_)
         ) {
-            line.push_str(&format!(" --{} x", option.name));
+            let value = match option.kind {
+                ValueKind::Choice(names) => names[0],
+                _ => "x",
+            };
+            line.push_str(&format!(" --{} {value}", option.name));
         }
     }
     line

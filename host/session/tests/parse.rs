@@ -103,8 +103,46 @@ fn model_commands() {
     );
     assert_eq!(
         ok("export /tmp/out"),
-        Command::Export(Export { dir: p("/tmp/out") })
+        Command::Export(Export {
+            out: p("/tmp/out"),
+            to: ExportFormat::Hf,
+            embed_type: EmbedType::F16
+        })
     );
+    assert_eq!(
+        ok("convert m.gguf --to gguf-i2_s --embed-type q8_0"),
+        Command::Export(Export {
+            out: p("m.gguf"),
+            to: ExportFormat::GgufI2S,
+            embed_type: EmbedType::Q8_0
+        })
+    );
+    // The embedding's type means something only in GGUF.
+    let e = parse("export out --embed-type bf16").unwrap_err();
+    assert_eq!(e.kind, ParseErrorKind::ConflictingOptions, "{e:?}");
+    assert!(parse("export out.gguf --to gguf-q4").is_err());
+}
+
+#[test]
+fn synth_forms() {
+    assert_eq!(
+        ok("synth --shape bitnet-2b4t --seed 1 --out /tmp/b"),
+        Command::Synth(Synth {
+            shape: SynthShape::Bitnet2b4t,
+            seed: 1,
+            out: p("/tmp/b")
+        })
+    );
+    assert_eq!(
+        ok("synth --out t --shape tiny"),
+        Command::Synth(Synth {
+            shape: SynthShape::Tiny,
+            seed: 0,
+            out: p("t")
+        })
+    );
+    assert!(parse("synth --shape tiny").is_err(), "--out is required");
+    assert!(parse("synth --shape huge --out t").is_err());
 }
 
 #[test]
@@ -161,21 +199,32 @@ fn logits_forms() {
         ok("logits \"The capital of France is\""),
         Command::Logits(Logits {
             input: LogitsInput::Prompt("The capital of France is".into()),
-            top: 10
+            top: 10,
+            out: None
         })
     );
     assert_eq!(
         ok("logits --ids 1,17,300 --top 5"),
         Command::Logits(Logits {
             input: LogitsInput::Ids(vec![1, 17, 300]),
-            top: 5
+            top: 5,
+            out: None
         })
     );
     assert_eq!(
         ok("logits --ids=7"),
         Command::Logits(Logits {
             input: LogitsInput::Ids(vec![7]),
-            top: 10
+            top: 10,
+            out: None
+        })
+    );
+    assert_eq!(
+        ok("logits --ids 1,2 --out l.safetensors"),
+        Command::Logits(Logits {
+            input: LogitsInput::Ids(vec![1, 2]),
+            top: 10,
+            out: Some(p("l.safetensors"))
         })
     );
 }

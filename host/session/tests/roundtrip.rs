@@ -250,7 +250,23 @@ fn command() -> impl Strategy<Value = Command> {
             proptest::option::of(step())
         )
             .prop_map(|(tensor, with, step)| Command::Show(Show { tensor, with, step })),
-        path().prop_map(|dir| Command::Export(Export { dir })),
+        (
+            path(),
+            prop::sample::select(ExportFormat::ALL),
+            prop::sample::select(EmbedType::ALL)
+        )
+            .prop_map(|(out, to, embed_type)| Command::Export(Export {
+                out,
+                to,
+                // `--embed-type` is refused with `--to hf`: only its default goes with it.
+                embed_type: if to == ExportFormat::Hf {
+                    EmbedType::F16
+                } else {
+                    embed_type
+                },
+            })),
+        (prop::sample::select(SynthShape::ALL), step(), path())
+            .prop_map(|(shape, seed, out)| Command::Synth(Synth { shape, seed, out })),
         generate(),
         chat(),
         (
@@ -258,9 +274,10 @@ fn command() -> impl Strategy<Value = Command> {
                 text().prop_map(LogitsInput::Prompt),
                 prop::collection::vec(any::<u32>(), 1..6).prop_map(LogitsInput::Ids),
             ],
-            count32()
+            count32(),
+            proptest::option::of(path())
         )
-            .prop_map(|(input, top)| Command::Logits(Logits { input, top })),
+            .prop_map(|(input, top, out)| Command::Logits(Logits { input, top, out })),
         (count32(), count32(), count32(), step()).prop_map(|(prompt, tokens, repeat, seed)| {
             Command::Bench(Bench {
                 prompt,

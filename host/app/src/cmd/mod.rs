@@ -1,14 +1,11 @@
 //! Subcommands. Each returns the process exit code, or an error that `main` prints.
 
-pub mod convert;
 pub mod help;
 pub mod kernel;
-pub mod logits;
 pub mod repl;
 pub mod run;
 pub mod serve;
 pub mod session;
-pub mod synth;
 pub mod tour;
 pub mod workbench;
 

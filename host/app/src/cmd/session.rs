@@ -29,8 +29,8 @@ use crate::interrupt;
 /// `--help` lines. Session-only commands (`seek`, `step`, `plugin`, …) need a session that
 /// lives on, so they stay in `tritlab repl`.
 pub const SUBCOMMANDS: &[&str] = &[
-    "info", "layers", "verify", "generate", "chat", "eval", "bench", "show", "export", "train",
-    "log", "replay", "check", "plugins",
+    "info", "layers", "verify", "generate", "chat", "logits", "eval", "bench", "show", "export",
+    "convert", "synth", "train", "log", "replay", "check", "plugins",
 ];
 
 /// The options of this face, not of the command language.
@@ -134,7 +134,10 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
     interrupt::install();
     // The default model loads with the session unless a model, or another head for it, is asked.
     let explicit_load = face.model.is_some() || face.head.is_some();
-    let mut config = console::session_config(!explicit_load && needs_model(&command));
+    // `export --run DIR` writes the run's model at a step, not a loaded one.
+    let needs_model =
+        needs_model(&command) && !(matches!(command, Command::Export(_)) && face.run.is_some());
+    let mut config = console::session_config(!explicit_load && needs_model);
     config.threads = threads;
     let (worker, snapshot) = console::start_worker(config, tritlab_rust_cells::Preparation::Wait);
     let quiet = Console {
@@ -152,7 +155,7 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
             model,
             head: face.head.unwrap_or(lang::HeadPrecision::DEFAULT),
         }));
-    } else if needs_model(&command) {
+    } else if needs_model {
         for note in console::startup_notes(&snapshot) {
             eprintln!("note: {note}");
         }

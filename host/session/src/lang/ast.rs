@@ -84,6 +84,42 @@ impl HeadPrecision {
 }
 
 keywords! {
+    /// What `export --to` writes.
+    pub enum ExportFormat {
+        /// A Hugging Face model directory (`config.json`, `model.safetensors`, `tokenizer.json`).
+        Hf = "hf",
+        /// GGUF with llama.cpp's TQ2_0 blocks: 2 bits per trit, a scale per 256 weights.
+        GgufTq2_0 = "gguf-tq2_0",
+        /// GGUF with llama.cpp's TQ1_0 blocks: 1.6 bits per trit, a scale per 256 weights.
+        GgufTq1_0 = "gguf-tq1_0",
+        /// GGUF with bitnet.cpp's I2_S: 2 bits per trit, one scale per tensor.
+        GgufI2S = "gguf-i2_s",
+    }
+}
+
+keywords! {
+    /// The type of the token embedding (and of an untied output projection) in a GGUF file
+    /// (`export --embed-type`).
+    pub enum EmbedType {
+        F16 = "f16",
+        Bf16 = "bf16",
+        F32 = "f32",
+        Q8_0 = "q8_0",
+        Q6K = "q6_k",
+    }
+}
+
+keywords! {
+    /// The shape of a random checkpoint (`synth --shape`).
+    pub enum SynthShape {
+        /// microsoft/bitnet-b1.58-2B-4T's shapes: 30 layers, hidden 2560, vocabulary 128256.
+        Bitnet2b4t = "bitnet-2b4t",
+        /// 2 layers, hidden 128, vocabulary 512.
+        Tiny = "tiny",
+    }
+}
+
+keywords! {
     /// How many absmean scales ternary weights get during training (`train --quant`).
     pub enum ScaleGranularity {
         /// One scale per weight tensor, as BitNet b1.58 does.
@@ -127,6 +163,7 @@ pub enum Command {
     Verify(Verify),
     Show(Show),
     Export(Export),
+    Synth(Synth),
     Generate(Generate),
     Chat(Chat),
     Logits(Logits),
@@ -159,6 +196,7 @@ impl Command {
             Command::Verify(_) => CommandId::Verify,
             Command::Show(_) => CommandId::Show,
             Command::Export(_) => CommandId::Export,
+            Command::Synth(_) => CommandId::Synth,
             Command::Generate(_) => CommandId::Generate,
             Command::Chat(_) => CommandId::Chat,
             Command::Logits(_) => CommandId::Logits,
@@ -238,10 +276,22 @@ pub struct Show {
     pub step: Option<u64>,
 }
 
-/// `export DIR`.
+/// `export OUT [--to FORMAT] [--embed-type TYPE]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
-    pub dir: PathBuf,
+    /// A directory for `hf`, a `.gguf` file for the GGUF formats.
+    pub out: PathBuf,
+    pub to: ExportFormat,
+    /// Only for the GGUF formats (the parser refuses it with `hf`).
+    pub embed_type: EmbedType,
+}
+
+/// `synth --shape SHAPE [--seed S] --out DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synth {
+    pub shape: SynthShape,
+    pub seed: u64,
+    pub out: PathBuf,
 }
 
 /// `generate PROMPT [options]`.
@@ -312,12 +362,14 @@ pub enum LogitsInput {
     Ids(Vec<u32>),
 }
 
-/// `logits PROMPT | --ids N,N,... [--top N]`.
+/// `logits PROMPT | --ids N,N,... [--top N] [--out FILE]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logits {
     pub input: LogitsInput,
     /// How many of the highest logits to list.
     pub top: u32,
+    /// Where to write every position's logits (`.safetensors` or `.json`).
+    pub out: Option<PathBuf>,
 }
 
 /// `bench [--prompt N] [--tokens N] [--repeat R] [--seed S]`.

@@ -2,10 +2,10 @@
 //! fills.
 
 use super::ast::{
-    Back, Bench, Chat, Check, CheckTarget, Command, Eval, EvalPpl, Export, Generate,
-    GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries, Plugin,
-    Preset, Replay, ScaleGranularity, Seek, Show, Step, TokenizerSource, Train, TrainResume,
-    TrainShape, TrainStart, Verify,
+    Back, Bench, Chat, Check, CheckTarget, Command, EmbedType, Eval, EvalPpl, Export, ExportFormat,
+    Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries,
+    Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape, TokenizerSource,
+    Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -41,8 +41,30 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
             with: m.text("with"),
             step: m.int("step"),
         }),
-        CommandId::Export => Command::Export(Export {
-            dir: m.need(m.path("DIR"), "DIR")?,
+        CommandId::Export => {
+            let to = m.need(m.choice("to", ExportFormat::from_name), "--to")?;
+            let embed_type =
+                m.need(m.choice("embed-type", EmbedType::from_name), "--embed-type")?;
+            // Typing the default changes nothing, so only another type is refused.
+            if to == ExportFormat::Hf && embed_type != EmbedType::F16 {
+                return Err(m.error(
+                    ParseErrorKind::ConflictingOptions,
+                    "embed-type",
+                    "`--embed-type` is for the GGUF formats; `--to hf` keeps the checkpoint's \
+                     own embedding"
+                        .into(),
+                ));
+            }
+            Command::Export(Export {
+                out: m.need(m.path("OUT"), "OUT")?,
+                to,
+                embed_type,
+            })
+        }
+        CommandId::Synth => Command::Synth(Synth {
+            shape: m.need(m.choice("shape", SynthShape::from_name), "--shape")?,
+            seed: m.need(m.int("seed"), "--seed")?,
+            out: m.need(m.path("out"), "--out")?,
         }),
         CommandId::Generate => {
             let o = generation_options(m)?;
@@ -99,6 +121,7 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
             Command::Logits(Logits {
                 input,
                 top: m.need(m.u32("top"), "--top")?,
+                out: m.path("out"),
             })
         }
         CommandId::Bench => Command::Bench(Bench {

@@ -158,7 +158,26 @@ impl fmt::Display for Command {
             }
             Command::Export(export) => {
                 let mut line = Line::new("export", id);
-                line.path(&export.dir);
+                line.path(&export.out);
+                line.option(
+                    "to",
+                    export.to.name().into(),
+                    Value::Choice(export.to.name()),
+                );
+                line.option(
+                    "embed-type",
+                    export.embed_type.name().into(),
+                    Value::Choice(export.embed_type.name()),
+                );
+                line
+            }
+            Command::Synth(synth) => {
+                let mut line = Line::new("synth", id);
+                line.push("--shape");
+                line.push(synth.shape.name());
+                line.int("seed", synth.seed);
+                line.push("--out");
+                line.path(&synth.out);
                 line
             }
             Command::Generate(generate) => generate_line(generate),
@@ -174,6 +193,10 @@ impl fmt::Display for Command {
                     }
                 }
                 line.int("top", u64::from(logits.top));
+                if let Some(out) = &logits.out {
+                    line.push("--out");
+                    line.path(out);
+                }
                 line
             }
             Command::Bench(bench) => {

@@ -14,6 +14,7 @@ pub enum CommandId {
     Verify,
     Show,
     Export,
+    Synth,
     Generate,
     Chat,
     Logits,

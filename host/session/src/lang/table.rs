@@ -4,7 +4,10 @@
 //! `docs/COMMANDS.md` follow (the tests check that every example parses, that synopses name
 //! exactly the table's arguments and options, and that the reference document is current).
 
-use super::ast::{CheckTarget, HeadPrecision, PlotSeries, Preset, ScaleGranularity};
+use super::ast::{
+    CheckTarget, EmbedType, ExportFormat, HeadPrecision, PlotSeries, Preset, ScaleGranularity,
+    SynthShape,
+};
 use super::spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
 };
@@ -21,12 +24,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         description: "Loads a BitNet b1.58 model, replacing the one loaded before. `default` is the model \
             shipped in `assets/default-model`. PATH is a Hugging Face model directory: `config.json`, \
             the weights as `*.safetensors` (sharded or not) and `tokenizer.json`; offline-packed and \
-            online (latent-weight) checkpoints both load. A quoted \"default\" is a path, not the \
+            online (latent-weight) checkpoints both load. It can also be a GGUF file (llama.cpp's \
+            TQ1_0 and TQ2_0, bitnet.cpp's I2_S), or a training run's folder, for the model the \
+            run wrote. A quoted \"default\" is a path, not the \
             default model. `--head-precision` says how the output projection (the tied embedding) \
             is kept: `exact` multiplies the checkpoint's own matrix; `bf16`, `int8`, `q6` and `q4` \
             convert it once into a smaller format, which reads fewer bytes per generated token \
             (`eval ppl --compare` measures what that costs).",
-        args: &[arg("default|PATH", ValueKind::Model, "the default model, or a model directory")],
+        args: &[arg(
+            "default|PATH",
+            ValueKind::Model,
+            "the default model, a model directory, a GGUF file or a run's folder",
+        )],
         options: &[option(
             "head-precision",
             ValueKind::Choice(HeadPrecision::NAMES),
@@ -108,14 +117,71 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         id: CommandId::Export,
         name: "export",
+        aliases: &["convert"],
         topic: Topic::Model,
-        synopsis: &["export DIR"],
-        summary: "write the loaded model as a checkpoint directory",
-        description: "Writes the loaded model to DIR as a Hugging Face model directory (`config.json`, \
-            `model.safetensors`, `tokenizer.json`). With a run open (`replay open`), the weights are \
-            those at the current replay step.",
-        args: &[arg("DIR", ValueKind::Dir, "directory to write")],
-        examples: &[example("export /tmp/snapshot", "")],
+        synopsis: &["export OUT [--to hf|gguf-tq2_0|gguf-tq1_0|gguf-i2_s] [--embed-type f16|bf16|f32|q8_0|q6_k]"],
+        summary: "write the loaded model as a checkpoint directory or a GGUF file",
+        description: "Writes the loaded model to OUT. `--to hf` (the default) writes a Hugging Face \
+            model directory (`config.json`, `model.safetensors`, `tokenizer.json`): a checkpoint \
+            loaded from safetensors is copied as it is, one loaded from GGUF is written as an \
+            offline-packed checkpoint. The GGUF formats write one file that llama.cpp \
+            (`gguf-tq2_0`, `gguf-tq1_0`) or bitnet.cpp (`gguf-i2_s`) runs, with the tokenizer \
+            and the chat template in its metadata; `--embed-type` says how the token embedding \
+            (and an untied output projection) is stored. Trits and scales are copied, never \
+            quantised again; a matrix whose rows do not fill whole 256-weight blocks is written \
+            as F16 trits with a scale tensor, and the report says so. With a run open \
+            (`replay open`), the model is the one at the current replay step. `convert` is \
+            another name for this command.",
+        args: &[arg("OUT", ValueKind::Path, "directory (hf) or .gguf file to write")],
+        options: &[
+            option("to", ValueKind::Choice(ExportFormat::NAMES), "", "the format to write")
+                .with_default("hf"),
+            option(
+                "embed-type",
+                ValueKind::Choice(EmbedType::NAMES),
+                "",
+                "type of the embedding and an untied output in GGUF",
+            )
+            .with_default("f16"),
+        ],
+        examples: &[
+            example("export /tmp/snapshot", "a Hugging Face model directory"),
+            example("export /tmp/model.gguf --to gguf-tq2_0", "for llama.cpp"),
+            example(
+                "convert /tmp/model-i2s.gguf --to gguf-i2_s --embed-type q8_0",
+                "for bitnet.cpp, with an 8-bit embedding",
+            ),
+        ],
+        ..command()
+    },
+    CommandSpec {
+        id: CommandId::Synth,
+        name: "synth",
+        topic: Topic::Model,
+        synopsis: &["synth --shape bitnet-2b4t|tiny [--seed S] --out DIR"],
+        summary: "write a random ternary checkpoint of a real model's shape",
+        description: "Writes a BitNet b1.58 checkpoint with random trits and scales to DIR, in the \
+            layout of the published model (offline-packed `uint8` trits, bf16 scales, \
+            embeddings and norms) and with a byte-level tokenizer of the right vocabulary size. \
+            It runs and benchmarks like the real model, so speed and memory can be measured \
+            without downloading weights, but it writes gibberish. The same shape and seed give \
+            the same bytes.",
+        options: &[
+            option(
+                "shape",
+                ValueKind::Choice(SynthShape::NAMES),
+                "",
+                "bitnet-2b4t (microsoft/bitnet-b1.58-2B-4T's shapes, 1.2 GB) or tiny (2 layers, \
+                 hidden 128)",
+            )
+            .required(),
+            option("seed", SEED, "S", "seed of the random weights").with_default("0"),
+            option("out", ValueKind::Dir, "DIR", "directory to write").required(),
+        ],
+        examples: &[
+            example("synth --shape bitnet-2b4t --seed 1 --out /tmp/b2b4t", "1.2 GB on disk"),
+            example("synth --shape tiny --out /tmp/tiny", ""),
+        ],
         ..command()
     },
     // ---- generation --------------------------------------------------------------------------
@@ -182,18 +248,32 @@ pub static COMMANDS: &[CommandSpec] = &[
         id: CommandId::Logits,
         name: "logits",
         topic: Topic::Generation,
-        synopsis: &["logits PROMPT [--top N]", "logits --ids N,N,... [--top N]"],
+        synopsis: &[
+            "logits PROMPT [--top N] [--out FILE]",
+            "logits --ids N,N,... [--top N] [--out FILE]",
+        ],
         summary: "the next-token logits after a prompt or token ids",
         description: "Runs the loaded model once over PROMPT (tokenized) or over the given token ids and \
-            lists the highest logits for the next token, with the tokens they stand for.",
+            lists the highest logits for the next token, with the tokens they stand for. `--out` \
+            also writes the logits of every position, as the output projection computes them \
+            (`load --head-precision exact` for the checkpoint's own): a `.safetensors` file holds \
+            one f32 tensor `logits` of shape [positions, vocabulary]; a `.json` file holds \
+            `{\"shape\", \"ids\", \"logits\"}` with one row per position.",
         args: &[optional_arg("PROMPT", ValueKind::Text, "text to run the model on")],
         options: &[
             option("ids", ValueKind::TokenIds, "N,N,...", "token ids to run the model on, instead of a PROMPT"),
             option("top", COUNT, "N", "how many of the highest logits to list").with_default("10"),
+            option(
+                "out",
+                ValueKind::Path,
+                "FILE",
+                "write every position's logits to FILE (.safetensors or .json)",
+            ),
         ],
         examples: &[
             example("logits \"The capital of France is\"", ""),
             example("logits --ids 1,17,300 --top 5", ""),
+            example("logits --ids 1,17,300 --out /tmp/logits.safetensors", "for a parity test"),
         ],
         ..command()
     },
