@@ -70,7 +70,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-"$PY" - "$out" "$threads" "$heads" "$repeat" $prompt $gen <<'PY'
+"$PY" - "$out" "$threads" "$heads" "$repeat" $prompt $gen "$gguf" <<'PY'
 import json, os, statistics, sys
 out, threads, heads, repeat = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
 prompt, gen = sys.argv[5], sys.argv[6]
@@ -92,7 +92,10 @@ def tritlab(t, h):
     r["kernels"] = by["kernels"][1]
     r["peak"] = int(by["peak resident memory"][1]) if by["peak resident memory"][1].isdigit() else None
     r["weights"] = int(by["weights"][1])
+    r["per_token"] = int(by["read per decoded token"][1])
     return r
+
+gguf_bytes = os.path.getsize(sys.argv[7])
 
 fmt = lambda m: f"{m[0]:.2f} ({m[1]:.2f}–{m[2]:.2f})"
 print("| threads | phase | tritlab head | tritlab tok/s | llama.cpp tok/s | tritlab / llama.cpp |")
@@ -107,6 +110,19 @@ for t in threads:
                 sys.exit(f"tritlab ran with {m['threads']} threads, not {t}")
             ratio = m[phase][0] / l[phase][0]
             print(f"| {t} | {phase} | {h} | {fmt(m[phase])} | {fmt(l[phase])} | {ratio:.2f}× |")
+print()
+# Decoding one token reads every weight once: the ternary matrices and the output projection.
+# Bytes per token times tokens/s is the memory traffic each runtime sustains; when both are near
+# the machine's read bandwidth, their speed ratio is the inverse of their bytes-per-token ratio.
+print("| threads | decode | bytes read per token | tok/s (median) | GB/s sustained |")
+print("| --- | --- | --- | --- | --- |")
+for t in threads:
+    l = llama(t)["decode"][0]
+    print(f"| {t} | llama.cpp (the GGUF file) | {gguf_bytes / 1e6:.0f} MB | {l:.2f} | {gguf_bytes * l / 1e9:.1f} |")
+    for h in heads:
+        m = tritlab(t, h)
+        d = m["decode"][0]
+        print(f"| {t} | tritlab, {h} head | {m['per_token'] / 1e6:.0f} MB | {d:.2f} | {m['per_token'] * d / 1e9:.1f} |")
     for h in heads:
         m = tritlab(t, h)
         if m["peak"]:

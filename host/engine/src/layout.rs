@@ -377,6 +377,25 @@ impl ModelTensor {
         })
     }
 
+    /// The tensor a llama.cpp (GGUF) weight name denotes, if it is one of BitNet's.
+    pub fn parse_gguf(name: &str) -> Option<ModelTensor> {
+        let module = name.strip_suffix(WEIGHT_SUFFIX)?;
+        [
+            ModelTensor::Embedding,
+            ModelTensor::FinalNorm,
+            ModelTensor::LmHead,
+        ]
+        .into_iter()
+        .find(|t| t.gguf_module() == module)
+        .or_else(|| {
+            let (i, rest) = split_layer(module, GGUF_LAYER_PREFIX)?;
+            LayerTensor::ALL
+                .into_iter()
+                .find(|t| t.gguf() == rest)
+                .map(|t| ModelTensor::Layer(i, t))
+        })
+    }
+
     /// Every tensor of a model with `layers` decoder layers: the embedding, each layer's
     /// tensors in [`LayerTensor::ALL`] order, the final norm, and `lm_head` unless `tied`.
     pub fn all(layers: usize, tied: bool) -> Vec<ModelTensor> {
@@ -532,7 +551,10 @@ mod tests {
     fn names_round_trip() {
         for t in ModelTensor::all(3, false) {
             assert_eq!(ModelTensor::parse_hf(&t.hf_name()), Some(t), "{t:?}");
+            assert_eq!(ModelTensor::parse_gguf(&t.gguf_name()), Some(t), "{t:?}");
+            assert_eq!(ModelTensor::parse_gguf(&t.hf_name()), None, "{t:?}");
         }
+        assert_eq!(ModelTensor::parse_gguf("blk.0.attn_q.scale"), None);
         assert_eq!(
             ModelTensor::proj(2, Proj::Q).hf_name(),
             "model.layers.2.self_attn.q_proj.weight"

@@ -67,18 +67,50 @@ impl Tokenizer {
         })
     }
 
-    /// `tokenizer.json` of a model directory (or beside a model file).
+    /// The tokenizer of a model: `tokenizer.json` of a model directory (or beside a model
+    /// file), or a GGUF file's `tokenizer.ggml.*`. A model that ships none is an error that
+    /// says so ([`Tokenizer::missing_reason`]); [`Tokenizer::find_for_model`] tells that case
+    /// apart.
     pub fn for_model(model_path: impl AsRef<Path>) -> Result<Self> {
         let p = model_path.as_ref();
+        Self::find_for_model(p)?.ok_or_else(|| EngineError::Tokenizer {
+            path: p.to_path_buf(),
+            message: format!(
+                "the model has no tokenizer ({}): give token ids",
+                Self::missing_reason(p)
+            ),
+        })
+    }
+
+    /// The tokenizer a model ships, or `None` when it ships none: a checkpoint without
+    /// `tokenizer.json`, or a GGUF file without `tokenizer.ggml.model` (or with it set to
+    /// "none", as llama.cpp's writers mark a file without a vocabulary). The weights of such a
+    /// model still run on token ids. A tokenizer that is there but cannot be read is an error,
+    /// as in [`Tokenizer::for_model`].
+    pub fn find_for_model(model_path: impl AsRef<Path>) -> Result<Option<Self>> {
+        let p = model_path.as_ref();
         if crate::bitnet::gguf_load::is_gguf(p) {
-            return Self::from_gguf(p);
+            return Self::find_in_gguf(p);
         }
-        let dir = if p.is_file() {
-            p.parent().unwrap_or(Path::new("."))
-        } else {
-            p
-        };
-        Self::from_file(dir.join("tokenizer.json"))
+        let file = tokenizer_json_of(p);
+        if !file.exists() {
+            return Ok(None);
+        }
+        Self::from_file(file).map(Some)
+    }
+
+    /// Where [`Tokenizer::find_for_model`] looked for `model_path`'s tokenizer and found none,
+    /// in words (`no tokenizer.json beside the weights`); for messages about such a model.
+    pub fn missing_reason(model_path: impl AsRef<Path>) -> String {
+        let p = model_path.as_ref();
+        if crate::bitnet::gguf_load::is_gguf(p) {
+            return match tritlab_gguf::GgufFile::open(p) {
+                Ok(g) => gguf::missing_reason(&g)
+                    .unwrap_or_else(|| "the GGUF file has `tokenizer.ggml.*` metadata".into()),
+                Err(e) => e.to_string(),
+            };
+        }
+        "no tokenizer.json beside the weights".into()
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +169,16 @@ impl Tokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
+}
+
+/// Where a checkpoint's `tokenizer.json` lies: in its directory, or beside its weights file.
+fn tokenizer_json_of(model_path: &Path) -> PathBuf {
+    let dir = if model_path.is_file() {
+        model_path.parent().unwrap_or(Path::new("."))
+    } else {
+        model_path
+    };
+    dir.join("tokenizer.json")
 }
 
 /// Turns a stream of token ids into text pieces as soon as they are whole characters.

@@ -6,15 +6,25 @@
 //! sum. Packed uint8 tensors are ternary by construction when every 2-bit code is valid.
 //! The verdict says whether the checkpoint stores ternary weights, stores latent weights that
 //! are quantised when loaded, or is not ternary at all.
+//!
+//! A GGUF file is reported the same way, tensor by tensor as the file names them: TQ1_0, TQ2_0
+//! and I2_S weights are trits by construction (an invalid code is an error naming the byte), so
+//! what matters is their scales — TQ's one per 256-weight block (how many, their range, whether
+//! they are all equal), I2_S's one per tensor, and llama.cpp's optional `.scale` tensor that
+//! multiplies either. Float and k-quant linear weights get the safetensors check of every value
+//! against {−s, 0, +s}. GGUF has no "quantise at load" mode (llama.cpp runs the stored values),
+//! so a float weight that is not ternary makes the file not ternary.
 
+use crate::bitnet::gguf_load;
 use crate::error::{EngineError, Result};
-use crate::layout::{self, Dim};
+use crate::layout::{self, Dim, LayerTensor, ModelTensor, Proj};
 use crate::stats::TritSummary;
 use crate::weights::{TensorRef, WeightSet};
 use safetensors::tensor::Dtype;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tritlab_kernels::{quantize_absmean, ScaleGranularity, TritCounts};
+use tritlab_gguf::{GgmlType, GgufFile, TensorInfo, Value};
+use tritlab_kernels::{count_trits, quantize_absmean, ScaleGranularity, TritCounts, WeightScale};
 
 /// Relative tolerance for "equals s": two roundings of `t·s` to bf16 stay within 2⁻⁷ of each other.
 pub const TERNARY_REL_TOL: f32 = 1.0 / 128.0;
@@ -32,12 +42,73 @@ pub enum Verdict {
     NoLinearWeights,
 }
 
+/// The per-block scales of a GGUF TQ1_0 / TQ2_0 tensor, as stored (one f16 `d` per block).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockScales {
+    /// Weights per block (256).
+    pub block: usize,
+    /// Number of blocks.
+    pub count: usize,
+    pub min: f32,
+    pub max: f32,
+    /// Every block has the same scale: the tensor has one scale in effect (tritlab's writer
+    /// stores 1 in every block and the tensor's scale in the `.scale` tensor).
+    pub all_equal: bool,
+    /// Blocks whose scale is 0 (their weights are all 0, whatever their trits).
+    pub zero: usize,
+    /// Blocks whose scale is negative (their trits count negated).
+    pub negative: usize,
+}
+
+impl BlockScales {
+    fn of(block: usize, scales: &[f32], zero: usize, negative: usize) -> Self {
+        let (min, max) = scales
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        BlockScales {
+            block,
+            count: scales.len(),
+            min,
+            max,
+            all_equal: scales.windows(2).all(|w| w[0] == w[1]),
+            zero,
+            negative,
+        }
+    }
+}
+
+/// The first stored value of a float weight that is not ternary, and the scale it was held to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offender {
+    pub row: usize,
+    pub col: usize,
+    pub value: f32,
+    /// The `s` of its tensor, row or group (the granularity that fit most values).
+    pub scale: Option<f32>,
+}
+
+impl std::fmt::Display for Offender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.scale {
+            Some(s) => write!(
+                f,
+                "{} at [{}, {}] is not 0 or ±{s}",
+                self.value, self.row, self.col
+            ),
+            None => write!(f, "{} at [{}, {}] is not 0", self.value, self.row, self.col),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorReport {
     pub name: String,
+    /// The stored type: a safetensors dtype (`U8`, `BF16`, …) or a GGUF type (`TQ2_0`, `F16`, …).
     pub dtype: String,
     pub shape: Vec<usize>,
-    /// "packed" (uint8 trits) or "float".
+    /// "packed" (trits: HF uint8 codes, or GGUF TQ1_0 / TQ2_0 / I2_S blocks) or "float".
     pub storage: &'static str,
     /// The logical `[out, in]` matrix.
     pub rows: usize,
@@ -46,13 +117,21 @@ pub struct TensorReport {
     /// Stored values that are ternary (valid codes, or in {−s, 0, +s}).
     pub ternary_values: u64,
     pub ternary: bool,
-    /// Where the scale that makes the most values ternary lives: "packed", "tensor", "row" or
-    /// "group128".
+    /// Where the scale that makes the most values ternary lives: "packed" (HF's scale tensor),
+    /// "tensor", "row", "group128", or "block256" (GGUF TQ1_0 / TQ2_0: one per 256 weights).
     pub scale_granularity: &'static str,
-    /// The tensor scale (packed: the kernels' multiplier; float: `s`, or the absmean scale).
+    /// The tensor scale (packed: the kernels' multiplier; float: `s`, or the absmean scale;
+    /// GGUF trits: the one scale in effect, `.scale` included, when there is one).
     pub scale: Option<f32>,
-    /// Trits: the stored ones for packed tensors, else after per-tensor absmean quantisation.
+    /// Trits: the stored ones for packed tensors (GGUF: as the blocks' scales leave them: zero
+    /// for a zero scale, negated for a negative one), else after per-tensor absmean quantisation.
     pub trits: TritSummary,
+    /// GGUF TQ1_0 / TQ2_0: the stored per-block scales.
+    pub block_scales: Option<BlockScales>,
+    /// GGUF: llama.cpp's per-tensor `.scale` beside the weight, which multiplies it, if present.
+    pub tensor_scale: Option<f32>,
+    /// A float weight that is not ternary: its first value outside {−s, 0, +s}.
+    pub offender: Option<Offender>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,8 +153,12 @@ pub struct VerifyTotals {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub path: PathBuf,
+    /// "safetensors" (a checkpoint directory or file) or "gguf".
+    pub file_format: &'static str,
+    /// config.json's `model_type`, or a GGUF file's `general.architecture`.
     pub model_type: Option<String>,
-    /// config.json says BitNet (`model_type` "bitnet" or `quant_method` "bitnet").
+    /// config.json says BitNet (`model_type` "bitnet" or `quant_method` "bitnet"), or a GGUF
+    /// file's architecture is one of the BitNet ones tritlab runs.
     pub claims_bitnet: bool,
     pub quantization_mode: Option<String>,
     pub linear_class: Option<String>,
@@ -146,18 +229,12 @@ impl ConfigClaims {
     }
 }
 
-/// Verifies a model directory or a single `.safetensors` file (with `config.json` beside it, if any).
+/// Verifies a model directory, a single `.safetensors` file (with `config.json` beside it, if
+/// any) or a GGUF file.
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let path = path.as_ref();
-    if crate::bitnet::gguf_load::is_gguf(path) {
-        // GGUF stores its ternary tensors in block formats (TQ1_0, TQ2_0, I2_S) with their own
-        // scales; this report reads safetensors checkpoints. Say so instead of failing to parse
-        // the file as one.
-        return Err(EngineError::Invalid(format!(
-            "{}: verify reads safetensors checkpoints, not GGUF files yet (docs/GGUF.md lists \
-             the ternary formats tritlab loads from GGUF: TQ1_0, TQ2_0 and I2_S)",
-            path.display()
-        )));
+    if gguf_load::is_gguf(path) {
+        return verify_gguf(path);
     }
     let config_path = if path.is_file() {
         path.parent().unwrap_or(Path::new(".")).join("config.json")
@@ -195,7 +272,43 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         }
     }
     linear.sort_by_key(|r| natural_key(&r.name));
+    let latent_declared = claims.claims_bitnet() && claims.mode.as_deref() != Some("offline");
+    Ok(conclude(
+        Claims {
+            path,
+            file_format: "safetensors",
+            claims_bitnet: claims.claims_bitnet(),
+            latent_declared,
+            model_type: claims.model_type,
+            quantization_mode: claims.mode,
+            linear_class: claims.linear_class,
+        },
+        linear,
+        full_precision,
+    ))
+}
 
+/// What a file says about itself, for the verdict.
+struct Claims<'a> {
+    path: &'a Path,
+    file_format: &'static str,
+    claims_bitnet: bool,
+    /// Latent weights are declared to be ternarised at load (transformers' online mode).
+    latent_declared: bool,
+    model_type: Option<String>,
+    quantization_mode: Option<String>,
+    linear_class: Option<String>,
+}
+
+/// At most this many tensors are named in a verdict that some are not ternary.
+const NAMED_OFFENDERS: usize = 3;
+
+/// The verdict and totals over the tensors' reports.
+fn conclude(
+    claims: Claims<'_>,
+    linear: Vec<TensorReport>,
+    full_precision: Vec<OtherTensor>,
+) -> VerifyReport {
     let mut total = VerifyTotals::default();
     for r in &linear {
         total.tensors += 1;
@@ -206,12 +319,11 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     }
     let all_ternary = total.tensors > 0 && total.ternary_tensors == total.tensors;
     let any_packed_bad = linear.iter().any(|r| r.storage == "packed" && !r.ternary);
-    let latent_declared = claims.claims_bitnet() && claims.mode.as_deref() != Some("offline");
     let verdict = if linear.is_empty() {
         Verdict::NoLinearWeights
     } else if all_ternary {
         Verdict::StoresTernary
-    } else if latent_declared && !any_packed_bad {
+    } else if claims.latent_declared && !any_packed_bad {
         Verdict::LatentQuantizedAtLoad
     } else {
         Verdict::NotTernary
@@ -223,14 +335,20 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             100.0 * a as f64 / b as f64
         }
     };
+    let gguf = claims.file_format == "gguf";
     let summary = match verdict {
         Verdict::StoresTernary => {
             let packed = linear.iter().all(|r| r.storage == "packed");
+            let how = if gguf {
+                format!("ternary: {}", formats(&linear))
+            } else if packed {
+                "packed trits with a scale per tensor".to_string()
+            } else {
+                "in {-s, 0, +s}".to_string()
+            };
             format!(
-                "stores ternary weights: all {} linear weights ({} values) are {}",
-                total.tensors,
-                total.values,
-                if packed { "packed trits with a scale per tensor" } else { "in {-s, 0, +s}" }
+                "stores ternary weights: all {} linear weights ({} values) are {how}",
+                total.tensors, total.values,
             )
         }
         Verdict::LatentQuantizedAtLoad => format!(
@@ -242,22 +360,38 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             total.trits.pos
         ),
         Verdict::NotTernary => format!(
-            "not ternary: {} of {} linear weights are not ternary ({:.2}% of {} stored values are){}",
+            "not ternary: {} of {} linear weights are not ternary ({:.2}% of {} stored values are){}; {}{}",
             total.tensors - total.ternary_tensors,
             total.tensors,
             pct(total.ternary_values, total.values),
             total.values,
-            if claims.claims_bitnet() { ", although the config claims BitNet" } else { "" }
+            if claims.claims_bitnet {
+                if gguf {
+                    ", although the architecture is BitNet"
+                } else {
+                    ", although the config claims BitNet"
+                }
+            } else {
+                ""
+            },
+            offenders(&linear),
+            if gguf {
+                " (tritlab ternarises such weights by absmean when it loads the file; llama.cpp \
+                 runs them as stored)"
+            } else {
+                ""
+            }
         ),
         Verdict::NoLinearWeights => "no linear weights found".to_string(),
     };
-    let ok = !(claims.claims_bitnet()
+    let ok = !(claims.claims_bitnet
         && matches!(verdict, Verdict::NotTernary | Verdict::NoLinearWeights));
-    Ok(VerifyReport {
-        path: path.to_path_buf(),
-        claims_bitnet: claims.claims_bitnet(),
+    VerifyReport {
+        path: claims.path.to_path_buf(),
+        file_format: claims.file_format,
+        claims_bitnet: claims.claims_bitnet,
         model_type: claims.model_type,
-        quantization_mode: claims.mode,
+        quantization_mode: claims.quantization_mode,
         linear_class: claims.linear_class,
         verdict,
         summary,
@@ -265,7 +399,185 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         linear,
         full_precision,
         total,
-    })
+    }
+}
+
+/// How many linear weights are stored in which type, e.g. `12 TQ2_0 (scales per 256-weight
+/// block), 2 F16 (in {-s, 0, +s})`.
+fn formats(linear: &[TensorReport]) -> String {
+    let mut seen: Vec<(&str, usize, &'static str)> = Vec::new();
+    for r in linear {
+        match seen.iter_mut().find(|(d, _, _)| *d == r.dtype) {
+            Some(entry) => entry.1 += 1,
+            None => seen.push((&r.dtype, 1, r.scale_granularity)),
+        }
+    }
+    seen.iter()
+        .map(|(dtype, n, granularity)| {
+            let how = match *granularity {
+                "block256" => "scales per 256-weight block",
+                "packed" => "a scale per tensor",
+                "tensor" if dtype.starts_with("I2") => "a scale per tensor",
+                _ => "in {-s, 0, +s}",
+            };
+            format!("{n} {dtype} ({how})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first few tensors that are not ternary, each with why.
+fn offenders(linear: &[TensorReport]) -> String {
+    let bad: Vec<&TensorReport> = linear.iter().filter(|r| !r.ternary).collect();
+    let mut named: Vec<String> = bad
+        .iter()
+        .take(NAMED_OFFENDERS)
+        .map(|r| match &r.offender {
+            Some(o) => format!("`{}` ({}: {o})", r.name, r.dtype),
+            None => format!(
+                "`{}` ({}: {} of {} values)",
+                r.name,
+                r.dtype,
+                r.values - r.ternary_values,
+                r.values
+            ),
+        })
+        .collect();
+    if bad.len() > NAMED_OFFENDERS {
+        named.push(format!("and {} more", bad.len() - NAMED_OFFENDERS));
+    }
+    format!("not ternary: {}", named.join(", "))
+}
+
+/// Verifies a GGUF file: every tensor a BitNet layout names as a projection
+/// (`blk.N.attn_q.weight`, …; llama.cpp's other architectures use the same names).
+fn verify_gguf(path: &Path) -> Result<VerifyReport> {
+    let g = GgufFile::open(path)?;
+    let arch = g
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let claims_bitnet = arch
+        .as_deref()
+        .is_some_and(|a| gguf_load::ARCHES.iter().any(|x| x.name == a));
+    let mut linear = Vec::new();
+    let mut full_precision = Vec::new();
+    for t in g.tensors() {
+        if let Some(ModelTensor::Layer(i, LayerTensor::Proj(p))) = ModelTensor::parse_gguf(&t.name)
+        {
+            linear.push((i, p, check_gguf_tensor(&g, t)?));
+        } else {
+            full_precision.push(OtherTensor {
+                name: t.name.clone(),
+                dtype: t.ty.name().to_string(),
+                shape: t.shape(),
+            });
+        }
+    }
+    // Block by block, each block's projections in the layout's order.
+    linear.sort_by_key(|&(i, p, _)| (i, Proj::ALL.iter().position(|&q| q == p)));
+    let linear = linear.into_iter().map(|(_, _, r)| r).collect();
+    Ok(conclude(
+        Claims {
+            path,
+            file_format: "gguf",
+            claims_bitnet,
+            latent_declared: false,
+            model_type: arch,
+            quantization_mode: None,
+            linear_class: None,
+        },
+        linear,
+        full_precision,
+    ))
+}
+
+/// One GGUF linear weight (ggml dims `[cols, rows]`): trits with their scales, or floats held to
+/// {−s, 0, +s}.
+fn check_gguf_tensor(g: &GgufFile, t: &TensorInfo) -> Result<TensorReport> {
+    let [cols, rows] = t.dims[..] else {
+        return Err(EngineError::TensorShape {
+            path: g.path().to_path_buf(),
+            tensor: format!("{} (data at byte {})", t.name, t.offset),
+            expected: vec![0, 0],
+            actual: t.shape(),
+        });
+    };
+    let scale_tensor = g
+        .tensor(&layout::gguf_scale_name_of(&t.name))
+        .is_some()
+        .then(|| gguf_load::tensor_scale(g, &t.name))
+        .transpose()?;
+    let report = if t.ty.is_ternary() {
+        // Decoded exactly as the loader decodes it: the same scale checks, the same errors
+        // naming the file, the tensor and the byte.
+        let r = gguf_load::read_ternary(g, t, rows, cols)?;
+        let counts = count_trits(&r.trits).map_err(|e| {
+            EngineError::tensor_value(
+                g.path(),
+                &t.name,
+                format!("(data at byte {}) {e}", t.offset),
+            )
+        })?;
+        let block_scales = matches!(t.ty, GgmlType::TQ1_0 | GgmlType::TQ2_0).then(|| {
+            BlockScales::of(
+                tritlab_gguf::QK_K,
+                &r.stored_scales,
+                r.zero_blocks,
+                r.negative_blocks,
+            )
+        });
+        let values = (rows * cols) as u64;
+        TensorReport {
+            name: t.name.clone(),
+            dtype: t.ty.name().to_string(),
+            shape: t.shape(),
+            storage: "packed",
+            rows,
+            cols,
+            values,
+            ternary_values: values,
+            ternary: true,
+            scale_granularity: if block_scales.is_some() {
+                "block256"
+            } else {
+                "tensor"
+            },
+            scale: match r.scale {
+                WeightScale::PerTensor(s) => Some(s),
+                _ => None,
+            },
+            trits: counts.into(),
+            block_scales,
+            tensor_scale: scale_tensor,
+            offender: None,
+        }
+    } else {
+        let mut w = tritlab_gguf::dequantize(t.ty, g.data(t), rows * cols).ok_or_else(|| {
+            EngineError::TensorDtype {
+                path: g.path().to_path_buf(),
+                tensor: format!("{} (data at byte {})", t.name, t.offset),
+                expected: "TQ1_0, TQ2_0, I2_S, F32, F16, BF16, Q8_0, Q4_K or Q6_K".into(),
+                actual: t.ty.name().into(),
+            }
+        })?;
+        if let Some(s) = scale_tensor {
+            w.iter_mut().for_each(|v| *v *= s);
+        }
+        let mut r = float_report(
+            g.path(),
+            &t.name,
+            t.ty.name().into(),
+            t.shape(),
+            &w,
+            rows,
+            cols,
+        )?;
+        r.tensor_scale = scale_tensor;
+        r
+    };
+    g.release(t);
+    Ok(report)
 }
 
 /// Sort key that orders "layers.10" after "layers.9".
@@ -319,39 +631,71 @@ fn check_tensor(weights: &WeightSet, t: &TensorRef, claims: &ConfigClaims) -> Re
             scale_granularity: "packed",
             scale,
             trits: counts.into(),
+            block_scales: None,
+            tensor_scale: None,
+            offender: None,
         }
     } else {
         let w = t.to_f32()?;
-        let (ternary_values, granularity, s) = ternary_fit(&w, cols);
-        let q = quantize_absmean(&w, r0, cols, ScaleGranularity::PerTensor)
-            .map_err(|e| EngineError::tensor_value(t.path(), &t.name, e.to_string()))?;
-        let mut counts = TritCounts::default();
-        for &v in &q.trits {
-            counts.add(v);
-        }
-        let values = w.len() as u64;
-        let ternary = ternary_values == values;
-        let absmean = match q.scale {
-            tritlab_kernels::WeightScale::PerTensor(x) => Some(x),
-            _ => None,
-        };
-        TensorReport {
-            name: t.name.clone(),
-            dtype: format!("{:?}", t.dtype),
-            shape: t.shape.clone(),
-            storage: "float",
-            rows: r0,
+        float_report(
+            t.path(),
+            &t.name,
+            format!("{:?}", t.dtype),
+            t.shape.clone(),
+            &w,
+            r0,
             cols,
-            values,
-            ternary_values,
-            ternary,
-            scale_granularity: granularity,
-            scale: if ternary { s } else { absmean },
-            trits: counts.into(),
-        }
+        )?
     };
     t.release();
     Ok(report)
+}
+
+/// A float linear weight `[rows, cols]`: how many values are in {−s, 0, +s} at the best scale
+/// granularity, the first that is not, and the trits absmean would give.
+fn float_report(
+    path: &Path,
+    name: &str,
+    dtype: String,
+    shape: Vec<usize>,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<TensorReport> {
+    let (ternary_values, granularity, s) = ternary_fit(w, cols);
+    let q = quantize_absmean(w, rows, cols, ScaleGranularity::PerTensor)
+        .map_err(|e| EngineError::tensor_value(path, name, e.to_string()))?;
+    let mut counts = TritCounts::default();
+    for &v in &q.trits {
+        counts.add(v);
+    }
+    let values = w.len() as u64;
+    let ternary = ternary_values == values;
+    let absmean = match q.scale {
+        WeightScale::PerTensor(x) => Some(x),
+        _ => None,
+    };
+    Ok(TensorReport {
+        name: name.to_string(),
+        dtype,
+        shape,
+        storage: "float",
+        rows,
+        cols,
+        values,
+        ternary_values,
+        ternary,
+        scale_granularity: granularity,
+        scale: if ternary { s } else { absmean },
+        trits: counts.into(),
+        block_scales: None,
+        tensor_scale: None,
+        offender: if ternary {
+            None
+        } else {
+            first_offender(w, cols, granularity)
+        },
+    })
 }
 
 /// Trit counts and the number of invalid codes of an HF-packed tensor with `rows` logical rows.
@@ -394,11 +738,44 @@ fn typical_magnitude(values: &[f32]) -> Option<f32> {
     Some(sample[mid])
 }
 
+/// Whether `v` is 0, or ±`s` within [`TERNARY_REL_TOL`].
+fn is_ternary_value(v: f32, s: Option<f32>) -> bool {
+    v == 0.0 || s.is_some_and(|s| (v.abs() - s).abs() <= TERNARY_REL_TOL * s)
+}
+
 fn count_ternary(values: &[f32], s: Option<f32>) -> u64 {
-    values
-        .iter()
-        .filter(|&&v| v == 0.0 || s.is_some_and(|s| (v.abs() - s).abs() <= TERNARY_REL_TOL * s))
-        .count() as u64
+    values.iter().filter(|&&v| is_ternary_value(v, s)).count() as u64
+}
+
+/// The first value (in row-major order) outside {−s, 0, +s} for the scale `granularity` ("tensor",
+/// "row" or "group128", as [`ternary_fit`] chose) gives it.
+fn first_offender(w: &[f32], cols: usize, granularity: &str) -> Option<Offender> {
+    let tensor = match granularity {
+        "row" | "group128" => None,
+        _ => typical_magnitude(w),
+    };
+    for (row, values) in w.chunks(cols.max(1)).enumerate() {
+        let row_scale = match granularity {
+            "row" => typical_magnitude(values),
+            _ => None,
+        };
+        for (g, group) in values.chunks(128).enumerate() {
+            let s = match granularity {
+                "row" => row_scale,
+                "group128" => typical_magnitude(group),
+                _ => tensor,
+            };
+            if let Some(j) = group.iter().position(|&v| !is_ternary_value(v, s)) {
+                return Some(Offender {
+                    row,
+                    col: 128 * g + j,
+                    value: group[j],
+                    scale: s,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// How many values are in {−s, 0, +s}, trying one scale per tensor, per row and per 128-column

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tritlab_kernels::dense::{bf16_to_f32, dot_bf16, dot_f32};
+use tritlab_kernels::dense::{bf16_to_f32, dot_bf16, dot_f32, gemm_f16, gemv_f16, widen_f16};
 use tritlab_kernels::mapped::MappedFile;
 
 /// Bytes before the JSON header of a safetensors file (its little-endian length).
@@ -540,11 +540,7 @@ impl FloatMatrix {
                     *o = bf16_to_f32(b);
                 }
             }
-            (Rows::U16(v), _) => {
-                for (o, &b) in out.iter_mut().zip(&v[range]) {
-                    *o = half::f16::from_bits(b).to_f32();
-                }
-            }
+            (Rows::U16(v), _) => widen_f16(&v[range], out),
         }
     }
 
@@ -559,30 +555,36 @@ impl FloatMatrix {
         let data = self.data();
         let dtype = self.dtype;
         let compute = |r0: usize, out: &mut [f32]| {
-            // `out` is [tokens][n] for rows r0..r0+n. Widening a bf16 row is exact, so the
-            // one-token path (dot_bf16) and the many-token path (widen once, dot_f32) agree bit
-            // for bit.
+            // `out` is [tokens][n] for rows r0..r0+n. Widening a bf16 or f16 row is exact, and
+            // the one-token products (dot_bf16, the kernels' f16 GEMV) add in dot_f32's order,
+            // so the one-token path and the many-token path (widen once, dot_f32) agree bit for
+            // bit, and an f16 head gives the logits of its f32 widening.
             let n = out.len() / tokens;
+            if let (Rows::U16(v), FloatDtype::F16) = (&data, dtype) {
+                let w = &v[r0 * cols..(r0 + n) * cols];
+                if tokens == 1 {
+                    gemv_f16(w, cols, x, out);
+                } else {
+                    gemm_f16(w, cols, x, tokens, out);
+                }
+                return;
+            }
             let mut wrow = vec![0.0f32; cols];
             for i in 0..n {
                 let range = (r0 + i) * cols..(r0 + i + 1) * cols;
-                match (&data, dtype) {
-                    (Rows::F32(v), _) => {
+                match &data {
+                    Rows::F32(v) => {
                         for t in 0..tokens {
                             out[t * n + i] =
                                 dot_f32(&v[range.clone()], &x[t * cols..(t + 1) * cols]);
                         }
                     }
-                    (Rows::U16(v), FloatDtype::BF16) if tokens == 1 => {
+                    Rows::U16(v) if tokens == 1 => {
                         out[i] = dot_bf16(&v[range.clone()], x);
                     }
-                    (Rows::U16(v), dt) => {
+                    Rows::U16(v) => {
                         for (o, &b) in wrow.iter_mut().zip(&v[range.clone()]) {
-                            *o = if dt == FloatDtype::BF16 {
-                                bf16_to_f32(b)
-                            } else {
-                                half::f16::from_bits(b).to_f32()
-                            };
+                            *o = bf16_to_f32(b);
                         }
                         for t in 0..tokens {
                             out[t * n + i] = dot_f32(&wrow, &x[t * cols..(t + 1) * cols]);

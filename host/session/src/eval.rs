@@ -40,11 +40,12 @@ impl Session {
 
     fn eval_ppl(&self, e: &lang::EvalPpl, ctx: &mut Context<'_>) -> CmdResult {
         let m: &LoadedModel = self.require_model()?;
+        let tokenizer = m.require_tokenizer("eval")?;
         let text =
             std::fs::read_to_string(&e.data).map_err(|err| SessionError::io(&e.data, err))?;
-        let bos = leading_bos(&m.tokenizer)?;
+        let bos = leading_bos(tokenizer)?;
         let mut ids: Vec<u32> = bos.into_iter().collect();
-        ids.extend(m.tokenizer.encode(&text, false)?);
+        ids.extend(tokenizer.encode(&text, false)?);
         let ctx_len = e.ctx as usize;
         let max = m.model.config().max_position_embeddings;
         if ctx_len > max {

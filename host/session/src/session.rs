@@ -197,7 +197,7 @@ impl InternalError {
     }
 }
 
-/// A loaded model and its tokenizer.
+/// A loaded model and its tokenizer, if it ships one.
 pub struct LoadedModel {
     pub path: PathBuf,
     /// How outputs name the model: `default`, or the path as the command gave it. Outputs
@@ -205,10 +205,53 @@ pub struct LoadedModel {
     /// someone's home directory; the resolved [`LoadedModel::path`] is for loading files.
     pub shown: String,
     pub model: Model,
-    pub tokenizer: Tokenizer,
+    /// `None` for a model without a tokenizer (a checkpoint without `tokenizer.json`, a GGUF file
+    /// without `tokenizer.ggml.*`): its weights still run on token ids (`logits --ids`, `bench`,
+    /// `layers`, `verify`); the commands that read or write text ask for it through
+    /// [`LoadedModel::require_tokenizer`].
+    pub tokenizer: Option<Tokenizer>,
     /// Unique to this load in this process: what tells a snapshot cache that the model changed,
     /// even when the same path is loaded again.
     pub(crate) load_id: u64,
+}
+
+impl LoadedModel {
+    /// The tokenizer, or a usage error saying that `command` needs one and this model has none.
+    pub fn require_tokenizer(&self, command: &str) -> Result<&Tokenizer, SessionError> {
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| self.no_tokenizer(command))
+    }
+
+    /// Takes the tokenizer out (a face that drives the engine itself, after
+    /// [`Session::into_engine`]), or a usage error as [`LoadedModel::require_tokenizer`] gives.
+    pub fn take_tokenizer(&mut self, command: &str) -> Result<Tokenizer, SessionError> {
+        match self.tokenizer.take() {
+            Some(t) => Ok(t),
+            None => Err(self.no_tokenizer(command)),
+        }
+    }
+
+    fn no_tokenizer(&self, command: &str) -> SessionError {
+        SessionError::Usage(format!(
+            "`{command}` needs a tokenizer, and {} has none ({}); `logits --ids 1,2,3` and \
+             `bench` run on token ids without one",
+            self.shown,
+            Tokenizer::missing_reason(&self.path)
+        ))
+    }
+
+    /// What to tell the user when the model has no tokenizer, or `None` when it has one.
+    pub fn tokenizer_warning(&self) -> Option<String> {
+        self.tokenizer.is_none().then(|| {
+            format!(
+                "{} has no tokenizer ({}): `generate`, `chat`, `eval` and `logits TEXT` need \
+                 one; `info`, `layers`, `verify`, `logits --ids` and `bench` work without it",
+                self.shown,
+                Tokenizer::missing_reason(&self.path)
+            )
+        })
+    }
 }
 
 /// The next [`LoadedModel::load_id`].
@@ -279,11 +322,15 @@ impl Session {
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
-                if let Err(e) =
-                    s.load_model(&path, default_name(&path), lang::HeadPrecision::DEFAULT)
-                {
-                    s.startup_notes
-                        .push(format!("default model not loaded: {e}"));
+                match s.load_model(&path, default_name(&path), lang::HeadPrecision::DEFAULT) {
+                    Ok(m) => {
+                        if let Some(w) = m.tokenizer_warning() {
+                            s.startup_notes.push(w);
+                        }
+                    }
+                    Err(e) => s
+                        .startup_notes
+                        .push(format!("default model not loaded: {e}")),
                 }
             }
         }
@@ -348,7 +395,9 @@ impl Session {
         head: lang::HeadPrecision,
     ) -> Result<&LoadedModel, SessionError> {
         let model = Model::load_with(path, output_head(head))?;
-        let tokenizer = Tokenizer::for_model(path)?;
+        // A model without a tokenizer loads (its weights run on token ids); one that ships a
+        // tokenizer that cannot be read does not.
+        let tokenizer = Tokenizer::find_for_model(path)?;
         // A conversation's cache and template belong to the model that read it.
         self.chat = None;
         self.model = Some(LoadedModel {
@@ -536,6 +585,11 @@ impl Session {
                     ModelRef::Path(p) => shown_path(p),
                 };
                 let loaded = self.load_model(&path, shown, l.head)?;
+                // Said live, so that every face shows it, even one that runs `load` quietly
+                // before its command (`tritlab layers --model FILE.gguf`).
+                if let Some(warning) = loaded.tokenizer_warning() {
+                    (ctx.events)(LiveEvent::Line(format!("warning: {warning}")));
+                }
                 Ok(vec![Output::Text(model_line(loaded))])
             }
             Command::Info => self.info(),
@@ -595,6 +649,16 @@ impl Session {
                         t.pos,
                         t.gf3_sum
                     ),
+                );
+                row(
+                    "tokenizer",
+                    match &m.tokenizer {
+                        Some(t) => shown_path(t.path()),
+                        None => format!(
+                            "none ({}): `generate`, `chat`, `eval` and `logits TEXT` need one",
+                            Tokenizer::missing_reason(&m.path)
+                        ),
+                    },
                 );
                 row(
                     "output head",
@@ -688,6 +752,7 @@ impl Session {
                         "{:.2}%",
                         100.0 * t.ternary_values as f64 / t.values.max(1) as f64
                     ),
+                    scale_cell(t),
                     t.trits.neg.to_string(),
                     t.trits.zero.to_string(),
                     t.trits.pos.to_string(),
@@ -697,9 +762,11 @@ impl Session {
             .collect();
         let mut out = vec![Output::Table(Table {
             title: Some(format!("verify {shown}")),
-            columns: ["tensor", "dtype", "ternary", "−1", "0", "+1", "Σ mod 3"]
-                .map(String::from)
-                .to_vec(),
+            columns: [
+                "tensor", "dtype", "ternary", "scale", "−1", "0", "+1", "Σ mod 3",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         })];
         out.push(Output::Text(format!("verdict: {}", report.summary)));
@@ -811,12 +878,12 @@ impl Session {
         if e.to != lang::ExportFormat::Hf {
             let template = tritlab_engine::chat_template_for(&m.path);
             let what = format!("the model {}", m.shown);
-            return gguf_export(&m.model, Some(&m.tokenizer), template.as_deref(), e, &what);
+            return gguf_export(&m.model, m.tokenizer.as_ref(), template.as_deref(), e, &what);
         }
         if tritlab_engine::bitnet::gguf_load::is_gguf(&m.path) {
             let template = tritlab_engine::chat_template_for(&m.path);
             m.model
-                .export_hf(&e.out, Some(&m.tokenizer), template.as_deref())?;
+                .export_hf(&e.out, m.tokenizer.as_ref(), template.as_deref())?;
             return Ok(vec![Output::Text(format!(
                 "{} written to {shown_out} as an offline-packed Hugging Face checkpoint",
                 m.shown
@@ -863,18 +930,21 @@ impl Session {
     fn generate(&mut self, g: &lang::Generate, ctx: &mut Context<'_>) -> CmdResult {
         let o = g.options();
         let tracer = self.tracer_for(&o.tracer);
-        let options = engine_options(self.require_model()?, &o)?;
+        let options = engine_options(self.require_model()?, &o, "generate")?;
         let model = self.model.take().ok_or(SessionError::NoModel)?;
+        let tokenizer = match model.require_tokenizer("generate") {
+            Ok(t) => t,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(e);
+            }
+        };
         let mut host = self.plugins.take();
         let mut recorder = TraceRecorder::new(tracer, o.max_tokens);
         let cancel = ctx.cancel;
-        let result = generate(
-            &model.model,
-            &model.tokenizer,
-            &g.prompt,
-            &options,
-            |step| recorder.step(host.as_mut(), step, ctx),
-        );
+        let result = generate(&model.model, tokenizer, &g.prompt, &options, |step| {
+            recorder.step(host.as_mut(), step, ctx)
+        });
         self.model = Some(model);
         self.plugins = host;
         let generation = result?;
@@ -918,12 +988,11 @@ impl Session {
         c: &lang::Chat,
         ctx: &mut Context<'_>,
     ) -> CmdResult {
-        let mut options = engine_options(m, &c.options)?;
+        let tokenizer = m.require_tokenizer("chat")?;
+        let mut options = engine_options(m, &c.options, "chat")?;
         let given = match &c.template {
             Some(path) => Some(ChatTemplate::from_file_for_model(
-                path,
-                &m.model,
-                &m.tokenizer,
+                path, &m.model, tokenizer,
             )?),
             None => None,
         };
@@ -949,7 +1018,7 @@ impl Session {
             })]);
         };
         if state.template.is_none() {
-            let shipped = ChatTemplate::for_model(&m.model, &m.tokenizer)?;
+            let shipped = ChatTemplate::for_model(&m.model, tokenizer)?;
             state.template = Some(shipped.ok_or_else(|| {
                 SessionError::Usage(format!(
                     "the model {} has no chat template (no `chat_template` in its \
@@ -962,14 +1031,14 @@ impl Session {
         let template = state.template.as_ref().expect("a template was set above");
         options.stop_tokens.extend(tritlab_engine::turn_end_ids(
             &m.model,
-            &m.tokenizer,
+            tokenizer,
             Some(template),
         ));
         let mut recorder = TraceRecorder::new(tracer, c.options.max_tokens);
         let cancel = ctx.cancel;
         let turn = state
             .conversation
-            .start_turn(&m.model, &m.tokenizer, template, message, options)
+            .start_turn(&m.model, tokenizer, template, message, options)
             .and_then(|pending| {
                 pending.run(&mut state.conversation, |step| {
                     recorder.step(self.plugins.as_mut(), step, ctx)
@@ -979,7 +1048,7 @@ impl Session {
         let stop = match turn.stop_reason {
             StopReason::StopToken(id) => format!(
                 "end of turn ({}, id {id})",
-                m.tokenizer.id_to_token(id).unwrap_or_default()
+                tokenizer.id_to_token(id).unwrap_or_default()
             ),
             StopReason::MaxTokens => "--max-tokens reached".to_string(),
             StopReason::StopString => "stop text reached".to_string(),
@@ -1037,7 +1106,7 @@ impl Session {
         let m = self.require_model()?;
         let ids = match &l.input {
             lang::LogitsInput::Ids(ids) => ids.clone(),
-            lang::LogitsInput::Prompt(p) => m.tokenizer.encode(p, true)?,
+            lang::LogitsInput::Prompt(p) => m.require_tokenizer("logits TEXT")?.encode(p, true)?,
         };
         if ids.is_empty() {
             return Err("the input encodes to no tokens".into());
@@ -1072,25 +1141,29 @@ impl Session {
             .take(l.top as usize)
             .enumerate()
             .map(|(rank, &id)| {
-                let text = m.tokenizer.decode(&[id as u32], false).unwrap_or_default();
-                vec![
-                    (rank + 1).to_string(),
-                    id.to_string(),
-                    format!("{text:?}"),
-                    format!("{:.4}", logits[id]),
-                    format!("{:.4}", ((logits[id] - max) as f64).exp() / z),
-                ]
+                let mut row = vec![(rank + 1).to_string(), id.to_string()];
+                // Without a tokenizer the ids are all there is to show.
+                if let Some(t) = &m.tokenizer {
+                    let text = t.decode(&[id as u32], false).unwrap_or_default();
+                    row.push(format!("{text:?}"));
+                }
+                row.push(format!("{:.4}", logits[id]));
+                row.push(format!("{:.4}", ((logits[id] - max) as f64).exp() / z));
+                row
             })
             .collect();
+        let columns: &[&str] = if m.tokenizer.is_some() {
+            &["rank", "id", "token", "logit", "probability"]
+        } else {
+            &["rank", "id", "logit", "probability"]
+        };
         let mut out = vec![Output::Table(Table {
             title: Some(format!(
                 "next-token logits after {} tokens {:?}",
                 ids.len(),
                 &ids[..ids.len().min(16)]
             )),
-            columns: ["rank", "id", "token", "logit", "probability"]
-                .map(String::from)
-                .to_vec(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
             rows,
         })];
         out.extend(notes);
@@ -1278,10 +1351,11 @@ impl Session {
 fn engine_options(
     m: &LoadedModel,
     o: &lang::GenerationOptions,
+    command: &str,
 ) -> Result<GenerateOptions, SessionError> {
     let mut stop_tokens = Vec::new();
     if let Some(stop) = &o.stop {
-        stop_tokens = m.tokenizer.encode(stop, false)?;
+        stop_tokens = m.require_tokenizer(command)?.encode(stop, false)?;
         if stop_tokens.len() != 1 {
             return Err(SessionError::Usage(format!(
                 "--stop {stop:?} is {} tokens; it must be exactly one",
@@ -1485,14 +1559,52 @@ pub(crate) fn model_line(m: &LoadedModel) -> String {
     let c = m.model.config();
     let t = m.model.total_trits();
     format!(
-        "loaded {}: {} layers, d_model {}, vocab {}, {} ternary weights (Σ mod 3 = {})",
+        "loaded {}: {} layers, d_model {}, vocab {}, {} ternary weights (Σ mod 3 = {}){}",
         m.shown,
         c.num_hidden_layers,
         c.hidden_size,
         c.vocab_size,
         t.neg + t.zero + t.pos,
-        t.gf3_sum
+        t.gf3_sum,
+        if m.tokenizer.is_none() {
+            "; no tokenizer"
+        } else {
+            ""
+        }
     )
+}
+
+/// verify's scale column: the scale a tensor's values were held to, or its stored scales.
+fn scale_cell(t: &tritlab_engine::verify::TensorReport) -> String {
+    let mut cell = match (&t.block_scales, t.scale_granularity, t.scale) {
+        (Some(b), _, _) => {
+            let mut c = if b.all_equal {
+                format!("{} blocks of {}, all {:.4e}", b.count, b.block, b.min)
+            } else {
+                format!(
+                    "{} blocks of {}, {:.4e} to {:.4e}",
+                    b.count, b.block, b.min, b.max
+                )
+            };
+            for (n, what) in [(b.zero, "zero"), (b.negative, "negative")] {
+                if n > 0 {
+                    c.push_str(&format!(", {n} {what}"));
+                }
+            }
+            c
+        }
+        (None, _, Some(s)) if !t.ternary => format!("absmean {s:.4e}"),
+        (None, "row", _) => "one per row".to_string(),
+        (None, "group128", _) => "one per 128 columns".to_string(),
+        (None, _, Some(s)) => format!("{s:.4e}"),
+        (None, _, None) => "none".to_string(),
+    };
+    match t.tensor_scale {
+        Some(s) if t.block_scales.is_some() => cell.push_str(&format!(" × .scale {s:.4e}")),
+        Some(s) => cell.push_str(&format!(" (.scale {s:.4e} included)")),
+        None => {}
+    }
+    cell
 }
 
 /// How outputs name the default model: `default` and its folder's name.

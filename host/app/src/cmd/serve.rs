@@ -93,16 +93,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("{e}");
     }
     let (loaded, plugins) = session.into_engine();
-    let Some(loaded) = loaded else {
+    let Some(mut loaded) = loaded else {
         bail!("no model was loaded");
     };
+    // The server reads and writes text: a model without a tokenizer is refused here.
+    let tokenizer = loaded.take_tokenizer("serve")?;
     let template = match &args.chat_template {
         Some(path) => Some(ChatTemplate::from_file_for_model(
             path,
             &loaded.model,
-            &loaded.tokenizer,
+            &tokenizer,
         )?),
-        None => ChatTemplate::for_model(&loaded.model, &loaded.tokenizer)?,
+        None => ChatTemplate::for_model(&loaded.model, &tokenizer)?,
     };
     let name = args
         .name
@@ -122,7 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let engine = Engine {
         model: loaded.model,
-        tokenizer: loaded.tokenizer,
+        tokenizer,
         template,
         plugins,
         tracer: args.tracer.clone(),

@@ -189,6 +189,9 @@ pub struct GgufTernary {
     /// trits are negated and the scale made positive): the products are unchanged.
     pub zero_blocks: usize,
     pub negative_blocks: usize,
+    /// The scales as the file stores them, before the `.scale` multiplier: one per block
+    /// (TQ1_0/TQ2_0), one for the tensor (I2_S), none for floats.
+    pub stored_scales: Vec<f32>,
 }
 
 fn tensor_value(g: &GgufFile, t: &TensorInfo, message: impl Into<String>) -> EngineError {
@@ -226,10 +229,12 @@ pub fn read_ternary(g: &GgufFile, t: &TensorInfo, rows: usize, cols: usize) -> R
             source: "trits",
             zero_blocks: 0,
             negative_blocks: 0,
+            stored_scales: Vec::new(),
         };
         match raw {
-            TritScales::PerTensor(s) => {
-                let s = s * extra;
+            TritScales::PerTensor(stored) => {
+                r.stored_scales = vec![stored];
+                let s = stored * extra;
                 if !(s.is_finite() && s > 0.0) {
                     return Err(tensor_value(
                         g,
@@ -275,6 +280,7 @@ pub fn read_ternary(g: &GgufFile, t: &TensorInfo, rows: usize, cols: usize) -> R
                         scales: fixed,
                     }
                 };
+                r.stored_scales = scales;
             }
         }
         r
@@ -328,6 +334,7 @@ pub fn float_ternary(
             source: "float-ternary",
             zero_blocks: 0,
             negative_blocks: 0,
+            stored_scales: Vec::new(),
         });
     }
     let q = quantize_absmean(w, rows, cols, ScaleGranularity::PerTensor)?;
@@ -337,6 +344,7 @@ pub fn float_ternary(
         source: "latent",
         zero_blocks: 0,
         negative_blocks: 0,
+        stored_scales: Vec::new(),
     })
 }
 

@@ -36,6 +36,21 @@ fn pre_tokenizer(name: &str) -> Option<(Json, bool)> {
     }
 }
 
+/// Why the file has no tokenizer, or `None` when it has one (which may still be unreadable):
+/// no `tokenizer.ggml.model` key, or the value llama.cpp's writers give a file without a
+/// vocabulary ("none"; "no_vocab" in some versions).
+pub fn missing_reason(g: &GgufFile) -> Option<String> {
+    match g.get("tokenizer.ggml.model") {
+        None => Some("no `tokenizer.ggml.model` key in the GGUF file".into()),
+        Some(v) => match v.as_str() {
+            Some(m @ ("none" | "no_vocab")) => {
+                Some(format!("`tokenizer.ggml.model` is {m:?} in the GGUF file"))
+            }
+            _ => None,
+        },
+    }
+}
+
 /// The tokenizer.json text that `tokenizer.ggml.*` describes, and warnings about guesses made.
 pub fn tokenizer_json(g: &GgufFile) -> Result<(String, Vec<String>)> {
     let path = g.path();
@@ -43,15 +58,15 @@ pub fn tokenizer_json(g: &GgufFile) -> Result<(String, Vec<String>)> {
         path: path.to_path_buf(),
         message: m,
     };
+    if let Some(reason) = missing_reason(g) {
+        return Err(err(format!(
+            "the file has no tokenizer ({reason}): give token ids"
+        )));
+    }
     let model = g
         .get("tokenizer.ggml.model")
         .and_then(Value::as_str)
-        .ok_or_else(|| err("no `tokenizer.ggml.model` in the file".into()))?;
-    if model == "none" || model == "no_vocab" {
-        return Err(err(
-            "the file has no tokenizer (`tokenizer.ggml.model` is \"none\"): give token ids".into(),
-        ));
-    }
+        .ok_or_else(|| err("`tokenizer.ggml.model` is not a string".into()))?;
     if model != "gpt2" {
         return Err(err(format!(
             "tokenizer.ggml.model {model:?} is not supported (only byte-level BPE, \"gpt2\")"
@@ -158,7 +173,21 @@ impl Tokenizer {
     /// The tokenizer of a GGUF model file; warnings about guessed settings go to stderr.
     pub fn from_gguf(path: &Path) -> Result<Self> {
         let g = GgufFile::open(path)?;
-        let (text, warnings) = tokenizer_json(&g)?;
+        Self::from_gguf_file(&g)
+    }
+
+    /// The tokenizer of a GGUF model file, or `None` when it has none ([`missing_reason`]).
+    pub(crate) fn find_in_gguf(path: &Path) -> Result<Option<Self>> {
+        let g = GgufFile::open(path)?;
+        if missing_reason(&g).is_some() {
+            return Ok(None);
+        }
+        Self::from_gguf_file(&g).map(Some)
+    }
+
+    fn from_gguf_file(g: &GgufFile) -> Result<Self> {
+        let path = g.path();
+        let (text, warnings) = tokenizer_json(g)?;
         for w in warnings {
             eprintln!("warning: {w}");
         }
