@@ -105,6 +105,13 @@ impl Session {
                 "",
             ),
             fact("weights", weights.to_string(), "bytes"),
+            // Every ternary matrix and the output projection are read once per decoded token:
+            // times tokens/s, the memory traffic decode sustains.
+            fact(
+                "read per decoded token",
+                (model.ternary_bytes() + model.head_bytes()).to_string(),
+                "bytes",
+            ),
             fact("peak resident memory", peak, "bytes"),
         ];
         Ok(vec![Output::Table(Table {

@@ -347,6 +347,9 @@ fn bench_reports_speeds_threads_and_memory() {
     let model = s.model().expect("model");
     let expected = model.model.ternary_bytes() + model.model.float_bytes();
     assert_eq!(weights, expected as u64);
+    let read: u64 = row("read per decoded token")[1].parse().expect("bytes");
+    let expected = model.model.ternary_bytes() + model.model.head_bytes();
+    assert_eq!(read, expected as u64);
     let peak: u64 = row("peak resident memory")[1].parse().expect("VmHWM");
     assert!(
         peak >= weights / 2,
