@@ -878,7 +878,13 @@ impl Session {
         if e.to != lang::ExportFormat::Hf {
             let template = tritlab_engine::chat_template_for(&m.path);
             let what = format!("the model {}", m.shown);
-            return gguf_export(&m.model, m.tokenizer.as_ref(), template.as_deref(), e, &what);
+            return gguf_export(
+                &m.model,
+                m.tokenizer.as_ref(),
+                template.as_deref(),
+                e,
+                &what,
+            );
         }
         if tritlab_engine::bitnet::gguf_load::is_gguf(&m.path) {
             let template = tritlab_engine::chat_template_for(&m.path);
