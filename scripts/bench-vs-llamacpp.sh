@@ -17,7 +17,9 @@
 # Environment: TRITLAB_HEADS (space-separated output-head precisions, default "bf16 int8 q6 q4":
 # bf16 is like for like with llama.cpp's 16-bit embedding, int8 is tritlab's default),
 # TRITLAB_BENCH_THREADS (default "1 2"), TRITLAB_BENCH_REPEAT
-# (default 5), TRITLAB_BENCH_DIR (models, default target/bench), and those of llamacpp.sh.
+# (default 5), TRITLAB_BENCH_DIR (models, default target/bench), TRITLAB_SKIP_BUILD=1 (use the
+# target/release/tritlab already built instead of building the workspace first), and those of
+# llamacpp.sh.
 #
 # What differs between the two, and is not hidden: llama-bench's decode test starts from an
 # empty context while tritlab's decodes after the prompt (positions 64..127; attention over a
@@ -35,8 +37,12 @@ prompt=64
 gen=64
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "building tritlab (cargo build --release --locked --workspace --all-targets, as CI does)" >&2
-cargo build --release --locked --workspace --all-targets >&2
+if [ "${TRITLAB_SKIP_BUILD:-0}" = 1 ]; then
+  echo "TRITLAB_SKIP_BUILD=1: using the tritlab already in target/release" >&2
+else
+  echo "building tritlab (cargo build --release --locked --workspace --all-targets, as CI does)" >&2
+  cargo build --release --locked --workspace --all-targets >&2
+fi
 tritlab=$root/target/release/tritlab
 # shellcheck source=scripts/llamacpp.sh
 source scripts/llamacpp.sh
