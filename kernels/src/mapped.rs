@@ -15,20 +15,47 @@
 use std::fs::File;
 use std::ops::{Deref, Range};
 
-/// A whole file mapped read-only.
+/// A whole file mapped read-only, and the file itself for [`MappedFile::copy_out`].
 pub struct MappedFile {
     map: memmap2::Mmap,
+    file: File,
 }
 
 impl MappedFile {
-    /// Maps all of `file` read-only.
+    /// Maps all of `file` read-only (and keeps a handle of it).
     pub fn map(file: &File) -> std::io::Result<MappedFile> {
         // SAFETY: the mapping is read-only and private to this value; Rust code only ever sees it
         // as `&[u8]`. The remaining hazard, another process truncating the file in place, is the
         // documented contract of this module (it ends the process with SIGBUS; it cannot make
         // safe code observe a torn value of a Rust type, since the bytes are plain `u8`).
         let map = unsafe { memmap2::Mmap::map(file) }?;
-        Ok(MappedFile { map })
+        Ok(MappedFile {
+            map,
+            file: file.try_clone()?,
+        })
+    }
+
+    /// Copies the bytes at `offset` into `out` with a positional read of the file, not through
+    /// the mapping: for data read a little at a time and rarely (an embedding row per token),
+    /// which through the mapping would stay resident — and Linux maps a whole page-cache folio,
+    /// up to 2 MiB, around each faulting page, so a few hundred lookups would hold hundreds of
+    /// megabytes. The bytes are the mapping's. Where the read fails (or there are no positional
+    /// reads), they are copied from the mapping. Panics if the range is not inside the file.
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) {
+        let end = offset
+            .checked_add(out.len())
+            .filter(|&e| e <= self.map.len())
+            .expect("copy_out: range outside the mapped file");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            if self.file.read_exact_at(out, offset as u64).is_ok() {
+                return;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = &self.file;
+        out.copy_from_slice(&self.map[offset..end]);
     }
 
     /// Drops the resident pages of `range` (they are read again from the file if touched): used
@@ -83,6 +110,11 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)]
         mapped.release(10..5);
         assert_eq!(&mapped[..], &bytes[..]);
+        let mut out = vec![0u8; 300];
+        mapped.copy_out(4000, &mut out);
+        assert_eq!(out, &bytes[4000..4300]);
+        mapped.copy_out(bytes.len() - 300, &mut out);
+        assert_eq!(out, &bytes[bytes.len() - 300..]);
         std::fs::remove_file(&file.1).unwrap();
     }
 

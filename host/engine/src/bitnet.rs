@@ -524,17 +524,13 @@ impl Model {
             OutputHead::Exact => None,
             OutputHead::Quantized(p) => {
                 let m = self.lm_head();
-                // Rows are converted in ascending runs per thread; every 256th row releases the
-                // band before it, so the stored and the converted head are never both resident
-                // (peak memory stays near the larger of the two, not their sum).
-                const BAND: usize = 256;
-                let converted = HeadMatrix::from_rows(m.rows(), m.cols(), p, |r, out| {
-                    m.row_f32(r, out);
-                    if (r + 1) % BAND == 0 {
-                        m.release_resident_rows(r + 1 - BAND..r + 1);
-                    }
-                })
-                .map_err(|e| EngineError::kernel("converting the output projection", e))?;
+                // A mapped matrix's rows are read from the file, not through the mapping
+                // (`FloatMatrix::row_f32`), so the stored and the converted head are never both
+                // resident: peak memory stays near the converted head, not their sum.
+                let converted =
+                    HeadMatrix::from_rows(m.rows(), m.cols(), p, |r, out| m.row_f32(r, out))
+                        .map_err(|e| EngineError::kernel("converting the output projection", e))?;
+                // Pages an earlier exact product made resident are not needed any more.
                 m.release_resident();
                 Some(converted)
             }

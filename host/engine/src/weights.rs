@@ -530,8 +530,31 @@ impl FloatMatrix {
         }
     }
 
-    /// Row `r` widened to f32 (the embedding lookup).
+    /// Row `r` widened to f32 (the embedding lookup, and converting a head row by row).
+    ///
+    /// A mapped matrix's row is read from the file ([`MappedFile::copy_out`]), not touched
+    /// through the mapping: with a converted output head the stored matrix serves only these
+    /// lookups, and mapped pages of the rows looked up would stay resident, each with the whole
+    /// page-cache folio around it.
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        if let FloatStorage::Mapped { mmap, range } = &self.storage {
+            let at = range.start + r * self.cols * self.dtype.size();
+            match self.dtype {
+                FloatDtype::F32 => mmap.copy_out(at, bytemuck::cast_slice_mut(out)),
+                dtype => {
+                    let mut half = vec![0u16; self.cols];
+                    mmap.copy_out(at, bytemuck::cast_slice_mut(&mut half));
+                    if dtype == FloatDtype::BF16 {
+                        for (o, &b) in out.iter_mut().zip(&half) {
+                            *o = bf16_to_f32(b);
+                        }
+                    } else {
+                        widen_f16(&half, out);
+                    }
+                }
+            }
+            return;
+        }
         let range = r * self.cols..(r + 1) * self.cols;
         match (self.data(), self.dtype) {
             (Rows::F32(v), _) => out.copy_from_slice(&v[range]),
@@ -621,27 +644,11 @@ impl FloatMatrix {
 impl FloatMatrix {
     /// Drops the resident pages of a mapped matrix (they are read again from the file when
     /// touched): after the output head was converted once, only the embedding lookup reads this
-    /// matrix, one row per token, so it need not stay resident. Owned matrices are unchanged.
+    /// matrix, a row per token with a file read, so it need not stay resident. Owned matrices
+    /// are unchanged.
     pub fn release_resident(&self) {
         if let FloatStorage::Mapped { mmap, range } = &self.storage {
             mmap.release(range.clone());
-        }
-    }
-
-    /// [`release_resident`](Self::release_resident) for rows `rows` only: converting a large
-    /// matrix band by band and releasing each band behind it keeps the mapped copy and the
-    /// converted one from being resident together.
-    pub fn release_resident_rows(&self, rows: std::ops::Range<usize>) {
-        if let FloatStorage::Mapped { mmap, range } = &self.storage {
-            let row_bytes = self.cols * self.dtype.size();
-            let start = range.start + rows.start.min(self.rows) * row_bytes;
-            let end = range.start + rows.end.min(self.rows) * row_bytes;
-            // Whole pages only: a page shared with a row outside `rows` stays.
-            let page = 4096;
-            let (start, end) = (start.next_multiple_of(page), end / page * page);
-            if start < end {
-                mmap.release(start..end);
-            }
         }
     }
 }

@@ -104,6 +104,7 @@ impl Session {
                 tritlab_kernels::Backend::active().name().to_string(),
                 "",
             ),
+            fact("output head", model.output_head().to_string(), ""),
             fact("weights", weights.to_string(), "bytes"),
             // Every ternary matrix and the output projection are read once per decoded token:
             // times tokens/s, the memory traffic decode sustains.

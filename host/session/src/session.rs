@@ -398,6 +398,7 @@ impl Session {
         // A model without a tokenizer loads (its weights run on token ids); one that ships a
         // tokenizer that cannot be read does not.
         let tokenizer = Tokenizer::find_for_model(path)?;
+        tritlab_kernels::mem::trim_heap();
         // A conversation's cache and template belong to the model that read it.
         self.chat = None;
         self.model = Some(LoadedModel {

@@ -345,6 +345,7 @@ fn bench_reports_speeds_threads_and_memory() {
     assert!(threads >= 1);
     let weights: u64 = row("weights")[1].parse().expect("weights");
     let model = s.model().expect("model");
+    assert_eq!(row("output head")[1], model.model.output_head().to_string());
     let expected = model.model.ternary_bytes() + model.model.float_bytes();
     assert_eq!(weights, expected as u64);
     let read: u64 = row("read per decoded token")[1].parse().expect("bytes");
