@@ -405,16 +405,22 @@ fn conclude(
 /// How many linear weights are stored in which type, e.g. `12 TQ2_0 (scales per 256-weight
 /// block), 2 F16 (in {-s, 0, +s})`.
 fn formats(linear: &[TensorReport]) -> String {
-    let mut seen: Vec<(&str, usize, &'static str)> = Vec::new();
+    // (type, tensors, granularity, whether every tensor's blocks share one scale)
+    let mut seen: Vec<(&str, usize, &'static str, bool)> = Vec::new();
     for r in linear {
-        match seen.iter_mut().find(|(d, _, _)| *d == r.dtype) {
-            Some(entry) => entry.1 += 1,
-            None => seen.push((&r.dtype, 1, r.scale_granularity)),
+        let equal = r.block_scales.as_ref().is_some_and(|b| b.all_equal);
+        match seen.iter_mut().find(|(d, ..)| *d == r.dtype) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.3 &= equal;
+            }
+            None => seen.push((&r.dtype, 1, r.scale_granularity, equal)),
         }
     }
     seen.iter()
-        .map(|(dtype, n, granularity)| {
-            let how = match *granularity {
+        .map(|&(dtype, n, granularity, equal)| {
+            let how = match granularity {
+                "block256" if equal => "scales per 256-weight block, all equal within each tensor",
                 "block256" => "scales per 256-weight block",
                 "packed" => "a scale per tensor",
                 "tensor" if dtype.starts_with("I2") => "a scale per tensor",

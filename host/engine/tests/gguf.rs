@@ -276,6 +276,11 @@ fn verify_reports_tensor_scales_of_tritlabs_writer() {
         hf.export_gguf(&out, ty, GgmlType::F16, None, None).unwrap();
         let r = tritlab_engine::verify(&out).unwrap();
         assert_eq!(r.verdict, Verdict::StoresTernary, "{}", r.summary);
+        let how = match ty {
+            GgmlType::I2S => "7 I2_S (a scale per tensor)",
+            _ => "7 TQ2_0 (scales per 256-weight block, all equal within each tensor)",
+        };
+        assert!(r.summary.contains(how), "{}", r.summary);
         for (t, lin) in r
             .linear
             .iter()
