@@ -78,10 +78,12 @@ pub static COMMANDS: &[CommandSpec] = &[
         topic: Topic::Model,
         synopsis: &["verify [PATH]"],
         summary: "check that a checkpoint is really ternary",
-        description: "Checks every linear-layer weight of the checkpoint at PATH (a model directory or \
-            one `.safetensors` file), or of the loaded model when PATH is left out: a BitNet b1.58 \
-            weight must equal -s, 0 or +s for its scale s (one per tensor, row or 128-column group). \
-            Reports the tensors that break the rule.",
+        description: "Checks every linear-layer weight of the checkpoint at PATH (a model directory, \
+            one `.safetensors` file or a GGUF file), or of the loaded model when PATH is left out: \
+            a BitNet b1.58 weight must equal -s, 0 or +s for its scale s (one per tensor, row or \
+            128-column group). Reports the tensors that break the rule. For GGUF it also says \
+            each tensor's type and scales: TQ1_0 and TQ2_0 block scales (their count and range), \
+            I2_S's one scale, and float weights checked like a checkpoint's.",
         args: &[optional_arg("PATH", ValueKind::Path, "checkpoint to check; the loaded model if left out")],
         examples: &[
             example("verify", "the loaded model"),
