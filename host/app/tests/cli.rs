@@ -171,19 +171,26 @@ fn exit_codes_follow_the_kind_of_error() {
 fn logits_to_file_and_json() {
     let tmp = tempfile::tempdir().unwrap();
     let d = synth_tiny(tmp.path());
+    // The exact head, on ids 1,17,300, with every position written to `file`.
+    let logits = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "logits",
+            "--model",
+            &d,
+            "--head-precision",
+            "exact",
+            "--ids",
+            "1,17,300",
+            "--out",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = tritlab(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
     let f = tmp.path().join("logits.safetensors");
-    let out = tritlab(&[
-        "logits",
-        "--model",
-        &d,
-        "--head-precision",
-        "exact",
-        "--ids",
-        "1,17,300",
-        "--out",
-        f.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = logits(&f, &[]);
     assert!(
         text(&out.stdout).contains("probability"),
         "{}",
@@ -196,19 +203,7 @@ fn logits_to_file_and_json() {
     assert_eq!(t.shape(), &[3, 512]);
 
     let j = tmp.path().join("logits.json");
-    let out = tritlab(&[
-        "logits",
-        "--model",
-        &d,
-        "--head-precision",
-        "exact",
-        "--ids",
-        "1,17,300",
-        "--out",
-        j.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = logits(&j, &["--json"]);
     // --json prints the typed outputs: the table of the highest logits
     let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(outputs[0]["kind"], "table", "{outputs}");

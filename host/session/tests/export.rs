@@ -2,23 +2,20 @@
 //! format from a checkpoint, from a GGUF file and from a replay step. Trits and scales are
 //! copied, never quantised again, so every round trip gives the same logits bit for bit.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+mod common;
 
-use tritlab_session::{Context, ErrorKind, Execution, Session, SessionConfig};
+use std::path::{Path, PathBuf};
+
+use common::root;
+use tritlab_session::{ErrorKind, Execution, Session, SessionConfig};
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workbooks/data/sonnets.txt")
+    root().join("workbooks/data/sonnets.txt")
 }
 
+/// Runs `source`; the live events are not looked at here.
 fn run(session: &mut Session, source: &str) -> Execution {
-    let cancel = AtomicBool::new(false);
-    let mut ignore = |_| {};
-    let mut ctx = Context {
-        cancel: &cancel,
-        events: &mut ignore,
-    };
-    session.execute(source, &mut ctx)
+    common::run(session, source).0
 }
 
 fn ok(session: &mut Session, source: &str) -> Execution {
