@@ -559,14 +559,7 @@ fn check_gguf_tensor(g: &GgufFile, t: &TensorInfo) -> Result<TensorReport> {
             offender: None,
         }
     } else {
-        let mut w = tritlab_gguf::dequantize(t.ty, g.data(t), rows * cols).ok_or_else(|| {
-            EngineError::TensorDtype {
-                path: g.path().to_path_buf(),
-                tensor: format!("{} (data at byte {})", t.name, t.offset),
-                expected: "TQ1_0, TQ2_0, I2_S, F32, F16, BF16, Q8_0, Q4_K or Q6_K".into(),
-                actual: t.ty.name().into(),
-            }
-        })?;
+        let mut w = gguf_load::dequantized(g, t, rows * cols)?;
         if let Some(s) = scale_tensor {
             w.iter_mut().for_each(|v| *v *= s);
         }

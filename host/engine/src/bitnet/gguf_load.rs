@@ -203,6 +203,17 @@ fn tensor_value(g: &GgufFile, t: &TensorInfo, message: impl Into<String>) -> Eng
 }
 
 /// Reads one `[rows, cols]` linear weight (ggml dims `[cols, rows]`) as trits and scales.
+/// A float or block-quantised tensor's `len` values widened to f32, or an error naming the
+/// tensor and its byte offset when its type is one tritlab does not read.
+pub fn dequantized(g: &GgufFile, t: &TensorInfo, len: usize) -> Result<Vec<f32>> {
+    tritlab_gguf::dequantize(t.ty, g.data(t), len).ok_or_else(|| EngineError::TensorDtype {
+        path: g.path().to_path_buf(),
+        tensor: format!("{} (data at byte {})", t.name, t.offset),
+        expected: "TQ1_0, TQ2_0, I2_S, F32, F16, BF16, Q8_0, Q4_K or Q6_K".into(),
+        actual: t.ty.name().into(),
+    })
+}
+
 pub fn read_ternary(g: &GgufFile, t: &TensorInfo, rows: usize, cols: usize) -> Result<GgufTernary> {
     if t.dims != [cols, rows] {
         return Err(EngineError::TensorShape {
@@ -285,14 +296,7 @@ pub fn read_ternary(g: &GgufFile, t: &TensorInfo, rows: usize, cols: usize) -> R
         }
         r
     } else {
-        let mut w = tritlab_gguf::dequantize(t.ty, data, rows * cols).ok_or_else(|| {
-            EngineError::TensorDtype {
-                path: g.path().to_path_buf(),
-                tensor: format!("{} (data at byte {})", t.name, t.offset),
-                expected: "TQ1_0, TQ2_0, I2_S, F32, F16, BF16, Q8_0, Q4_K or Q6_K".into(),
-                actual: t.ty.name().into(),
-            }
-        })?;
+        let mut w = dequantized(g, t, rows * cols)?;
         if extra != 1.0 {
             w.iter_mut().for_each(|v| *v *= extra);
         }
