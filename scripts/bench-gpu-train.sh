@@ -8,7 +8,10 @@
 # and writes into OUT_DIR:
 #   1. the training-step benchmark on the GPU: the small preset and a 125M-parameter shape at
 #      sequence 512, by phase, with tokens/s and model FLOPs utilisation against PEAK_TFLOPS
-#      (default 989: the H100/H200's dense bf16 rate, the figure MFU is usually quoted against);
+#      (default 989: the H100/H200's dense bf16 rate, the figure MFU is usually quoted against):
+#      the step with the world on the GPU (what `train --device cuda` runs), then, unless
+#      HOST_WORLD=0, with the world on the host (GPU runs recorded before) and the f32 step;
+#      MATMULS="tf32 bf16" adds the world-on-GPU step with those products (`train --matmul`);
 #   2. determinism: the same run twice on the GPU gives the same world hashes, and
 #      `replay verify` recomputes it bit for bit there;
 #   3. GPU against CPU: the WikiText-2 setting (small preset, GPT-2 tokenizer, 16 × 128 tokens,
@@ -43,17 +46,23 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 echo "== 1. the training step, by phase" | tee "$out/bench.txt"
 bench() {
   env TRITLAB_BENCH_DEVICE=cuda:0 TRITLAB_BENCH_PEAK_TFLOPS="$peak" TRITLAB_BENCH_STEPS=4 \
-    TRITLAB_BENCH_SEQ=512 "$@" "$work/train-step-bench" 2>&1 | tee -a "$out/bench.txt"
+    TRITLAB_BENCH_SEQ=512 "$@" "$work/train-step-bench" 2>&1 | tee -a "$out/bench.txt" \
+    || echo "(this benchmark failed)" | tee -a "$out/bench.txt"
 }
 shape_125m=(TRITLAB_BENCH_LAYERS=12 TRITLAB_BENCH_HIDDEN=768 TRITLAB_BENCH_INTERMEDIATE=2048
   TRITLAB_BENCH_HEADS=12 TRITLAB_BENCH_KV_HEADS=12)
-bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16
-[[ "${SKIP_125M:-0}" == 1 ]] || bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 "${shape_125m[@]}"
-# The same with cuBLAS allowed TF32 tensor cores for the f32 products: how much of the step the
-# products are.
-if [[ "${TF32_TOO:-0}" == 1 ]]; then
-  bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 TRITLAB_BENCH_TF32=1
-fi
+# Each prints the step with the world on the GPU (what `train --device cuda` runs) first, then,
+# unless HOST_WORLD=0, the step with the world on the host (runs from before) and the f32 step.
+host_world=(TRITLAB_BENCH_HOST_WORLD="${HOST_WORLD:-1}")
+bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 "${host_world[@]}"
+[[ "${SKIP_125M:-0}" == 1 ]] || bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 "${shape_125m[@]}" "${host_world[@]}"
+# MATMULS="tf32 bf16": the step with the world on the GPU again with those products
+# (`train --matmul`).
+for mm in ${MATMULS:-}; do
+  bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 TRITLAB_BENCH_MATMUL="$mm" TRITLAB_BENCH_HOST_WORLD=0
+  [[ "${SKIP_125M:-0}" == 1 ]] || bench TRITLAB_BENCH_PRESET=small TRITLAB_BENCH_BATCH=16 "${shape_125m[@]}" \
+    TRITLAB_BENCH_MATMUL="$mm" TRITLAB_BENCH_HOST_WORLD=0
+done
 
 wiki=(--data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokenizer.json"
   --preset small --seq 128 --batch 16 --steps "$steps" --checkpoint-every 10

@@ -4,15 +4,21 @@
 //! `cargo bench -p tritlab-train --bench train_step` (env: TRITLAB_BENCH_PRESET=tiny|small,
 //! TRITLAB_BENCH_VOCAB, TRITLAB_BENCH_SEQ, TRITLAB_BENCH_BATCH, TRITLAB_BENCH_STEPS, and
 //! TRITLAB_BENCH_LAYERS / _HIDDEN / _INTERMEDIATE / _HEADS / _KV_HEADS to change the preset;
-//! TRITLAB_BENCH_DEVICE=cpu|cuda:N, with the `cuda` feature, and TRITLAB_BENCH_PEAK_TFLOPS, the
-//! device's peak, to print the model FLOPs utilisation).
+//! TRITLAB_BENCH_DEVICE=cpu|cuda:N, with the `cuda` feature, TRITLAB_BENCH_MATMUL=f32|tf32|bf16
+//! for the GPU's products (`train --matmul`), TRITLAB_BENCH_HOST_WORLD=0 to time only the step
+//! with the world on the GPU, and TRITLAB_BENCH_PEAK_TFLOPS, the device's peak, to print the model
+//! FLOPs utilisation).
 //!
 //! Model FLOPs per token are PaLM's count: 6 per parameter (forward and backward, the tied
 //! embedding counted once, as the output projection) plus 12 · layers · d_model · seq for the
 //! attention scores and values.
 
 use std::time::Instant;
+#[cfg(feature = "cuda")]
+use tritlab_train::device_world::DeviceWorld;
 use tritlab_train::export::ternary_layers;
+#[cfg(feature = "cuda")]
+use tritlab_train::model::QuantOps;
 use tritlab_train::model::{param_specs, Network, Precision, World};
 use tritlab_train::{optim, Preset, TrainOptions, WeightQuant};
 
@@ -55,15 +61,18 @@ fn main() {
         Err(_) => tritlab_train::DeviceSpec::Cpu,
     };
     let opened = device.open().expect("device");
-    // TRITLAB_BENCH_TF32=1: cuBLAS may use TF32 tensor cores for f32 products (an experiment: a
-    // run computes in full f32).
-    #[cfg(feature = "cuda")]
-    if std::env::var("TRITLAB_BENCH_TF32").is_ok_and(|v| v == "1") {
-        candle_core::cuda::set_gemm_reduced_precision_f32(true);
-        println!("TF32 products on");
-    }
+    // The GPU's products (`train --matmul`); the CPU multiplies in f32.
+    let matmul = std::env::var("TRITLAB_BENCH_MATMUL")
+        .ok()
+        .map(|m| {
+            tritlab_train::Matmul::from_name(&m).expect("TRITLAB_BENCH_MATMUL: f32, tf32 or bf16")
+        })
+        .unwrap_or_default();
+    tritlab_train::device::set_tf32(matmul == tritlab_train::Matmul::Tf32);
     let record = tritlab_train::DeviceRecord::of(device, &opened);
-    let net = Network::on(config.clone(), opened).expect("network");
+    let net = Network::on(config.clone(), opened)
+        .expect("network")
+        .with_matmul(matmul);
     let mut world = World::init(&param_specs(&config), 1);
     let opts = TrainOptions::new(preset);
     let tokens: Vec<u32> = (0..batch * seq + 1)
@@ -81,12 +90,28 @@ fn main() {
         world.numel() as f64 / 1e6,
         rayon::current_num_threads()
     );
-    println!("device: {}", record.describe());
+    println!("device: {}, {} products", record.describe(), matmul.name());
     let flops_per_token = 6.0 * world.numel() as f64
         + 12.0 * (config.num_hidden_layers * config.hidden_size * seq) as f64;
     let peak: Option<f64> = std::env::var("TRITLAB_BENCH_PEAK_TFLOPS")
         .ok()
         .and_then(|v| v.parse().ok());
+    #[cfg(feature = "cuda")]
+    if !device.is_cpu() {
+        device_world_rows(
+            &config,
+            &world,
+            &opts,
+            (inputs, targets),
+            (batch, seq, steps),
+            flops_per_token,
+            peak,
+            matmul,
+        );
+        if std::env::var("TRITLAB_BENCH_HOST_WORLD").is_ok_and(|v| v == "0") {
+            return;
+        }
+    }
     for (label, precision) in [
         (
             "ternary (QAT)",
@@ -189,4 +214,92 @@ fn split_gradients(
     }
     let t4 = Instant::now();
     [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map(|d| d.as_secs_f64())
+}
+
+/// The step with the world kept on the GPU (what `train --device cuda` runs): forward, backward,
+/// AdamW with the gradient norm, and the log's view (trits and world hash), each timed to a
+/// device synchronisation.
+#[cfg(feature = "cuda")]
+#[allow(clippy::too_many_arguments)]
+fn device_world_rows(
+    config: &tritlab_engine::BitNetConfig,
+    world: &World,
+    opts: &TrainOptions,
+    (inputs, targets): (&[u32], &[u32]),
+    (batch, seq, steps): (usize, usize, usize),
+    flops_per_token: f64,
+    peak: Option<f64>,
+    matmul: tritlab_train::Matmul,
+) {
+    let device: tritlab_train::DeviceSpec = std::env::var("TRITLAB_BENCH_DEVICE")
+        .expect("device")
+        .parse()
+        .expect("device");
+    let net = Network::on(config.clone(), device.open().expect("device"))
+        .and_then(|n| n.with_quant_ops(QuantOps::Prequantized))
+        .expect("network")
+        .with_matmul(matmul);
+    let precision = Precision::Ternary(WeightQuant::Tensor.granularity());
+    let mut dw = DeviceWorld::upload(world, &net, WeightQuant::Tensor).expect("upload");
+    let sync = || net.device().synchronize().expect("synchronize");
+    // best of: forward, backward, norm + AdamW, view (trits + hash)
+    let mut best = [f64::INFINITY; 4];
+    for i in 0..=steps {
+        sync();
+        let t0 = Instant::now();
+        let params = dw.forward_params().expect("params");
+        drop(params);
+        let (loss, grads) = dw
+            .gradients(&net, inputs, targets, batch, seq, precision)
+            .expect("gradients");
+        sync();
+        let t2 = Instant::now();
+        let norm = dw.grad_norm(&grads).expect("norm");
+        dw.adamw(&grads, 1e-3, optim::clip_factor(norm, 1.0), opts)
+            .expect("adamw");
+        drop(grads);
+        sync();
+        let t3 = Instant::now();
+        let _ = dw.view().expect("view");
+        let t4 = Instant::now();
+        if i == 0 {
+            println!("world on the GPU: first step's loss {loss:.5} (untimed)");
+            continue;
+        }
+        // Forward and backward once more, apart (the loss alone, synchronised).
+        let params = dw.forward_params().expect("params");
+        let t5 = Instant::now();
+        let _ = net
+            .loss(&params, inputs, targets, batch, seq, precision)
+            .expect("loss")
+            .to_scalar::<f32>()
+            .expect("loss");
+        let t6 = Instant::now();
+        let fwd = (t6 - t5).as_secs_f64();
+        let fb = (t2 - t0).as_secs_f64();
+        for (b, d) in best.iter_mut().zip([
+            fwd,
+            (fb - fwd).max(0.0),
+            (t3 - t2).as_secs_f64(),
+            (t4 - t3).as_secs_f64(),
+        ]) {
+            *b = b.min(d);
+        }
+    }
+    let total: f64 = best.iter().sum();
+    let achieved = flops_per_token * (batch * seq) as f64;
+    let tflops = achieved / total / 1e12;
+    let mfu = peak.map_or(String::new(), |p| {
+        format!(" = {:.1}% of {p} TFLOP/s", 100.0 * tflops / p)
+    });
+    println!(
+        "{:>20}: {total:.4} s/step ({:.2} steps/s, {:.0} tokens/s): forward {:.4} s, backward {:.4} s, norm+AdamW {:.4} s, trits+hash {:.4} s; model FLOPs {tflops:.2} TFLOP/s{mfu}",
+        format!("world on GPU, {}", matmul.name()),
+        1.0 / total,
+        (batch * seq) as f64 / total,
+        best[0],
+        best[1],
+        best[2],
+        best[3],
+    );
 }

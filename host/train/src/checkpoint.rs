@@ -7,6 +7,7 @@
 
 use crate::error::{write_atomic, Result, TrainError};
 use crate::model::{Param, ParamSpec, World};
+use crate::scheme::WorldScheme;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -68,8 +69,20 @@ fn push_views<'a>(
     Ok(())
 }
 
-/// Writes a checkpoint atomically.
+/// Writes a checkpoint of a host-world run atomically.
 pub fn save(path: &Path, world: &World, twin: Option<&World>) -> Result<()> {
+    save_as(path, world, twin, WorldScheme::Host)
+}
+
+/// Writes a checkpoint atomically, its hashes under `scheme`. A device-world checkpoint also
+/// names its scheme in the metadata (`world_scheme`), so that loading it checks the right hash;
+/// host checkpoints are written as they always were.
+pub fn save_as(
+    path: &Path,
+    world: &World,
+    twin: Option<&World>,
+    scheme: WorldScheme,
+) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
@@ -82,10 +95,13 @@ pub fn save(path: &Path, world: &World, twin: Option<&World>) -> Result<()> {
         ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
         ("version".to_string(), CHECKPOINT_VERSION.to_string()),
         ("step".to_string(), world.step.to_string()),
-        ("world_hash".to_string(), world.hash().to_string()),
+        ("world_hash".to_string(), scheme.hash(world)?.to_string()),
     ]);
+    if !scheme.is_host() {
+        meta.insert("world_scheme".into(), scheme.name().into());
+    }
     if let Some(t) = twin {
-        meta.insert("twin_hash".into(), t.hash().to_string());
+        meta.insert("twin_hash".into(), scheme.hash(t)?.to_string());
     }
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| TrainError::format(path, format!("writing checkpoint: {e}")))?;
@@ -96,6 +112,8 @@ pub fn save(path: &Path, world: &World, twin: Option<&World>) -> Result<()> {
 pub struct Checkpoint {
     pub world: World,
     pub twin: Option<World>,
+    /// The scheme its hashes were computed under.
+    pub scheme: WorldScheme,
 }
 
 fn read_world(
@@ -170,12 +188,21 @@ pub fn load(path: &Path, specs: &[ParamSpec], want_twin: bool) -> Result<Checkpo
             ));
         }
     }
+    let scheme = match get("world_scheme") {
+        None => WorldScheme::Host,
+        Some(name) => WorldScheme::from_name(name).ok_or_else(|| {
+            TrainError::format(
+                path,
+                format!("unknown world scheme {name:?} in the metadata"),
+            )
+        })?,
+    };
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| TrainError::format(path, format!("corrupt checkpoint: {e}")))?;
     let world = read_world(path, &st, specs, "", step)?;
     let check = |w: &World, key: &str| -> Result<()> {
         let stored = get(key).unwrap_or("");
-        let actual = w.hash().to_string();
+        let actual = scheme.hash(w)?.to_string();
         if stored != actual {
             return Err(TrainError::format(
                 path,
@@ -192,5 +219,9 @@ pub fn load(path: &Path, specs: &[ParamSpec], want_twin: bool) -> Result<Checkpo
     } else {
         None
     };
-    Ok(Checkpoint { world, twin })
+    Ok(Checkpoint {
+        world,
+        twin,
+        scheme,
+    })
 }

@@ -102,6 +102,43 @@ impl WeightQuant {
     }
 }
 
+/// How the GPU multiplies matrices in the forward and backward passes. Anything but `f32`
+/// changes the numerics, so it is part of the run's options (`run.json`), and resume and replay
+/// compute the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Matmul {
+    /// Full f32 products (the CPU's only choice).
+    #[default]
+    F32,
+    /// f32 operands on TF32 tensor cores (10-bit mantissas in the products, f32 sums).
+    Tf32,
+    /// The linear layers' and the output head's products in bf16 (f32 accumulation inside
+    /// cuBLAS, bf16 results), everything else in f32.
+    Bf16,
+}
+
+impl Matmul {
+    pub const NAMES: &'static [&'static str] = &["f32", "tf32", "bf16"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Matmul::F32),
+            "tf32" => Some(Matmul::Tf32),
+            "bf16" => Some(Matmul::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Matmul::F32
+    }
+}
+
 /// The most tokens one optimiser step may process (`batch × seq`): far beyond what trains on a
 /// CPU, and small enough that the batch's buffers can never overflow.
 pub const MAX_BATCH_TOKENS: usize = 1 << 24;
@@ -143,6 +180,9 @@ pub struct TrainOptions {
     pub eval_every: u64,
     /// Sequences of the held-out set used by periodic validation (the final one uses all).
     pub eval_sequences: usize,
+    /// The GPU's matrix products; runs without the field multiply in f32.
+    #[serde(default, skip_serializing_if = "Matmul::is_f32")]
+    pub matmul: Matmul,
 }
 
 impl TrainOptions {
@@ -169,6 +209,7 @@ impl TrainOptions {
             keep_checkpoints: 0,
             eval_every: 0,
             eval_sequences: 64,
+            matmul: Matmul::F32,
         }
     }
 
@@ -272,6 +313,11 @@ pub struct RunConfig {
     /// The device the run computed on; runs from before devices were recorded are CPU runs.
     #[serde(default)]
     pub device: crate::device::DeviceRecord,
+    /// Where the world lives and so how it is hashed and ternarised (`crate::scheme`); runs
+    /// without the field (every CPU run, and GPU runs from before the world moved to the GPU)
+    /// keep it on the host.
+    #[serde(default, skip_serializing_if = "crate::scheme::WorldScheme::is_host")]
+    pub world: crate::scheme::WorldScheme,
 }
 
 impl RunConfig {
@@ -348,6 +394,18 @@ impl RunConfig {
                 "data.train_tokens {} is not enough for one sequence of options.seq_len {}",
                 d.train_tokens, self.options.seq_len
             ));
+        }
+        if !self.options.matmul.is_f32() && self.device.device.is_cpu() {
+            return bad(format!(
+                "options.matmul {} is a GPU setting, and this run's device is the CPU",
+                self.options.matmul.name()
+            ));
+        }
+        if self.world == crate::scheme::WorldScheme::Device && self.device.device.is_cpu() {
+            return bad(
+                "world \"device\" is the scheme of GPU runs, and this run's device is the CPU"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -57,6 +57,17 @@ impl DeviceSpec {
     }
 }
 
+/// Lets cuBLAS multiply f32 matrices on TF32 tensor cores, or not. candle keeps this setting
+/// per process, and a process computes one run at a time (`--matmul tf32`).
+#[cfg(feature = "cuda")]
+pub fn set_tf32(on: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(on);
+}
+
+/// Without CUDA every product is f32.
+#[cfg(not(feature = "cuda"))]
+pub fn set_tf32(_: bool) {}
+
 #[cfg(feature = "cuda")]
 fn open_cuda(ordinal: usize) -> Result<candle_core::Device> {
     candle_core::Device::new_cuda(ordinal)

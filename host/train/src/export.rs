@@ -9,6 +9,7 @@
 use crate::config::WeightQuant;
 use crate::error::{write_atomic, Result, TrainError};
 use crate::model::{ParamKind, World};
+use crate::scheme::WorldScheme;
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
@@ -37,16 +38,35 @@ impl TernaryLayer {
     }
 }
 
-/// Every ternary parameter of `world`, ternarised.
+/// Every ternary parameter of `world`, ternarised with the kernels' quantiser (a host world).
 pub fn ternary_layers(world: &World, quant: WeightQuant) -> Result<Vec<TernaryLayer>> {
+    ternary_layers_as(world, quant, WorldScheme::Host)
+}
+
+/// Every ternary parameter of `world`, ternarised with the quantiser of `scheme`.
+pub fn ternary_layers_as(
+    world: &World,
+    quant: WeightQuant,
+    scheme: WorldScheme,
+) -> Result<Vec<TernaryLayer>> {
     world
         .params
         .par_iter()
         .filter(|p| p.spec.kind == ParamKind::Ternary)
         .map(|p| {
             let (rows, cols) = p.spec.matrix();
-            let weights = quantize_absmean(&p.value, rows, cols, quant.granularity())
-                .map_err(|e| TrainError::compute(format!("ternarising `{}`", p.spec.name), e))?;
+            let weights = match scheme {
+                WorldScheme::Host => quantize_absmean(&p.value, rows, cols, quant.granularity())
+                    .map_err(|e| {
+                        TrainError::compute(format!("ternarising `{}`", p.spec.name), e)
+                    })?,
+                WorldScheme::Device => {
+                    crate::scheme::quantize_exact(&p.value, rows, cols, quant.granularity())
+                        .map_err(|e| {
+                            TrainError::compute(format!("ternarising `{}`", p.spec.name), e)
+                        })?
+                }
+            };
             Ok(TernaryLayer {
                 name: p.spec.name.clone(),
                 rows,
@@ -95,6 +115,28 @@ pub fn export_model(
     provenance: &Provenance,
     out: &Path,
 ) -> Result<()> {
+    export_model_as(
+        world,
+        config,
+        quant,
+        WorldScheme::Host,
+        tokenizer,
+        provenance,
+        out,
+    )
+}
+
+/// [`export_model`] with the trits of `scheme`'s quantiser: a device-world run exports exactly
+/// the trits its log holds.
+pub fn export_model_as(
+    world: &World,
+    config: &BitNetConfig,
+    quant: WeightQuant,
+    scheme: WorldScheme,
+    tokenizer: &Path,
+    provenance: &Provenance,
+    out: &Path,
+) -> Result<()> {
     let carried = check_replaceable(out)?;
     let (parent, name) = split_dir(out)?;
     std::fs::create_dir_all(&parent).map_err(|e| TrainError::io(&parent, e))?;
@@ -104,7 +146,7 @@ pub fn export_model(
         std::fs::remove_dir_all(&stage).map_err(|e| TrainError::io(&stage, e))?;
     }
     std::fs::create_dir(&stage).map_err(|e| TrainError::io(&stage, e))?;
-    let staged = write_export(world, config, quant, tokenizer, provenance, &stage)
+    let staged = write_export(world, config, quant, scheme, tokenizer, provenance, &stage)
         .and_then(|()| carry_over(out, &carried, &stage))
         .and_then(|()| sync_dir(&stage));
     if let Err(e) = staged {
@@ -223,6 +265,7 @@ fn write_export(
     world: &World,
     config: &BitNetConfig,
     quant: WeightQuant,
+    scheme: WorldScheme,
     tokenizer: &Path,
     provenance: &Provenance,
     out: &Path,
@@ -246,7 +289,7 @@ fn write_export(
     });
 
     // Tensors: packed trits + scale (offline) or latent f32 (online) for ternary layers; f32 rest.
-    let layers = ternary_layers(world, quant)?;
+    let layers = ternary_layers_as(world, quant, scheme)?;
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in &world.params {
         let name = &p.spec.name;

@@ -193,6 +193,10 @@ pub enum QuantOps {
     Kernels,
     /// The same formulas in tensor operations ([`crate::ops::tensor`]), for any device.
     Tensor,
+    /// The ternary parameters arrive already ternarised (straight-through to their latent
+    /// values), as a world kept on the GPU hands them over ([`crate::device_world`]): the
+    /// forward pass quantises only the activations, with tensor operations.
+    Prequantized,
 }
 
 /// The forward graph for one config.
@@ -205,6 +209,7 @@ pub struct Network {
     rope: Rope,
     device: Device,
     quant_ops: QuantOps,
+    matmul: crate::config::Matmul,
 }
 
 fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
@@ -239,7 +244,14 @@ impl Network {
                 QuantOps::Tensor
             },
             device,
+            matmul: crate::config::Matmul::F32,
         })
+    }
+
+    /// How the linear layers and the output head multiply (`--matmul`; on a GPU).
+    pub fn with_matmul(mut self, matmul: crate::config::Matmul) -> Self {
+        self.matmul = matmul;
+        self
     }
 
     /// Chooses the quantisers' implementation: tensor operations work on every device, the
@@ -256,6 +268,19 @@ impl Network {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// A host world's latent values are not ternarised: a graph that expects them ternarised
+    /// ([`QuantOps::Prequantized`]) takes its ternary parameters from a device world only.
+    fn check_host_world(&self, precision: Precision) -> crate::Result<()> {
+        if self.quant_ops == QuantOps::Prequantized && matches!(precision, Precision::Ternary(_)) {
+            return Err(crate::TrainError::Device(
+                "this graph takes ternarised weights from a world kept on the GPU, not latent \
+                 weights from the host"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn quant_ops(&self) -> QuantOps {
@@ -386,6 +411,16 @@ impl Network {
             let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
             x.broadcast_mul(&inv)?.broadcast_mul(w)
         };
+        // `x · wᵀ`, in bf16 with `--matmul bf16` (the result back in f32).
+        let product = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
+            if self.matmul == crate::config::Matmul::Bf16 {
+                x.to_dtype(DType::BF16)?
+                    .matmul(&w.to_dtype(DType::BF16)?.t()?)?
+                    .to_dtype(DType::F32)
+            } else {
+                x.matmul(&w.t()?)
+            }
+        };
         let linear = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
             match precision {
                 Precision::Ternary(granularity) if self.quant_ops == QuantOps::Kernels => {
@@ -393,12 +428,26 @@ impl Network {
                     let wq = w.apply_op1(TernaryWeights { granularity })?;
                     xq.matmul(&wq.t()?)
                 }
+                // `x` went through `input` already.
+                Precision::Ternary(_) if self.quant_ops == QuantOps::Prequantized => product(x, w),
                 Precision::Ternary(granularity) => {
                     let xq = ops::tensor::int8_activations(x)?;
                     let wq = ops::tensor::ternary_weights(w, granularity)?;
                     xq.matmul(&wq.t()?)
                 }
-                Precision::Full => x.matmul(&w.t()?),
+                Precision::Full => product(x, w),
+            }
+        };
+        // A device world's graph quantises each activation once, however many projections
+        // read it (q, k and v read one, gate and up another); the others quantise per
+        // projection, as they always have, so their runs replay as recorded.
+        let prequantized =
+            self.quant_ops == QuantOps::Prequantized && matches!(precision, Precision::Ternary(_));
+        let input = |x: Tensor| -> candle_core::Result<Tensor> {
+            if prequantized {
+                ops::tensor::int8_activations(&x)
+            } else {
+                Ok(x)
             }
         };
         let rope = |x: &Tensor| -> candle_core::Result<Tensor> {
@@ -413,7 +462,7 @@ impl Network {
         let w = self.weights(params)?;
         let mut h = w.embed.embedding(&ids)?;
         for l in &w.layers {
-            let x = rms(&h, l.input_layernorm)?;
+            let x = input(rms(&h, l.input_layernorm)?)?;
             let q = linear(&x, l.q_proj)?
                 .reshape((batch, seq, heads, hd))?
                 .transpose(1, 2)?
@@ -439,20 +488,20 @@ impl Network {
                 .reshape((batch, heads, seq, hd))?
                 .transpose(1, 2)?
                 .reshape((n, heads * hd))?;
-            let attn = rms(&attn, l.attn_sub_norm)?;
+            let attn = input(rms(&attn, l.attn_sub_norm)?)?;
             h = (h + linear(&attn, l.o_proj)?)?;
 
-            let y = rms(&h, l.post_attention_layernorm)?;
+            let y = input(rms(&h, l.post_attention_layernorm)?)?;
             let gate = linear(&y, l.gate_proj)?;
             let gate = match self.activation {
                 Activation::Relu2 => gate.relu()?.sqr()?,
                 Activation::Silu => gate.silu()?,
             };
-            let ff = rms(&(gate * linear(&y, l.up_proj)?)?, l.ffn_sub_norm)?;
+            let ff = input(rms(&(gate * linear(&y, l.up_proj)?)?, l.ffn_sub_norm)?)?;
             h = (h + linear(&ff, l.down_proj)?)?;
         }
         let h = rms(&h, w.norm)?;
-        h.matmul(&w.embed.t()?)
+        product(&h, w.embed)
     }
 
     /// Mean loss of each validation window, without building a backward graph.
@@ -468,11 +517,28 @@ impl Network {
                 "the validation set is shorter than one sequence".into(),
             ));
         }
+        self.check_host_world(precision)?;
         let params: Vec<Tensor> = self
             .vars(world)?
             .into_iter()
             .map(|v| v.as_tensor().detach())
             .collect();
+        self.evaluate_tensors(&params, windows, batch, precision)
+    }
+
+    /// [`Network::evaluate`] on parameters already on the device (for a world kept there).
+    pub fn evaluate_tensors(
+        &self,
+        params: &[Tensor],
+        windows: &[(&[u32], &[u32])],
+        batch: usize,
+        precision: Precision,
+    ) -> crate::Result<f64> {
+        if windows.is_empty() {
+            return Err(crate::TrainError::Data(
+                "the validation set is shorter than one sequence".into(),
+            ));
+        }
         let seq = windows[0].0.len();
         let vocab = self.config.vocab_size;
         let mut total = 0.0f64;
@@ -480,7 +546,7 @@ impl Network {
         for chunk in windows.chunks(batch.max(1)) {
             let inputs: Vec<u32> = chunk.iter().flat_map(|w| w.0.iter().copied()).collect();
             let targets: Vec<u32> = chunk.iter().flat_map(|w| w.1.iter().copied()).collect();
-            let logits = self.logits(&params, &inputs, chunk.len(), seq, precision)?;
+            let logits = self.logits(params, &inputs, chunk.len(), seq, precision)?;
             let values = logits
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
@@ -505,6 +571,7 @@ impl Network {
         seq: usize,
         precision: Precision,
     ) -> crate::Result<(f32, Vec<Vec<f32>>)> {
+        self.check_host_world(precision)?;
         let vars = self.vars(world)?;
         let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let loss = self.loss(&tensors, inputs, targets, batch, seq, precision)?;

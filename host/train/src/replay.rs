@@ -94,19 +94,18 @@ fn recompute(
     progress: Progress,
 ) -> Result<Recomputed> {
     // Start before the first step to check, so that step is recomputed rather than loaded.
-    let mut world = run
+    let loaded = run
         .load_checkpoint(check_from.saturating_sub(1).min(target), false)?
         .world;
-    let ck = world.step;
+    let ck = loaded.step;
     if ck > target {
         return Err(TrainError::Invalid(format!(
             "the checkpoint loaded for step {target} holds step {ck}: the run's checkpoints are inconsistent"
         )));
     }
     let mut verified = 0u64;
-    let quant = run.options().weight_quant;
-    let mut layers = export::ternary_layers(&world, quant)?;
-    let mut hash = world.hash();
+    let mut world = run.live(loaded)?;
+    let (mut layers, mut hash) = run.view(&mut world)?;
     if let Some(first) = records.iter().find(|r| r.step == ck + 1) {
         if first.world_before != hash {
             return Err(TrainError::Record {
@@ -126,9 +125,8 @@ fn recompute(
                 step - 1
             )));
         }
-        let out = run.apply_step(&mut world, run.precision())?;
-        let after_layers = export::ternary_layers(&world, quant)?;
-        let after = world.hash();
+        let out = run.step_live(&mut world, run.precision())?;
+        let (after_layers, after) = run.view(&mut world)?;
         let logged = records
             .iter()
             .find(|r| r.step == step)
@@ -150,7 +148,7 @@ fn recompute(
         progress(step - ck, total);
     }
     Ok(Recomputed {
-        world,
+        world: world.into_host()?,
         checkpoint: ck,
         verified,
     })
@@ -222,6 +220,7 @@ fn cross_device(
     let (records, _) = run.read_log()?;
     let (from, to) = range(&records, from, to)?;
     let quant = run.options().weight_quant;
+    let scheme = run.scheme();
     // The trit chain: every checkpoint up to `to` against the flips the log holds.
     let mut timeline = Timeline::open_run(&run.dir)?;
     let mut checkpoints = Vec::new();
@@ -234,7 +233,7 @@ fn cross_device(
             continue;
         }
         timeline.seek(step)?;
-        for layer in export::ternary_layers(&world, quant)? {
+        for layer in export::ternary_layers_as(&world, quant, scheme)? {
             let chained = timeline.layer(&layer.name).ok_or_else(|| {
                 TrainError::Invalid(format!("the log has no layer `{}`", layer.name))
             })?;
@@ -252,8 +251,8 @@ fn cross_device(
     }
     // The floats: recompute from the checkpoint before `from`, restarting from each checkpoint
     // on the way so that the differences of one segment do not carry into the next.
-    let mut world = run.load_checkpoint(from - 1, false)?.world;
-    let start = world.step;
+    let mut world = run.live(run.load_checkpoint(from - 1, false)?.world)?;
+    let start = world.step_count();
     let (mut max, mut sum, mut recomputed) = (0.0f64, 0.0f64, 0u64);
     for step in start + 1..=to {
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -263,9 +262,9 @@ fn cross_device(
             )));
         }
         if step - 1 > start && checkpoints.contains(&(step - 1)) {
-            world = run.load_checkpoint(step - 1, false)?.world;
+            world = run.live(run.load_checkpoint(step - 1, false)?.world)?;
         }
-        let out = run.apply_step(&mut world, run.precision())?;
+        let out = run.step_live(&mut world, run.precision())?;
         let logged = records
             .iter()
             .find(|r| r.step == step)
@@ -339,7 +338,7 @@ pub fn export_at(dir: &Path, step: u64, out: &Path, progress: Progress) -> Resul
     let world = world_at(&run, step, progress)?;
     let mut timeline = Timeline::open_run(dir)?;
     timeline.seek(step)?;
-    let layers = export::ternary_layers(&world, run.options().weight_quant)?;
+    let layers = export::ternary_layers_as(&world, run.options().weight_quant, run.scheme())?;
     for layer in &layers {
         let from_flips = timeline
             .layer(&layer.name)
@@ -354,15 +353,16 @@ pub fn export_at(dir: &Path, step: u64, out: &Path, progress: Progress) -> Resul
             });
         }
     }
-    export::export_model(
+    export::export_model_as(
         &world,
         &run.config.model,
         run.options().weight_quant,
+        run.scheme(),
         &run.tokenizer_path(),
         &Provenance {
             run: Some(dir.display().to_string()),
             step,
-            world_hash: world.hash().to_string(),
+            world_hash: run.scheme().hash(&world)?.to_string(),
             weight_quant: run.options().weight_quant,
         },
         out,

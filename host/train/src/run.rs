@@ -15,10 +15,13 @@ use crate::checkpoint;
 use crate::config::{DataRecord, RunConfig, TrainOptions, RUN_FORMAT_VERSION};
 use crate::data::{self, Batch, BatchStream};
 use crate::device::{DeviceRecord, DeviceSpec};
+use crate::device_world::DeviceWorld;
 use crate::error::{Result, TrainError};
 use crate::export::TernaryLayer;
-use crate::model::{Network, Precision, World};
+use crate::model::{Network, Precision, QuantOps, World};
 use crate::optim;
+use crate::scheme::WorldScheme;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tritlab_morphism::{ContentHash, LayerMorphism, MorphismLogReader, StepRecord, TailStatus};
 
@@ -167,6 +170,38 @@ pub struct Run {
     same_device: bool,
 }
 
+/// A world being stepped: on the host (CPU runs, and GPU runs from before the world moved to
+/// the GPU) or kept on the GPU ([`DeviceWorld`]).
+pub enum LiveWorld {
+    Host(World),
+    Device(Box<DeviceWorld>),
+}
+
+impl LiveWorld {
+    pub fn step_count(&self) -> u64 {
+        match self {
+            LiveWorld::Host(w) => w.step,
+            LiveWorld::Device(d) => d.step_count(),
+        }
+    }
+
+    /// The world on the host: borrowed, or downloaded from the GPU.
+    pub fn to_host(&self) -> Result<std::borrow::Cow<'_, World>> {
+        match self {
+            LiveWorld::Host(w) => Ok(std::borrow::Cow::Borrowed(w)),
+            LiveWorld::Device(d) => d.download().map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The world on the host, owned.
+    pub fn into_host(self) -> Result<World> {
+        match self {
+            LiveWorld::Host(w) => Ok(w),
+            LiveWorld::Device(d) => d.download(),
+        }
+    }
+}
+
 /// What one step computed.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
@@ -187,6 +222,12 @@ impl Run {
         new.options.validate()?;
         // The device first: a build without CUDA refuses before anything is written.
         let device = new.device.open()?;
+        if !new.options.matmul.is_f32() && new.device.is_cpu() {
+            return Err(TrainError::Options(format!(
+                "--matmul {} multiplies on a GPU's tensor cores; the CPU multiplies in f32",
+                new.options.matmul.name()
+            )));
+        }
         let dir = &new.out;
         if dir.join(RunConfig::FILE).exists() {
             return Err(TrainError::Options(format!(
@@ -250,6 +291,12 @@ impl Run {
             },
             threads: new.threads,
             device: DeviceRecord::default(),
+            // A GPU run keeps its world on the GPU (crate::device_world).
+            world: if new.device.is_cpu() {
+                WorldScheme::Host
+            } else {
+                WorldScheme::Device
+            },
         };
         let config = RunConfig {
             device: DeviceRecord::of(new.device, &device),
@@ -268,9 +315,20 @@ impl Run {
     ) -> Result<Run> {
         let o = &config.options;
         let stream = BatchStream::new(o.seed, o.batch_size, o.seq_len);
+        let on_gpu = !device.is_cpu();
+        let matmul = if on_gpu {
+            o.matmul
+        } else {
+            crate::config::Matmul::F32
+        };
+        let mut network = Network::on(config.model.clone(), device)?.with_matmul(matmul);
+        // On the GPU, a device world hands the forward pass its weights ternarised.
+        if on_gpu && config.world == WorldScheme::Device {
+            network = network.with_quant_ops(QuantOps::Prequantized)?;
+        }
         Ok(Run {
             dir: dir.to_path_buf(),
-            network: Network::on(config.model.clone(), device)?,
+            network,
             device: config.device.clone(),
             same_device: true,
             stream,
@@ -365,6 +423,91 @@ impl Run {
         &self.config.options
     }
 
+    /// Sets candle's per-process TF32 switch for this run's products. Called before every
+    /// computation of the run, since another run opened in the same process (a replay beside a
+    /// training) may have set it otherwise.
+    pub fn select_products(&self) {
+        crate::device::set_tf32(
+            !self.network.device().is_cpu() && self.options().matmul == crate::config::Matmul::Tf32,
+        );
+    }
+
+    /// Where the run's world lives, which decides its hash and quantiser.
+    pub fn scheme(&self) -> WorldScheme {
+        self.config.world
+    }
+
+    /// `world` ready to be stepped in this process: kept on the GPU for a device-world run that
+    /// computes on a GPU, on the host otherwise.
+    pub fn live(&self, world: World) -> Result<LiveWorld> {
+        if self.network.quant_ops() == QuantOps::Prequantized {
+            let d = DeviceWorld::upload(&world, &self.network, self.options().weight_quant)?;
+            return Ok(LiveWorld::Device(Box::new(d)));
+        }
+        Ok(LiveWorld::Host(world))
+    }
+
+    /// Applies the next step to a live world.
+    pub fn step_live(&self, world: &mut LiveWorld, precision: Precision) -> Result<StepOutput> {
+        match world {
+            LiveWorld::Host(w) => self.apply_step(w, precision),
+            LiveWorld::Device(d) => self.apply_device_step(d, precision),
+        }
+    }
+
+    /// The ternary view of a live world (what the log's flips compare) and its hash, under the
+    /// run's scheme.
+    pub fn view(&self, world: &mut LiveWorld) -> Result<(Vec<TernaryLayer>, ContentHash)> {
+        match world {
+            LiveWorld::Host(w) => Ok((
+                crate::export::ternary_layers_as(w, self.options().weight_quant, self.scheme())?,
+                self.scheme().hash(w)?,
+            )),
+            LiveWorld::Device(d) => d.view(),
+        }
+    }
+
+    /// Applies step `world.step + 1` to a world kept on the GPU: gradients, their norm and
+    /// AdamW there; the loss and one sum per parameter come down.
+    pub fn apply_device_step(
+        &self,
+        world: &mut DeviceWorld,
+        precision: Precision,
+    ) -> Result<StepOutput> {
+        self.select_products();
+        let o = self.options();
+        let step = world.step_count() + 1;
+        let batch = self.stream.batch(&self.train_tokens, step)?;
+        let lr = o.learning_rate_at(step);
+        let (loss, grads) = world.gradients(
+            &self.network,
+            &batch.inputs,
+            &batch.targets,
+            o.batch_size,
+            o.seq_len,
+            precision,
+        )?;
+        if !loss.is_finite() {
+            return Err(TrainError::Compute {
+                what: format!("step {step}"),
+                message: format!("the loss is {loss}; lower --lr or raise --warmup"),
+            });
+        }
+        let norm = world.grad_norm(&grads)?;
+        world.adamw(&grads, lr, optim::clip_factor(norm, o.grad_clip), o)?;
+        drop(grads);
+        if o.projection && matches!(precision, Precision::Ternary(_)) {
+            world.project()?;
+        }
+        Ok(StepOutput {
+            step,
+            learning_rate: lr,
+            loss,
+            grad_norm: norm,
+            batch,
+        })
+    }
+
     pub fn precision(&self) -> Precision {
         Precision::Ternary(self.options().weight_quant.granularity())
     }
@@ -384,6 +527,7 @@ impl Run {
 
     /// Applies step `world.step + 1` to `world` in place.
     pub fn apply_step(&self, world: &mut World, precision: Precision) -> Result<StepOutput> {
+        self.select_products();
         let o = self.options();
         let step = world.step + 1;
         let batch = self.stream.batch(&self.train_tokens, step)?;
@@ -425,8 +569,10 @@ impl Run {
         before: &[TernaryLayer],
         after: &[TernaryLayer],
     ) -> Result<StepRecord> {
+        // Layers in parallel (the flips of a large model are most of the host's work per step);
+        // `collect` keeps their order.
         let layers = before
-            .iter()
+            .par_iter()
             .zip(after)
             .map(|(b, a)| {
                 LayerMorphism::between(
@@ -470,6 +616,16 @@ impl Run {
             Some(s) => {
                 let path = checkpoint::checkpoint_path(&self.dir, s);
                 let loaded = checkpoint::load(&path, &self.network.specs, with_twin)?;
+                if loaded.scheme != self.scheme() {
+                    return Err(TrainError::format(
+                        &path,
+                        format!(
+                            "is hashed as a {} world, and the run keeps a {} world",
+                            loaded.scheme.name(),
+                            self.scheme().name()
+                        ),
+                    ));
+                }
                 // `load` checks the name against the metadata too; this guards the invariant
                 // the callers rely on (the world is at the step they asked for or before it).
                 if loaded.world.step != s {
@@ -486,7 +642,11 @@ impl Run {
             None => {
                 let world = self.initial_world();
                 let twin = with_twin.then(|| world.clone());
-                Ok(checkpoint::Checkpoint { world, twin })
+                Ok(checkpoint::Checkpoint {
+                    world,
+                    twin,
+                    scheme: self.scheme(),
+                })
             }
         }
     }

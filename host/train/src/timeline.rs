@@ -104,7 +104,7 @@ impl Timeline {
             ),
             _ => (0, crate::model::World::init(&specs, config.options.seed)),
         };
-        let layers = export::ternary_layers(&world, config.options.weight_quant)?
+        let layers = export::ternary_layers_as(&world, config.options.weight_quant, config.world)?
             .into_iter()
             .map(|l| TimelineLayer {
                 scale: l.scale(),

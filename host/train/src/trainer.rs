@@ -9,7 +9,8 @@ use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::export::{self, Provenance, TernaryLayer};
 use crate::model::{Precision, World};
-use crate::run::{NewRun, Run, RunLock, StepOutput, METRICS_FILE, MODEL_DIR};
+use crate::run::{LiveWorld, NewRun, Run, RunLock, StepOutput, METRICS_FILE, MODEL_DIR};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,8 @@ pub struct Trainer {
     /// Held for the trainer's lifetime: one writer per run directory.
     _lock: RunLock,
     run: Run,
-    world: World,
+    /// On the host, or kept on the GPU for a device-world run.
+    world: LiveWorld,
     twin: Option<World>,
     layers: Vec<TernaryLayer>,
     hash: ContentHash,
@@ -96,10 +98,11 @@ impl Trainer {
         let run = Run::create(new)?;
         let world = run.initial_world();
         let twin = run.options().twin.then(|| world.clone());
-        checkpoint::save(
+        checkpoint::save_as(
             &checkpoint::checkpoint_path(&run.dir, 0),
             &world,
             twin.as_ref(),
+            run.scheme(),
         )?;
         let log = MorphismLogWriter::create(run.log_path())?;
         let metrics = open_metrics(&run.dir.join(METRICS_FILE), Some(0))?;
@@ -135,13 +138,13 @@ impl Trainer {
         let dropped = log.dropped_tail_bytes();
         let pending: VecDeque<StepRecord> = records.into_iter().filter(|r| r.step > ck).collect();
         if let Some(first) = pending.front() {
-            if first.world_before != loaded.world.hash() {
+            let hash = run.scheme().hash(&loaded.world)?;
+            if first.world_before != hash {
                 return Err(TrainError::Record {
                     step: first.step,
                     message: format!(
-                        "starts from world {}, but the checkpoint of step {ck} is world {}",
+                        "starts from world {}, but the checkpoint of step {ck} is world {hash}",
                         first.world_before,
-                        loaded.world.hash()
                     ),
                 });
             }
@@ -165,8 +168,8 @@ impl Trainer {
         pending: VecDeque<StepRecord>,
         metrics: std::fs::File,
     ) -> Result<Trainer> {
-        let layers = export::ternary_layers(&world, run.options().weight_quant)?;
-        let hash = world.hash();
+        let mut world = run.live(world)?;
+        let (layers, hash) = run.view(&mut world)?;
         Ok(Trainer {
             _lock: lock,
             run,
@@ -184,8 +187,9 @@ impl Trainer {
         &self.run
     }
 
-    pub fn world(&self) -> &World {
-        &self.world
+    /// The current world on the host (downloaded, for a world kept on the GPU).
+    pub fn world(&self) -> Result<Cow<'_, World>> {
+        self.world.to_host()
     }
 
     pub fn twin(&self) -> Option<&World> {
@@ -201,7 +205,7 @@ impl Trainer {
     }
 
     pub fn step_count(&self) -> u64 {
-        self.world.step
+        self.world.step_count()
     }
 
     pub fn total_steps(&self) -> u64 {
@@ -209,7 +213,7 @@ impl Trainer {
     }
 
     pub fn is_done(&self) -> bool {
-        self.world.step >= self.total_steps()
+        self.step_count() >= self.total_steps()
     }
 
     /// Steps still to be re-computed from the log before new ones are trained.
@@ -226,9 +230,8 @@ impl Trainer {
             )));
         }
         let precision = self.run.precision();
-        let out: StepOutput = self.run.apply_step(&mut self.world, precision)?;
-        let layers = export::ternary_layers(&self.world, self.run.options().weight_quant)?;
-        let hash = self.world.hash();
+        let out: StepOutput = self.run.step_live(&mut self.world, precision)?;
+        let (layers, hash) = self.run.view(&mut self.world)?;
         let record = self
             .run
             .record(&out, self.hash, hash, &self.layers, &layers)?;
@@ -290,8 +293,12 @@ impl Trainer {
 
     /// Writes a checkpoint of the current step now (and prunes old ones as configured).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        let path = checkpoint::checkpoint_path(&self.run.dir, self.world.step);
-        checkpoint::save(&path, &self.world, self.twin.as_ref())?;
+        let path = checkpoint::checkpoint_path(&self.run.dir, self.step_count());
+        let world = self.world.to_host()?;
+        if let LiveWorld::Device(_) = &self.world {
+            self.check_device_view(&world)?;
+        }
+        checkpoint::save_as(&path, &world, self.twin.as_ref(), self.run.scheme())?;
         let keep = self.run.options().keep_checkpoints;
         if keep > 0 {
             let steps = checkpoint::checkpoint_steps(&self.run.dir)?;
@@ -306,18 +313,63 @@ impl Trainer {
         Ok(path)
     }
 
+    /// A world kept on the GPU is hashed and ternarised there; at a checkpoint, where it comes
+    /// down anyway, the host recomputes both from the downloaded values with the scheme's CPU
+    /// functions and they must agree bit for bit, so a checkpoint is also a check of the GPU's
+    /// kernels against their definition.
+    fn check_device_view(&self, world: &World) -> Result<()> {
+        let scheme = self.run.scheme();
+        let hash = scheme.hash(world)?;
+        let step = world.step;
+        if hash != self.hash {
+            return Err(TrainError::Record {
+                step,
+                message: format!(
+                    "the GPU hashed the world as {}, the host hashes the downloaded world as {hash}",
+                    self.hash
+                ),
+            });
+        }
+        let layers = export::ternary_layers_as(world, self.run.options().weight_quant, scheme)?;
+        if let Some((ours, host)) = self
+            .layers
+            .iter()
+            .zip(&layers)
+            .find(|(a, b)| a.weights != b.weights)
+        {
+            return Err(TrainError::Record {
+                step,
+                message: format!(
+                    "the GPU's trits or scale of `{}` differ from the host's from the downloaded world (scale {} against {})",
+                    ours.name,
+                    ours.scale(),
+                    host.scale()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Validation loss over the first `limit` held-out sequences (all if `None`).
     pub fn evaluate(&mut self, limit: Option<usize>) -> Result<Evaluation> {
         let o = self.run.options();
         let windows = crate::data::validation_windows(&self.run.val_tokens, o.seq_len, limit);
+        self.run.select_products();
         let net = &self.run.network;
-        let loss = net.evaluate(&self.world, &windows, o.batch_size, self.run.precision())?;
+        let precision = self.run.precision();
+        let loss = match &mut self.world {
+            LiveWorld::Host(w) => net.evaluate(w, &windows, o.batch_size, precision)?,
+            LiveWorld::Device(d) => {
+                let params = d.forward_params()?;
+                net.evaluate_tensors(&params, &windows, o.batch_size, precision)?
+            }
+        };
         let twin_loss = match &self.twin {
             Some(t) => Some(net.evaluate(t, &windows, o.batch_size, Precision::Full)?),
             None => None,
         };
         let e = Evaluation {
-            step: self.world.step,
+            step: self.step_count(),
             sequences: windows.len(),
             loss,
             perplexity: loss.exp(),
@@ -341,14 +393,16 @@ impl Trainer {
         let out = out
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.run.dir.join(MODEL_DIR));
-        export::export_model(
-            &self.world,
+        let world = self.world.to_host()?;
+        export::export_model_as(
+            &world,
             &self.run.config.model,
             self.run.options().weight_quant,
+            self.run.scheme(),
             &self.run.tokenizer_path(),
             &Provenance {
                 run: Some(self.run.dir.display().to_string()),
-                step: self.world.step,
+                step: world.step,
                 world_hash: self.hash.to_string(),
                 weight_quant: self.run.options().weight_quant,
             },

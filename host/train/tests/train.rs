@@ -158,7 +158,7 @@ fn replay_verifies_and_exports_a_loadable_model() {
     let inputs = &batch.inputs[..seq];
     let params: Vec<_> = run
         .network
-        .vars(t.world())
+        .vars(&t.world().unwrap())
         .unwrap()
         .into_iter()
         .map(|v| v.as_tensor().clone())
@@ -470,7 +470,7 @@ fn export_is_all_or_nothing() {
         weight_quant: t.run().options().weight_quant,
     };
     let err = export::export_model(
-        t.world(),
+        &t.world().unwrap(),
         &t.run().config.model,
         t.run().options().weight_quant,
         &dir.path().join("no-such-tokenizer.json"),
