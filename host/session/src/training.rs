@@ -144,6 +144,7 @@ impl Session {
         o.keep_checkpoints = usize::try_from(s.keep_checkpoints).unwrap_or(usize::MAX);
         o.eval_every = s.eval_every;
         o.eval_sequences = s.eval_sequences as usize;
+        o.matmul = s.matmul;
         let tokenizer = match &s.tokenizer {
             lang::TokenizerSource::File(p) => TokenizerSource::File(p.clone()),
             lang::TokenizerSource::Train { vocab } => TokenizerSource::Train(*vocab as usize),

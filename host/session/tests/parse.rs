@@ -55,6 +55,7 @@ fn train(data: &str, out: &str) -> TrainStart {
         eval_every: 0,
         eval_sequences: 64,
         device: tritlab_train::DeviceSpec::Cpu,
+        matmul: tritlab_train::Matmul::F32,
     }
 }
 
@@ -334,6 +335,14 @@ fn train_forms() {
             }))
         );
     }
+    assert_eq!(
+        ok("train --data d --out o --device cuda --matmul bf16"),
+        Command::Train(Train::Start(TrainStart {
+            device: tritlab_train::DeviceSpec::Cuda(0),
+            matmul: tritlab_train::Matmul::Bf16,
+            ..train("d", "o")
+        }))
+    );
     for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1"] {
         let line = format!("train --data d --out o --device {bad}");
         let e = tritlab_session::parse(&line).unwrap_err();

@@ -438,6 +438,8 @@ pub struct TrainStart {
     pub eval_sequences: u32,
     /// Where the run computes (`--device`).
     pub device: tritlab_train::DeviceSpec,
+    /// How a GPU multiplies matrices (`--matmul`).
+    pub matmul: tritlab_train::Matmul,
 }
 
 /// `train --layers N --hidden N --intermediate N --heads N --kv-heads N`: a preset, changed.

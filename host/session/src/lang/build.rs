@@ -279,6 +279,10 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         eval_every: m.need(m.int("eval-every"), "--eval-every")?,
         eval_sequences: m.need(m.u32("eval-sequences"), "--eval-sequences")?,
         device: device(m)?,
+        matmul: m.need(
+            m.choice("matmul", tritlab_train::Matmul::from_name),
+            "--matmul",
+        )?,
     })))
 }
 

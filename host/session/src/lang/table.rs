@@ -367,7 +367,8 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
              [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
-             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] --out DIR",
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] [--matmul f32|tf32|bf16] \
+             --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -432,6 +433,13 @@ pub static COMMANDS: &[CommandSpec] = &[
             option("clip", NON_NEGATIVE, "C", "clip the global gradient norm to C (0: off)").with_default("1"),
             option("projection", ValueKind::Flag, "", "snap latent weights to trit × scale after every step"),
             option(
+                "matmul",
+                ValueKind::Choice(tritlab_train::Matmul::NAMES),
+                "",
+                "how a GPU multiplies matrices: f32, TF32 tensor cores, or bf16 linear layers (recorded; replay multiplies alike)",
+            )
+            .with_default("f32"),
+            option(
                 "keep-checkpoints",
                 SEED,
                 "K",
@@ -477,6 +485,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "eval-every",
                 "eval-sequences",
                 "device",
+                "matmul",
                 "out",
             ]),
         ],
