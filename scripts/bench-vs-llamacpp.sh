@@ -10,12 +10,14 @@
 #    TQ2_0 GGUF with F16 embedding through the `gguf` package's own quantiser
 #    (scripts/bitnet-to-gguf.py), so that llama.cpp does not depend on tritlab's writer;
 # 3. runs, back to back for each thread count, `llama-bench -p 64 -n 64 -t T -r R -o json` and
-#    `tritlab --threads T bench --prompt 64 --tokens 64 --repeat R --json`, once per output-head
-#    precision in TRITLAB_HEADS;
+#    `tritlab --threads T bench --prompt 64 --tokens 64 --repeat R --json`, once per entry of
+#    TRITLAB_HEADS (an output-head precision, with `:t1` for the T1 packing of the ternary
+#    layers);
 # 4. prints the table: median tokens/s (min–max over the repetitions) and tritlab / llama.cpp.
 #
-# Environment: TRITLAB_HEADS (space-separated output-head precisions, default "bf16 int8 q6 q4":
-# bf16 is like for like with llama.cpp's 16-bit embedding, int8 is tritlab's default),
+# Environment: TRITLAB_HEADS (space-separated output-head precisions, each optionally with
+# `:t1` for `--packing t1`; default "bf16 int8 q6 q4 bf16:t1 int8:t1 q4:t1": bf16 is like for like
+# with llama.cpp's 16-bit embedding, int8 with I2 is tritlab's default),
 # TRITLAB_BENCH_THREADS (default "1 2"), TRITLAB_BENCH_REPEAT
 # (default 5), TRITLAB_BENCH_DIR (models, default target/bench), TRITLAB_SKIP_BUILD=1 (use the
 # target/release/tritlab already built instead of building the workspace first), and those of
@@ -29,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-heads=${TRITLAB_HEADS:-bf16 int8 q6 q4}
+heads=${TRITLAB_HEADS:-bf16 int8 q6 q4 bf16:t1 int8:t1 q4:t1}
 threads=${TRITLAB_BENCH_THREADS:-1 2}
 repeat=${TRITLAB_BENCH_REPEAT:-5}
 work=${TRITLAB_BENCH_DIR:-$root/target/bench}
@@ -67,9 +69,12 @@ for t in $threads; do
     exit 1
   }
   for h in $heads; do
-    echo "tritlab bench, $t thread(s), $h head" >&2
-    "$tritlab" --threads "$t" bench --model "$model" --head-precision "$h" --prompt $prompt --tokens $gen \
-      --repeat "$repeat" --json >"$out/tritlab-$t-$h.json"
+    head=${h%%:*}
+    packing=i2
+    [[ $h == *:* ]] && packing=${h#*:}
+    echo "tritlab bench, $t thread(s), $head head, $packing packing" >&2
+    "$tritlab" --threads "$t" bench --model "$model" --head-precision "$head" --packing "$packing" \
+      --prompt $prompt --tokens $gen --repeat "$repeat" --json >"$out/tritlab-$t-$h.json"
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -104,7 +109,9 @@ def tritlab(t, h):
 gguf_bytes = os.path.getsize(sys.argv[7])
 
 fmt = lambda m: f"{m[0]:.2f} ({m[1]:.2f}–{m[2]:.2f})"
-print("| threads | phase | tritlab head | tritlab tok/s | llama.cpp tok/s | tritlab / llama.cpp |")
+# "q4:t1" -> "q4 head, t1": the head precision, and the packing of the ternary layers.
+label = lambda h: f"{h.split(':')[0]} head, {h.split(':')[1] if ':' in h else 'i2'}"
+print("| threads | phase | tritlab head, packing | tritlab tok/s | llama.cpp tok/s | tritlab / llama.cpp |")
 print("| --- | --- | --- | --- | --- | --- |")
 notes = []
 for t in threads:
@@ -115,7 +122,7 @@ for t in threads:
             if m["threads"] != t:
                 sys.exit(f"tritlab ran with {m['threads']} threads, not {t}")
             ratio = m[phase][0] / l[phase][0]
-            print(f"| {t} | {phase} | {h} | {fmt(m[phase])} | {fmt(l[phase])} | {ratio:.2f}× |")
+            print(f"| {t} | {phase} | {label(h)} | {fmt(m[phase])} | {fmt(l[phase])} | {ratio:.2f}× |")
 print()
 # Decoding one token reads every weight once: the ternary matrices and the output projection.
 # Bytes per token times tokens/s is the memory traffic each runtime sustains; when both are near
@@ -128,11 +135,11 @@ for t in threads:
     for h in heads:
         m = tritlab(t, h)
         d = m["decode"][0]
-        print(f"| {t} | tritlab, {h} head | {m['per_token'] / 1e6:.0f} MB | {d:.2f} | {m['per_token'] * d / 1e9:.1f} |")
+        print(f"| {t} | tritlab, {label(h)} | {m['per_token'] / 1e6:.0f} MB | {d:.2f} | {m['per_token'] * d / 1e9:.1f} |")
     for h in heads:
         m = tritlab(t, h)
         if m["peak"]:
-            notes.append(f"tritlab, {t} thread(s), {h} head: weights {m['weights'] / 1e6:.1f} MB, "
+            notes.append(f"tritlab, {t} thread(s), {label(h)}: weights {m['weights'] / 1e6:.1f} MB, "
                          f"peak resident memory {m['peak'] / 1e6:.1f} MB, kernels {m['kernels']}")
 print()
 print(f"Median tokens/s over {repeat} runs (min–max); prefill = a {prompt}-token prompt in one pass "

@@ -40,6 +40,10 @@ pub enum KernelError {
     BadScale { what: &'static str, value: f32 },
     #[error("unknown kernel backend {0:?} (expected scalar, avx2, avx512, neon or auto)")]
     UnknownBackend(String),
+    #[error("unknown packing {0:?} (expected i2 or t1)")]
+    UnknownPacking(String),
+    #[error("the {packing} packing holds one scale per tensor; this matrix has per-group scales (use i2)")]
+    PackingScale { packing: crate::matrix::Packing },
     #[error("unknown head precision {0:?} (expected bf16, int8, q6 or q4)")]
     UnknownHeadPrecision(String),
     #[error("kernel backend {0} is not supported on this CPU")]

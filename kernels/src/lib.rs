@@ -8,12 +8,12 @@
 //!   Face BitNet packed layout.
 //! * [`quant`] — absmean weight quantization (per tensor or per group) and per-token int8 absmax
 //!   activation quantization, rounding half-to-even like the PyTorch reference.
-//! * [`matrix`] — [`TernaryMatrix`], the blocked I2 layout the kernels stream, with GEMV/GEMM
-//!   (`y = scale_w · scale_x · (W_trits · x_int8)`, exact i32 accumulation) over rayon threads.
+//! * [`matrix`] — [`TernaryMatrix`], with GEMV/GEMM (`y = scale_w · scale_x · (W_trits ·
+//!   x_int8)`, exact i32 accumulation) over rayon threads, in one of two [`Packing`]s: the
+//!   blocked I2 layout (2 bits per trit) or T1 (1.6 bits per trit).
 //! * [`backend`] — scalar, AVX2, AVX-512 VNNI and NEON paths, chosen at run time
 //!   (`TRITLAB_KERNEL=scalar` forces the reference path).
-//! * [`t1`] — [`T1Matrix`], products straight from the densest packing (byte permutes on
-//!   AVX-512 VBMI, a look-up table elsewhere).
+//! * `t1` — the T1 packing's products (byte permutes on AVX-512 VBMI, a look-up table elsewhere).
 //! * [`head`] — [`HeadMatrix`], the output head (bf16, int8, Q6, Q4) as an f32 GEMV.
 //! * [`mem`] — weight buffers on 2 MiB pages, so streaming them is not held up at every 4 KiB.
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
@@ -28,15 +28,14 @@ pub mod mem;
 pub mod pack;
 pub mod probe;
 pub mod quant;
-pub mod t1;
+mod t1;
 pub mod trit;
 
 pub use backend::Backend;
 pub use error::{KernelError, Result};
 pub use head::{HeadMatrix, HeadPrecision};
-pub use matrix::TernaryMatrix;
+pub use matrix::{Packing, TernaryMatrix};
 pub use quant::{
     quantize_absmean, QuantizedActivations, ScaleGranularity, TernaryWeights, WeightScale,
 };
-pub use t1::T1Matrix;
 pub use trit::{count_trits, gf3_add, NotATrit, Trit, TritCounts};

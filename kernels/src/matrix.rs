@@ -48,11 +48,66 @@ pub(crate) fn to_pair_order(src: &[i8], dst: &mut [i8]) {
     }
 }
 
+/// How a [`TernaryMatrix`] keeps its trits in memory.
+///
+/// Both are exact; they trade bytes streamed per product against decoding work. I2 is the
+/// default: its codes meet activations with a shift and a mask on any SIMD width. T1 reads 20%
+/// fewer bytes, which is what batch-1 decoding is bound by, and decodes at that rate where the
+/// CPU has byte permutes (AVX-512 VBMI); elsewhere it runs through a look-up table, slower than
+/// I2. T1 holds per-tensor scales only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// 2 bits per trit, in the blocked layout described above.
+    #[default]
+    I2,
+    /// Base 3, five trits per byte (1.6 bits per trit), rows padded to 64 bytes (see [`crate::t1`]).
+    T1,
+}
+
+impl Packing {
+    pub const ALL: [Packing; 2] = [Packing::I2, Packing::T1];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Packing::I2 => "i2",
+            Packing::T1 => "t1",
+        }
+    }
+
+    /// Whether this CPU runs the packing at full speed with `backend` (T1 needs AVX-512 VBMI;
+    /// without it, T1 products take a slower look-up-table path).
+    pub fn is_native(self, backend: Backend) -> bool {
+        match self {
+            Packing::I2 => true,
+            Packing::T1 => crate::t1::decodes_in_registers(backend),
+        }
+    }
+}
+
+impl std::fmt::Display for Packing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Packing {
+    type Err = KernelError;
+    fn from_str(s: &str) -> Result<Self> {
+        Packing::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| KernelError::UnknownPacking(s.to_string()))
+    }
+}
+
 /// A ternary weight matrix `[rows, cols]` packed for the kernels, with its scales.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TernaryMatrix {
     rows: usize,
     cols: usize,
+    packing: Packing,
+    /// Bytes per row of `codes`.
     stride: usize,
     codes: WeightBytes,
     scale: WeightScale,
@@ -99,10 +154,73 @@ impl TernaryMatrix {
         Ok(Self {
             rows,
             cols,
+            packing: Packing::I2,
             stride,
             codes,
             scale,
         })
+    }
+
+    /// Packs a row-major trit matrix in the chosen packing. T1 needs a per-tensor scale.
+    pub fn from_trits_packed(
+        trits: &[i8],
+        rows: usize,
+        cols: usize,
+        scale: WeightScale,
+        packing: Packing,
+    ) -> Result<Self> {
+        match packing {
+            Packing::I2 => Self::from_trits(trits, rows, cols, scale),
+            Packing::T1 => {
+                check_matrix("ternary matrix", trits.len(), rows, cols)?;
+                crate::t1::check_cols(rows, cols)?;
+                scale.validate(rows, cols)?;
+                if !matches!(scale, WeightScale::PerTensor(_)) {
+                    return Err(KernelError::PackingScale { packing });
+                }
+                Ok(Self {
+                    rows,
+                    cols,
+                    packing,
+                    stride: crate::t1::stride(cols),
+                    codes: crate::t1::pack_rows(trits, rows, cols)?,
+                    scale,
+                })
+            }
+        }
+    }
+
+    /// The same matrix in another packing (a copy when it already is in that one). Row by row,
+    /// so converting a loaded model's layer holds one extra row of trits, not the matrix's.
+    pub fn repack(&self, packing: Packing) -> Result<Self> {
+        if packing == self.packing {
+            return Ok(self.clone());
+        }
+        if packing == Packing::I2 {
+            return Self::from_trits(&self.to_trits(), self.rows, self.cols, self.scale.clone());
+        }
+        if !matches!(self.scale, WeightScale::PerTensor(_)) {
+            return Err(KernelError::PackingScale { packing });
+        }
+        let stride = crate::t1::stride(self.cols);
+        let mut codes = WeightBytes::filled(self.rows * stride, crate::t1::ZERO_BYTE);
+        let mut row = vec![0i8; self.cols];
+        for (r, dst) in codes.chunks_exact_mut(stride).enumerate() {
+            self.row_trits(r, &mut row)?;
+            crate::t1::pack_row(&row, dst);
+        }
+        Ok(Self {
+            rows: self.rows,
+            cols: self.cols,
+            packing,
+            stride,
+            codes,
+            scale: self.scale.clone(),
+        })
+    }
+
+    pub fn packing(&self) -> Packing {
+        self.packing
     }
 
     pub fn from_weights(weights: &TernaryWeights) -> Result<Self> {
@@ -172,10 +290,16 @@ impl TernaryMatrix {
             });
         }
         let row = &self.codes[r * self.stride..(r + 1) * self.stride];
-        for (c, t) in out.iter_mut().enumerate() {
-            let (blk, within) = (c / BLOCK_COLS, c % BLOCK_COLS);
-            let byte = row[blk * BLOCK_BYTES + within % 32];
-            *t = ((byte >> (2 * (within / 32))) & 3) as i8 - 1;
+        if self.packing == Packing::T1 {
+            crate::t1::row_trits(row, out);
+            return Ok(());
+        }
+        // Byte b of a block holds columns b, 32 + b, 64 + b and 96 + b.
+        for (blk, cols) in out.chunks_mut(BLOCK_COLS).enumerate() {
+            let bytes = &row[blk * BLOCK_BYTES..(blk + 1) * BLOCK_BYTES];
+            for (c, t) in cols.iter_mut().enumerate() {
+                *t = ((bytes[c % 32] >> (2 * (c / 32))) & 3) as i8 - 1;
+            }
         }
         Ok(())
     }
@@ -227,10 +351,14 @@ impl TernaryMatrix {
             table
         };
         let (mut neg, mut pos) = (0u64, 0u64);
-        for &b in self.codes.iter() {
-            let (n, p) = NEG_POS[b as usize];
-            neg += n as u64;
-            pos += p as u64;
+        if self.packing == Packing::T1 {
+            (neg, pos) = crate::t1::neg_pos(&self.codes);
+        } else {
+            for &b in self.codes.iter() {
+                let (n, p) = NEG_POS[b as usize];
+                neg += n as u64;
+                pos += p as u64;
+            }
         }
         // Padding is trit 0, so only the zero count needs the true element count.
         let total = (self.rows * self.cols) as u64;
@@ -270,6 +398,14 @@ impl TernaryMatrix {
                 actual: y.len(),
             });
         }
+        if self.packing == Packing::T1 {
+            let WeightScale::PerTensor(ws) = self.scale else {
+                unreachable!("T1 matrices are built with per-tensor scales only");
+            };
+            let chunk = self.rows_per_task(x.tokens());
+            crate::t1::matmul(self.t1_rows(), backend, ws, x, y, chunk);
+            return Ok(());
+        }
         let tokens: Vec<TokenView> = (0..x.tokens())
             .map(|t| TokenView {
                 natural: x.token(t),
@@ -287,6 +423,15 @@ impl TernaryMatrix {
             }
         }
         Ok(())
+    }
+
+    fn t1_rows(&self) -> crate::t1::Rows<'_> {
+        crate::t1::Rows {
+            bytes: &self.codes,
+            rows: self.rows,
+            cols: self.cols,
+            stride: self.stride,
+        }
     }
 
     /// Rows per parallel task: enough tasks to balance two to a few dozen threads, few enough
@@ -449,8 +594,10 @@ impl TernaryMatrix {
                 WeightScale::PerGroup { .. } => None,
             })
             .collect();
+        // T1 joins the shared pass only where it decodes in registers.
+        let t1_native = matrices.iter().all(|m| m.packing.is_native(backend));
         let scales = match per_tensor {
-            Some(scales) if x.tokens() == 1 => scales,
+            Some(scales) if x.tokens() == 1 && t1_native => scales,
             _ => {
                 for (m, y) in matrices.iter().zip(outputs.iter_mut()) {
                     m.matmul(x, y)?;
@@ -474,6 +621,12 @@ impl TernaryMatrix {
             sum: x.sum(0),
             block_sums: x.block_sums(0),
         };
+        let t1_planes: &[i8] = if matrices.iter().any(|m| m.packing == Packing::T1) {
+            x.t1_planes().token(0)
+        } else {
+            &[]
+        };
+        let prefetch = backend::prefetch_distance();
         let mut tasks: Vec<(&TernaryMatrix, f32, usize, &mut [f32])> = Vec::new();
         for ((m, ws), y) in matrices.iter().zip(scales).zip(outputs.iter_mut()) {
             let chunk = m.rows_per_task(1);
@@ -483,7 +636,12 @@ impl TernaryMatrix {
         }
         tasks
             .into_par_iter()
-            .for_each(|(m, f, r0, yc)| m.gemv_rows(backend, &token, f, r0, yc));
+            .for_each(|(m, f, r0, yc)| match m.packing {
+                Packing::I2 => m.gemv_rows(backend, &token, f, r0, yc),
+                Packing::T1 => {
+                    crate::t1::gemv_rows(m.t1_rows(), t1_planes, token.sum, f, prefetch, r0, yc)
+                }
+            });
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 
 use crate::error::{KernelError, Result};
 use crate::pack::check_matrix;
+use std::sync::OnceLock;
 
 /// The floor both BitNet quantizers put under their statistic, to avoid dividing by zero.
 pub const QUANT_EPS: f32 = 1e-5;
@@ -214,7 +215,7 @@ pub fn quantize_token(row: &[f32], out: &mut [i8]) -> f32 {
 ///
 /// Each token's row is zero-padded to a multiple of [`ACT_ALIGN`] columns so kernels never need
 /// a scalar tail; zeros contribute nothing to any dot product.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct QuantizedActivations {
     tokens: usize,
     cols: usize,
@@ -226,6 +227,34 @@ pub struct QuantizedActivations {
     block_sums: Vec<i32>,
     /// The same values in the pair-interleaved order the 512-bit kernels read (see `matrix`).
     pair_order: Vec<i8>,
+    /// The same values regrouped by T1 digit, made when a T1 product first asks (see `t1`).
+    t1_planes: OnceLock<T1Planes>,
+}
+
+/// Two activations are equal when their values and scales are: everything else is derived.
+impl PartialEq for QuantizedActivations {
+    fn eq(&self, other: &Self) -> bool {
+        (self.tokens, self.cols, &self.values, &self.scales)
+            == (other.tokens, other.cols, &other.values, &other.scales)
+    }
+}
+
+/// Activations regrouped to meet the digits of T1 bytes, one row per token (see
+/// `t1::digit_planes`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct T1Planes {
+    tokens: usize,
+    stride: usize,
+    values: Vec<i8>,
+}
+
+impl T1Planes {
+    pub(crate) fn tokens(&self) -> usize {
+        self.tokens
+    }
+    pub(crate) fn token(&self, t: usize) -> &[i8] {
+        &self.values[t * self.stride..(t + 1) * self.stride]
+    }
 }
 
 impl QuantizedActivations {
@@ -259,6 +288,7 @@ impl QuantizedActivations {
                 self.block_sums[t * blocks + b] = chunk.iter().map(|&v| v as i32).sum();
             }
         }
+        self.t1_planes = OnceLock::new();
         self.pair_order.clear();
         self.pair_order.resize(self.values.len(), 0);
         for t in 0..tokens {
@@ -307,6 +337,7 @@ impl QuantizedActivations {
             scales: scales.to_vec(),
             block_sums,
             pair_order,
+            t1_planes: OnceLock::new(),
         })
     }
 
@@ -326,6 +357,21 @@ impl QuantizedActivations {
     }
     pub(crate) fn token_pair_order(&self, t: usize) -> &[i8] {
         &self.pair_order[t * self.stride..(t + 1) * self.stride]
+    }
+    /// Every token regrouped for the T1 kernels, made on first use and kept with the values.
+    pub(crate) fn t1_planes(&self) -> &T1Planes {
+        self.t1_planes.get_or_init(|| {
+            let stride = self.cols.div_ceil(crate::t1::CHUNK_COLS) * crate::t1::CHUNK_COLS;
+            let mut values = vec![0i8; self.tokens * stride];
+            for (t, planes) in values.chunks_exact_mut(stride.max(1)).enumerate() {
+                crate::t1::digit_planes(self.token(t), self.cols, planes);
+            }
+            T1Planes {
+                tokens: self.tokens,
+                stride,
+                values,
+            }
+        })
     }
     pub fn scale(&self, t: usize) -> f32 {
         self.scales[t]

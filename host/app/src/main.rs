@@ -82,6 +82,7 @@ fn cli_command() -> clap::Command {
                 .after_help(format!(
                     "{help}\n\nThis face also takes: --model default|PATH (load it first), \
                      --head-precision exact|bf16|int8|q6|q4 (how it keeps its output projection), \
+                     --packing i2|t1 (how it keeps its ternary layers), \
                      --run DIR (open that training run first), --json (print the outputs as JSON)."
                 ))
                 .disable_help_flag(false)

@@ -31,8 +31,8 @@ use safetensors::tensor::Dtype;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tritlab_kernels::{
-    count_trits, pack, quantize_absmean, HeadMatrix, QuantizedActivations, ScaleGranularity,
-    TernaryMatrix, WeightScale,
+    count_trits, pack, quantize_absmean, HeadMatrix, Packing, QuantizedActivations,
+    ScaleGranularity, TernaryMatrix, WeightScale,
 };
 
 /// How the checkpoint stores its ternary layers.
@@ -536,6 +536,29 @@ impl Model {
             }
         };
         Ok(())
+    }
+
+    /// Repacks every ternary layer into `packing` (see [`Packing`]: the same trits and the same
+    /// products, bit for bit; fewer bytes per token for T1). One layer at a time, so memory
+    /// grows by one layer at most while it runs.
+    pub fn set_packing(&mut self, packing: Packing) -> Result<()> {
+        for layer in &mut self.layers {
+            for proj in layer.projections_mut() {
+                proj.matrix = proj.matrix.repack(packing).map_err(|e| {
+                    EngineError::kernel(format!("repacking `{}` as {packing}", proj.name), e)
+                })?;
+            }
+        }
+        tritlab_kernels::mem::trim_heap();
+        Ok(())
+    }
+
+    /// How the ternary layers are packed (the first layer's; [`set_packing`](Self::set_packing)
+    /// keeps them all alike).
+    pub fn packing(&self) -> Packing {
+        self.layers
+            .first()
+            .map_or(Packing::default(), |l| l.q_proj.matrix.packing())
     }
 
     /// How the output projection is kept.

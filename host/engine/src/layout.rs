@@ -541,6 +541,19 @@ impl<N, P> LayerTensors<N, P> {
     pub fn projections(&self) -> [&P; 7] {
         Proj::ALL.map(|p| self.proj(p))
     }
+
+    /// The projections in [`Proj::ALL`] order, to change in place.
+    pub fn projections_mut(&mut self) -> [&mut P; 7] {
+        [
+            &mut self.q_proj,
+            &mut self.k_proj,
+            &mut self.v_proj,
+            &mut self.o_proj,
+            &mut self.gate_proj,
+            &mut self.up_proj,
+            &mut self.down_proj,
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@
 //!   and whether it is ternary; everything that reads or writes checkpoints goes through it.
 //! * [`OutputHead`] chooses how the output projection is kept: as stored, or converted at load
 //!   into the kernels' bf16, int8, 6- or 4-bit head formats ([`Model::set_output_head`]).
+//! * [`Packing`] chooses how the ternary layers are kept: I2 (2 bits per trit) or T1 (1.6 bits
+//!   per trit, fewer bytes per token), with the same products bit for bit ([`Model::set_packing`]).
 //! * [`verify()`] says whether a checkpoint's weights are really ternary; [`synth()`] writes random
 //!   checkpoints with real shapes.
 
@@ -57,4 +59,5 @@ pub use stats::{LayerTritStats, StepTritStats, TensorTritStats, TritSummary};
 pub use synth::{synth, SynthReport, SynthShape};
 pub use tokenizer::{TokenStream, Tokenizer};
 pub use tritlab_gguf::GgmlType;
+pub use tritlab_kernels::Packing;
 pub use verify::{verify, Verdict, VerifyReport};

@@ -105,6 +105,7 @@ impl Session {
                 "",
             ),
             fact("output head", model.output_head().to_string(), ""),
+            fact("packing", model.packing().to_string(), ""),
             fact("weights", weights.to_string(), "bytes"),
             // Every ternary matrix and the output projection are read once per decoded token:
             // times tokens/s, the memory traffic decode sustains.

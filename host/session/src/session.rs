@@ -278,6 +278,14 @@ pub(crate) struct ChatState {
 
 pub(crate) type CmdResult = Result<Vec<Output>, SessionError>;
 
+/// The kernels' name for a `--packing` word.
+pub(crate) fn kernel_packing(packing: lang::Packing) -> tritlab_engine::Packing {
+    match packing {
+        lang::Packing::I2 => tritlab_engine::Packing::I2,
+        lang::Packing::T1 => tritlab_engine::Packing::T1,
+    }
+}
+
 /// The engine's name for a `--head-precision` word.
 pub(crate) fn output_head(head: lang::HeadPrecision) -> OutputHead {
     match head {
@@ -322,7 +330,12 @@ impl Session {
         s.start_plugins();
         if s.config.load_default_model {
             if let Some(path) = s.config.default_model.clone() {
-                match s.load_model(&path, default_name(&path), lang::HeadPrecision::DEFAULT) {
+                match s.load_model(
+                    &path,
+                    default_name(&path),
+                    lang::HeadPrecision::DEFAULT,
+                    lang::Packing::DEFAULT,
+                ) {
                     Ok(m) => {
                         if let Some(w) = m.tokenizer_warning() {
                             s.startup_notes.push(w);
@@ -393,8 +406,10 @@ impl Session {
         path: &Path,
         shown: String,
         head: lang::HeadPrecision,
+        packing: lang::Packing,
     ) -> Result<&LoadedModel, SessionError> {
-        let model = Model::load_with(path, output_head(head))?;
+        let mut model = Model::load_with(path, output_head(head))?;
+        model.set_packing(kernel_packing(packing))?;
         // A model without a tokenizer loads (its weights run on token ids); one that ships a
         // tokenizer that cannot be read does not.
         let tokenizer = Tokenizer::find_for_model(path)?;
@@ -585,7 +600,7 @@ impl Session {
                     ModelRef::Default => default_name(&path),
                     ModelRef::Path(p) => shown_path(p),
                 };
-                let loaded = self.load_model(&path, shown, l.head)?;
+                let loaded = self.load_model(&path, shown, l.head, l.packing)?;
                 // Said live, so that every face shows it, even one that runs `load` quietly
                 // before its command (`tritlab layers --model FILE.gguf`).
                 if let Some(warning) = loaded.tokenizer_warning() {
@@ -672,8 +687,9 @@ impl Session {
                 row(
                     "memory",
                     format!(
-                        "{:.2} MB ternary + {:.2} MB float",
+                        "{:.2} MB ternary ({} packing) + {:.2} MB float",
                         m.model.ternary_bytes() as f64 / 1e6,
+                        m.model.packing(),
                         m.model.float_bytes() as f64 / 1e6
                     ),
                 );

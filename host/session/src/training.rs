@@ -107,7 +107,12 @@ impl Session {
             )));
             // The trained model becomes the session's model.
             let shown = crate::session::shown_path(&model_dir);
-            self.load_model(&model_dir, shown, lang::HeadPrecision::DEFAULT)?;
+            self.load_model(
+                &model_dir,
+                shown,
+                lang::HeadPrecision::DEFAULT,
+                lang::Packing::DEFAULT,
+            )?;
         }
         drop(trainer);
         self.open_run(&dir)?;

@@ -314,6 +314,43 @@ fn a_trained_run_opens_at_its_last_step_and_moves_exactly() {
     assert_eq!(position(&s), Some(2), "--step moved the timeline");
 }
 
+/// `load --packing t1` keeps the ternary layers at 1.6 bits per trit; every output is the same as
+/// with I2, and `info` and `bench` say which packing runs.
+#[test]
+fn t1_packing_changes_bytes_not_outputs() {
+    let mut s = session(false);
+    let logits = "logits --ids 1,17,300,42,7 --top 5";
+    let mut outputs = Vec::new();
+    for packing in ["i2", "t1"] {
+        let (exec, _) = run(&mut s, &format!("load default --packing {packing}"));
+        assert!(exec.error.is_none(), "{:?}", exec.error_message());
+        let (exec, _) = run(&mut s, "info");
+        let info = format!("{:?}", exec.outputs);
+        assert!(info.contains(&format!("({packing} packing)")), "{info}");
+        let (exec, _) = run(&mut s, "bench --prompt 8 --tokens 4 --repeat 1");
+        let Some(Output::Table(t)) = exec.outputs.first() else {
+            panic!("{:?}", exec.outputs)
+        };
+        let row = t
+            .rows
+            .iter()
+            .find(|r| r[0] == "packing")
+            .expect("packing row");
+        assert_eq!(row[1], packing);
+        let (exec, _) = run(&mut s, logits);
+        assert!(exec.error.is_none(), "{:?}", exec.error_message());
+        let shown = format!("{:?}", exec.outputs);
+        outputs.push((shown, s.model().unwrap().model.ternary_bytes()));
+    }
+    assert_eq!(outputs[0].0, outputs[1].0, "T1 gave other logits");
+    assert!(
+        outputs[1].1 < outputs[0].1,
+        "T1 is not smaller: {outputs:?}"
+    );
+    let (exec, _) = run(&mut s, "load default --packing i3");
+    assert_eq!(exec.error.map(|e| e.kind()), Some(ErrorKind::Parse));
+}
+
 #[test]
 fn bench_reports_speeds_threads_and_memory() {
     let mut s = session(true);

@@ -48,6 +48,10 @@ fn head() -> impl Strategy<Value = HeadPrecision> {
     prop::sample::select(HeadPrecision::ALL.to_vec())
 }
 
+fn packing() -> impl Strategy<Value = Packing> {
+    prop::sample::select(Packing::ALL.to_vec())
+}
+
 fn count64() -> impl Strategy<Value = u64> {
     prop_oneof![1..1000u64, 1..=u64::MAX]
 }
@@ -230,7 +234,13 @@ fn command() -> impl Strategy<Value = Command> {
         .collect();
     prop_oneof![
         prop::sample::select(help_names).prop_map(|command| Command::Help(Help { command })),
-        (model(), head()).prop_map(|(model, head)| Command::Load(Load { model, head })),
+        (model(), head(), packing()).prop_map(|(model, head, packing)| {
+            Command::Load(Load {
+                model,
+                head,
+                packing,
+            })
+        }),
         (
             path(),
             count32(),

@@ -59,6 +59,9 @@ pub struct Args {
     /// How the model keeps its output projection: exact, bf16, int8, q6 or q4.
     #[arg(long, default_value = "int8")]
     head_precision: String,
+    /// How the model keeps its ternary layers: i2 (2 bits per trit) or t1 (1.6 bits per trit).
+    #[arg(long, default_value = "i2")]
+    packing: String,
     /// The model's name in /v1/models (default: `default`, or the model's file name).
     #[arg(long)]
     name: Option<String>,
@@ -72,6 +75,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             lang::HeadPrecision::NAMES.join(", ")
         )
     })?;
+    let packing = lang::Packing::from_name(&args.packing).with_context(|| {
+        format!(
+            "--packing {}: expected one of {}",
+            args.packing,
+            lang::Packing::NAMES.join(", ")
+        )
+    })?;
     let model = match args.model.as_str() {
         "default" => ModelRef::Default,
         path => ModelRef::Path(PathBuf::from(path)),
@@ -79,7 +89,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The session loads the model and starts the plugins, as for every other face; the server
     // then drives the engine itself.
     let mut session = Session::new(console::session_config(false));
-    let load = Command::Load(lang::Load { model, head });
+    let load = Command::Load(lang::Load {
+        model,
+        head,
+        packing,
+    });
     let cancel = AtomicBool::new(false);
     let mut ignore = |_| {};
     let exec = session.execute(

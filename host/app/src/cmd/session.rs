@@ -7,7 +7,8 @@
 //! that the terminal, the REPL, workbooks, the workbench and Jupyter run the same executor
 //! with the same defaults. A few options belong to this face only and are taken out first:
 //! `--model` (load it before the command), `--head-precision` (how that model, or the default
-//! one, keeps its output projection: `load`'s option of the same name), `--run` (open that training run before it), `--json`
+//! one, keeps its output projection: `load`'s option of the same name), `--packing` (how it
+//! keeps its ternary layers, also `load`'s), `--run` (open that training run before it), `--json`
 //! (print the typed outputs as JSON instead of text) and `--threads` (as everywhere).
 //!
 //! Exit codes follow from the error's kind: 0 success, 2 a command that does not parse or
@@ -38,6 +39,7 @@ pub const SUBCOMMANDS: &[&str] = &[
 pub struct FaceOptions {
     pub model: Option<String>,
     pub head: Option<lang::HeadPrecision>,
+    pub packing: Option<lang::Packing>,
     pub run: Option<PathBuf>,
     pub json: bool,
     pub threads: Option<usize>,
@@ -68,6 +70,15 @@ pub fn split_face_options(words: &[String]) -> Result<(FaceOptions, Vec<String>)
                     format!(
                         "--head-precision {v}: expected one of {}",
                         lang::HeadPrecision::NAMES.join(", ")
+                    )
+                })?);
+            }
+            "--packing" => {
+                let v = value(name)?;
+                face.packing = Some(lang::Packing::from_name(&v).with_context(|| {
+                    format!(
+                        "--packing {v}: expected one of {}",
+                        lang::Packing::NAMES.join(", ")
                     )
                 })?);
             }
@@ -133,7 +144,7 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
     set_up_threads(threads, run_to_recompute(&command, face.run.as_ref()))?;
     interrupt::install();
     // The default model loads with the session unless a model, or another head for it, is asked.
-    let explicit_load = face.model.is_some() || face.head.is_some();
+    let explicit_load = face.model.is_some() || face.head.is_some() || face.packing.is_some();
     // `export --run DIR` writes the run's model at a step, not a loaded one.
     let needs_model =
         needs_model(&command) && !(matches!(command, Command::Export(_)) && face.run.is_some());
@@ -154,6 +165,7 @@ pub fn run(name: &str, words: &[String], threads: Option<usize>) -> Result<ExitC
         setup.push(Command::Load(lang::Load {
             model,
             head: face.head.unwrap_or(lang::HeadPrecision::DEFAULT),
+            packing: face.packing.unwrap_or(lang::Packing::DEFAULT),
         }));
     } else if needs_model {
         for note in console::startup_notes(&snapshot) {

@@ -3,9 +3,9 @@
 
 use super::ast::{
     Back, Bench, Chat, Check, CheckTarget, Command, EmbedType, Eval, EvalPpl, Export, ExportFormat,
-    Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries,
-    Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape, TokenizerSource,
-    Train, TrainResume, TrainShape, TrainStart, Verify,
+    Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, Packing,
+    PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape,
+    TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -30,6 +30,7 @@ pub(super) fn build(m: &Matched<'_>) -> Result<Command, ParseError> {
                 m.choice("head-precision", HeadPrecision::from_name),
                 "--head-precision",
             )?,
+            packing: m.need(m.choice("packing", Packing::from_name), "--packing")?,
         }),
         CommandId::Info => Command::Info,
         CommandId::Layers => Command::Layers,

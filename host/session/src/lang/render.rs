@@ -112,6 +112,11 @@ impl fmt::Display for Command {
                     load.head.name().into(),
                     Value::Choice(load.head.name()),
                 );
+                line.option(
+                    "packing",
+                    load.packing.name().into(),
+                    Value::Choice(load.packing.name()),
+                );
                 line
             }
             Command::Eval(Eval::Ppl(e)) => {

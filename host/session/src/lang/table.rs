@@ -5,8 +5,8 @@
 //! exactly the table's arguments and options, and that the reference document is current).
 
 use super::ast::{
-    CheckTarget, EmbedType, ExportFormat, HeadPrecision, PlotSeries, Preset, ScaleGranularity,
-    SynthShape,
+    CheckTarget, EmbedType, ExportFormat, HeadPrecision, Packing, PlotSeries, Preset,
+    ScaleGranularity, SynthShape,
 };
 use super::spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
@@ -19,7 +19,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         id: CommandId::Load,
         name: "load",
         topic: Topic::Model,
-        synopsis: &["load default|PATH [--head-precision P]"],
+        synopsis: &["load default|PATH [--head-precision P] [--packing i2|t1]"],
         summary: "load the default model or a checkpoint",
         description: "Loads a BitNet b1.58 model, replacing the one loaded before. `default` is the model \
             shipped in `assets/default-model`. PATH is a Hugging Face model directory: `config.json`, \
@@ -30,22 +30,35 @@ pub static COMMANDS: &[CommandSpec] = &[
             default model. `--head-precision` says how the output projection (the tied embedding) \
             is kept: `exact` multiplies the checkpoint's own matrix; `bf16`, `int8`, `q6` and `q4` \
             convert it once into a smaller format, which reads fewer bytes per generated token \
-            (`eval ppl --compare` measures what that costs).",
+            (`eval ppl --compare` measures what that costs). `--packing` says how the ternary \
+            layers are kept in memory: `i2` (2 bits per trit) or `t1` (1.6 bits per trit, 20% \
+            fewer bytes per generated token; at full speed on CPUs with AVX-512 VBMI, slower \
+            elsewhere). Both give the same outputs bit for bit; `t1` needs one scale per tensor.",
         args: &[arg(
             "default|PATH",
             ValueKind::Model,
             "the default model, a model directory, a GGUF file or a run's folder",
         )],
-        options: &[option(
-            "head-precision",
-            ValueKind::Choice(HeadPrecision::NAMES),
-            "",
-            "how the output projection is kept",
-        )
-        .with_default(HeadPrecision::DEFAULT.name())],
+        options: &[
+            option(
+                "head-precision",
+                ValueKind::Choice(HeadPrecision::NAMES),
+                "",
+                "how the output projection is kept",
+            )
+            .with_default(HeadPrecision::DEFAULT.name()),
+            option(
+                "packing",
+                ValueKind::Choice(Packing::NAMES),
+                "",
+                "how the ternary layers are kept in memory",
+            )
+            .with_default(Packing::DEFAULT.name()),
+        ],
         examples: &[
             example("load default", "the bundled model"),
             example("load default --head-precision int8", "an 8-bit output projection"),
+            example("load default --packing t1", "ternary layers at 1.6 bits per trit"),
             example("load ~/models/bitnet-b1.58-2B-4T", "a Hugging Face download"),
         ],
         ..command()
