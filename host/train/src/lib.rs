@@ -28,7 +28,7 @@ pub mod run;
 pub mod timeline;
 mod trainer;
 
-pub use config::{Preset, RunConfig, TrainOptions, WeightQuant};
+pub use config::{Kernels, Preset, RunConfig, TrainOptions, WeightQuant};
 pub use device::{DeviceRecord, DeviceSpec};
 pub use error::{write_atomic, Result, TrainError};
 pub use run::{NewRun, Run, RunLock, ShapeOverrides, TokenizerSource};

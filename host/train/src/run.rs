@@ -187,6 +187,16 @@ impl Run {
         new.options.validate()?;
         // The device first: a build without CUDA refuses before anything is written.
         let device = new.device.open()?;
+        // So is a product path this machine cannot compute on.
+        if new.options.kernels == crate::config::Kernels::Ternary {
+            if !new.device.is_cpu() {
+                return Err(TrainError::Device(format!(
+                    "the ternary product path runs on the CPU; train on {} with --kernels f32",
+                    new.device
+                )));
+            }
+            new.options.kernels.check_available()?;
+        }
         let dir = &new.out;
         if dir.join(RunConfig::FILE).exists() {
             return Err(TrainError::Options(format!(
@@ -270,7 +280,16 @@ impl Run {
         let stream = BatchStream::new(o.seed, o.batch_size, o.seq_len);
         Ok(Run {
             dir: dir.to_path_buf(),
-            network: Network::on(config.model.clone(), device)?,
+            network: Network::on(config.model.clone(), device)?
+                .with_kernels(o.kernels)
+                .map_err(|e| match e {
+                    TrainError::Device(m) => TrainError::Device(format!(
+                        "the run in {} computed its products on the {} path: {m}",
+                        dir.display(),
+                        o.kernels
+                    )),
+                    e => e,
+                })?,
             device: config.device.clone(),
             same_device: true,
             stream,
