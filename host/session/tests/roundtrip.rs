@@ -152,10 +152,13 @@ fn train() -> impl Strategy<Value = Command> {
             prop_oneof![Just(1.0f32), 0.0f32..100.0],
         ),
         (any::<bool>(), any::<u64>(), any::<u64>(), count32()),
-        prop_oneof![
-            Just(tritlab_train::DeviceSpec::Cpu),
-            (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
-        ],
+        (
+            prop_oneof![
+                Just(tritlab_train::DeviceSpec::Cpu),
+                (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
+            ],
+            prop::sample::select(ProductKernels::ALL.to_vec()),
+        ),
     )
         .prop_map(
             |(
@@ -166,7 +169,7 @@ fn train() -> impl Strategy<Value = Command> {
                 (layers, hidden, intermediate, heads, kv_heads),
                 (val_fraction, min_lr_ratio, weight_decay, clip),
                 (projection, keep_checkpoints, eval_every, eval_sequences),
-                device,
+                (device, kernels),
             )| {
                 Command::Train(Train::Start(TrainStart {
                     data,
@@ -199,6 +202,7 @@ fn train() -> impl Strategy<Value = Command> {
                     eval_every,
                     eval_sequences,
                     device,
+                    kernels,
                 }))
             },
         );

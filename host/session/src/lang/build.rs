@@ -4,8 +4,8 @@
 use super::ast::{
     Back, Bench, Chat, Check, CheckTarget, Command, EmbedType, Eval, EvalPpl, Export, ExportFormat,
     Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, PlotSeries,
-    Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape, TokenizerSource,
-    Train, TrainResume, TrainShape, TrainStart, Verify,
+    Plugin, Preset, ProductKernels, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape,
+    TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -279,6 +279,7 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         eval_every: m.need(m.int("eval-every"), "--eval-every")?,
         eval_sequences: m.need(m.u32("eval-sequences"), "--eval-sequences")?,
         device: device(m)?,
+        kernels: m.need(m.choice("kernels", ProductKernels::from_name), "--kernels")?,
     })))
 }
 

@@ -420,6 +420,11 @@ fn train_line(train: &Train) -> Line {
             line.int("eval-sequences", u64::from(t.eval_sequences));
             let device = t.device.to_string();
             line.option("device", device.clone(), Value::Text(device));
+            line.option(
+                "kernels",
+                t.kernels.name().into(),
+                Value::Choice(t.kernels.name()),
+            );
             line.push("--out");
             line.path(&t.out);
         }

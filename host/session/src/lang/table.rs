@@ -5,8 +5,8 @@
 //! exactly the table's arguments and options, and that the reference document is current).
 
 use super::ast::{
-    CheckTarget, EmbedType, ExportFormat, HeadPrecision, PlotSeries, Preset, ScaleGranularity,
-    SynthShape,
+    CheckTarget, EmbedType, ExportFormat, HeadPrecision, PlotSeries, Preset, ProductKernels,
+    ScaleGranularity, SynthShape,
 };
 use super::spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
@@ -367,7 +367,7 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
              [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
-             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] --out DIR",
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] [--kernels auto|f32|ternary] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -448,6 +448,16 @@ pub static COMMANDS: &[CommandSpec] = &[
                  scripts/build-cuda.sh); a resumed run continues on the kind of device it started on",
             )
             .with_default("cpu"),
+            option(
+                "kernels",
+                ValueKind::Choice(ProductKernels::NAMES),
+                "",
+                "how a step computes its products: ternary (the engine's integer product forward, \
+                 the gradients and output head on AMX tiles: Intel Sapphire Rapids or later), f32 \
+                 (candle's f32 products, on every CPU and GPU), or auto (ternary where the CPU has \
+                 AMX, else f32). run.json records the path; a run resumes and replays on it",
+            )
+            .with_default("auto"),
             option("out", ValueKind::Dir, "DIR", "run directory to create").required_unless("resume"),
             option("resume", ValueKind::Dir, "DIR", "run directory to continue").with_conflicts(&[
                 "data",
@@ -477,6 +487,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "eval-every",
                 "eval-sequences",
                 "device",
+                "kernels",
                 "out",
             ]),
         ],
