@@ -11,6 +11,8 @@
 //! * [`matrix`] — [`TernaryMatrix`], with GEMV/GEMM (`y = scale_w · scale_x · (W_trits ·
 //!   x_int8)`, exact i32 accumulation) over rayon threads, in one of two [`Packing`]s: the
 //!   blocked I2 layout (2 bits per trit) or T1 (1.6 bits per trit).
+//! * [`amx`] — dense products on AMX tiles for training's backward pass and output head, with
+//!   f32 operands cut into exact bf16 parts.
 //! * [`backend`] — scalar, AVX2, AVX-512 VNNI and NEON paths, chosen at run time
 //!   (`TRITLAB_KERNEL=scalar` forces the reference path).
 //! * `t1` — the T1 packing's products (byte permutes on AVX-512 VBMI, a look-up table elsewhere).
@@ -18,6 +20,7 @@
 //! * [`mem`] — weight buffers on 2 MiB pages, so streaming them is not held up at every 4 KiB.
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
 
+pub mod amx;
 pub mod backend;
 pub mod dense;
 pub mod error;

@@ -10,8 +10,8 @@ use tritlab_morphism::StepRecord;
 use tritlab_plugin_host::PluginKind;
 use tritlab_train::replay::Verification;
 use tritlab_train::{
-    replay, DeviceSpec, NewRun, Preset, ShapeOverrides, Timeline, TokenizerSource, TrainOptions,
-    Trainer, WeightQuant,
+    replay, DeviceSpec, Kernels, NewRun, Preset, ShapeOverrides, Timeline, TokenizerSource,
+    TrainOptions, Trainer, WeightQuant,
 };
 use tritlab_workbook::{Output, Plot, Series, Table, Trace, TraceToken};
 
@@ -150,6 +150,12 @@ impl Session {
         o.eval_every = s.eval_every;
         o.eval_sequences = s.eval_sequences as usize;
         o.matmul = s.matmul;
+        o.kernels = match s.kernels {
+            // The ternary path runs on the CPU only: a GPU run computes in f32.
+            lang::ProductKernels::Auto if s.device.is_cpu() => Kernels::preferred(),
+            lang::ProductKernels::Auto | lang::ProductKernels::F32 => Kernels::F32,
+            lang::ProductKernels::Ternary => Kernels::Ternary,
+        };
         let tokenizer = match &s.tokenizer {
             lang::TokenizerSource::File(p) => TokenizerSource::File(p.clone()),
             lang::TokenizerSource::Train { vocab } => TokenizerSource::Train(*vocab as usize),

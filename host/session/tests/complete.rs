@@ -131,6 +131,8 @@ fn options() {
 fn option_values() {
     assert_eq!(words("train --preset "), ["tiny", "small", "bitnet-2b4t"]);
     assert_eq!(words("train --quant g"), ["group"]);
+    assert_eq!(words("train --kernels "), ["auto", "f32", "ternary"]);
+    assert_eq!(words("train --kernels t"), ["ternary"]);
     assert_eq!(
         replacements("check c --on=w", &NoSource),
         (13, vec!["weights".to_string()])

@@ -56,6 +56,7 @@ fn train(data: &str, out: &str) -> TrainStart {
         eval_sequences: 64,
         device: tritlab_train::DeviceSpec::Cpu,
         matmul: tritlab_train::Matmul::F32,
+        kernels: ProductKernels::Auto,
     }
 }
 
@@ -354,6 +355,20 @@ fn train_forms() {
         );
     }
     assert!(tritlab_session::parse("train --resume runs/tiny --device cuda").is_err());
+    // How a step computes its products: auto unless asked; a resumed run keeps its own path.
+    for kernels in ProductKernels::ALL {
+        assert_eq!(
+            ok(&format!("train --data d --out o --kernels {kernels}")),
+            Command::Train(Train::Start(TrainStart {
+                kernels: *kernels,
+                ..train("d", "o")
+            }))
+        );
+    }
+    let line = "train --data d --out o --kernels bf16";
+    let e = tritlab_session::parse(line).unwrap_err();
+    assert!(e.render(line).contains("ternary"), "{}", e.render(line));
+    assert!(tritlab_session::parse("train --resume runs/tiny --kernels f32").is_err());
     assert_eq!(
         ok("train --resume runs/tiny"),
         Command::Train(Train::Resume(TrainResume {

@@ -166,6 +166,7 @@ fn train() -> impl Strategy<Value = Command> {
                 Just(tritlab_train::Matmul::Tf32),
                 Just(tritlab_train::Matmul::Bf16),
             ],
+            prop::sample::select(ProductKernels::ALL.to_vec()),
         ),
     )
         .prop_map(
@@ -177,7 +178,7 @@ fn train() -> impl Strategy<Value = Command> {
                 (layers, hidden, intermediate, heads, kv_heads),
                 (val_fraction, min_lr_ratio, weight_decay, clip),
                 (projection, keep_checkpoints, eval_every, eval_sequences),
-                (device, matmul),
+                (device, matmul, kernels),
             )| {
                 Command::Train(Train::Start(TrainStart {
                     data,
@@ -211,6 +212,7 @@ fn train() -> impl Strategy<Value = Command> {
                     eval_sequences,
                     device,
                     matmul,
+                    kernels,
                 }))
             },
         );

@@ -9,6 +9,11 @@
 //! with the world on the GPU, and TRITLAB_BENCH_PEAK_TFLOPS, the device's peak, to print the model
 //! FLOPs utilisation).
 //!
+//! The QAT step runs on both product paths in the same run (`f32`, and `ternary` where the CPU
+//! has AMX), taking turns step by step so that a drifting machine load meets both alike, and the
+//! ratio of their tokens/s is printed; `TRITLAB_BENCH_PATHS` picks what runs
+//! (default `f32,ternary,baseline`; `baseline` is the full-precision step).
+//!
 //! Model FLOPs per token are PaLM's count: 6 per parameter (forward and backward, the tied
 //! embedding counted once, as the output projection) plus 12 · layers · d_model · seq for the
 //! attention scores and values.
@@ -20,7 +25,7 @@ use tritlab_train::export::ternary_layers;
 #[cfg(feature = "cuda")]
 use tritlab_train::model::QuantOps;
 use tritlab_train::model::{param_specs, Network, Precision, World};
-use tritlab_train::{optim, Preset, TrainOptions, WeightQuant};
+use tritlab_train::{optim, Kernels, Preset, TrainOptions, WeightQuant};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -70,10 +75,12 @@ fn main() {
         .unwrap_or_default();
     tritlab_train::device::set_tf32(matmul == tritlab_train::Matmul::Tf32);
     let record = tritlab_train::DeviceRecord::of(device, &opened);
-    let net = Network::on(config.clone(), opened)
+    let net = Network::on(config.clone(), opened.clone())
         .expect("network")
         .with_matmul(matmul);
-    let mut world = World::init(&param_specs(&config), 1);
+    let ternary_net =
+        Network::on(config.clone(), opened).and_then(|n| n.with_kernels(Kernels::Ternary));
+    let world = World::init(&param_specs(&config), 1);
     let opts = TrainOptions::new(preset);
     let tokens: Vec<u32> = (0..batch * seq + 1)
         .map(|i| ((i * 7919) % vocab) as u32)
@@ -112,31 +119,38 @@ fn main() {
             return;
         }
     }
-    for (label, precision) in [
-        (
-            "ternary (QAT)",
-            Precision::Ternary(WeightQuant::Tensor.granularity()),
-        ),
-        ("f32 baseline", Precision::Full),
-    ] {
-        let mut best = [f64::INFINITY; 3];
-        for _ in 0..steps {
+    let qat = Precision::Ternary(WeightQuant::Tensor.granularity());
+    let paths =
+        std::env::var("TRITLAB_BENCH_PATHS").unwrap_or_else(|_| "f32,ternary,baseline".into());
+    let mut runs: Vec<(&str, &Network, Precision)> = Vec::new();
+    if paths.split(',').any(|p| p == "f32") {
+        runs.push(("QAT, f32 path", &net, qat));
+    }
+    if paths.split(',').any(|p| p == "ternary") {
+        match &ternary_net {
+            Ok(n) => runs.push(("QAT, ternary", n, qat)),
+            Err(e) => println!("QAT, ternary path: not run ({e})"),
+        }
+    }
+    if paths.split(',').any(|p| p == "baseline") {
+        runs.push(("f32 baseline", &net, Precision::Full));
+    }
+    // The paths take turns, step by step, each on its own copy of the world: on a shared
+    // machine whose load drifts, every path then sees the same conditions.
+    let mut worlds: Vec<World> = runs.iter().map(|_| world.clone()).collect();
+    let mut bests = vec![[f64::INFINITY; 3]; runs.len()];
+    for _ in 0..steps {
+        for (((_, net, precision), world), best) in runs.iter().zip(&mut worlds).zip(&mut bests) {
             let t0 = Instant::now();
             let (_, grads) = net
-                .gradients(&world, inputs, targets, batch, seq, precision)
+                .gradients(world, inputs, targets, batch, seq, *precision)
                 .expect("gradients");
             let t1 = Instant::now();
             let norm = optim::grad_norm(&grads);
-            optim::adamw_step(
-                &mut world,
-                &grads,
-                1e-3,
-                optim::clip_factor(norm, 1.0),
-                &opts,
-            );
+            optim::adamw_step(world, &grads, 1e-3, optim::clip_factor(norm, 1.0), &opts);
             let t2 = Instant::now();
             if matches!(precision, Precision::Ternary(_)) {
-                let _ = ternary_layers(&world, WeightQuant::Tensor).expect("ternary");
+                let _ = ternary_layers(world, WeightQuant::Tensor).expect("ternary");
                 let _ = world.hash();
             }
             let t3 = Instant::now();
@@ -144,8 +158,14 @@ fn main() {
                 *b = b.min(d.as_secs_f64());
             }
         }
-        let split = split_gradients(&net, &world, inputs, targets, batch, seq, precision);
+    }
+    let mut qat_tokens_per_s: Vec<(&str, f64)> = Vec::new();
+    for (((label, net, precision), world), best) in runs.into_iter().zip(&worlds).zip(&bests) {
+        let split = split_gradients(net, world, inputs, targets, batch, seq, precision);
         let total: f64 = best.iter().sum();
+        if matches!(precision, Precision::Ternary(_)) {
+            qat_tokens_per_s.push((label, (batch * seq) as f64 / total));
+        }
         println!(
             "{label:>14}: {:.3} s/step ({:.2} steps/s, {:.0} tokens/s): forward+backward {:.3} s, AdamW {:.3} s, trits+hash {:.3} s",
             total,
@@ -175,6 +195,12 @@ fn main() {
             "",
             line("whole step", total),
             line("forward+backward alone", best[0])
+        );
+    }
+    if let [(_, f32_path), (_, ternary)] = qat_tokens_per_s[..] {
+        println!(
+            "ternary / f32 path: {:.2}× the tokens/s of the QAT step",
+            ternary / f32_path
         );
     }
 }

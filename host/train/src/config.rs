@@ -139,6 +139,72 @@ impl Matmul {
     }
 }
 
+/// Which implementation computes the products of a QAT step. Both train the same model with
+/// the same quantisers; they sum in different orders, so a run records the one it used
+/// (`run.json`'s `options.kernels`) and resumes and replays on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernels {
+    /// candle's f32 products on fake-quantised values, on every CPU and on GPUs. Runs from
+    /// before the choice was recorded computed this way.
+    #[default]
+    F32,
+    /// The ternary kernels: BitLinear forward as the engine's exact integer product, the
+    /// backward products and the output head on AMX tiles ([`crate::ops::BitLinear`],
+    /// [`crate::ops::HeadProduct`]). Needs a CPU with AMX (Intel Sapphire Rapids or later).
+    Ternary,
+}
+
+impl Kernels {
+    /// The names the command line accepts, as typed.
+    pub const NAMES: [&'static str; 2] = ["f32", "ternary"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::F32 => "f32",
+            Kernels::Ternary => "ternary",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Kernels::F32),
+            "ternary" => Some(Kernels::Ternary),
+            _ => None,
+        }
+    }
+
+    /// The faster path this machine runs: ternary where the CPU has AMX (a `small` preset step
+    /// measured 1.14–2.02× the f32 path's tokens/s there, see the README), f32 elsewhere.
+    pub fn preferred() -> Self {
+        if tritlab_kernels::amx::available() {
+            Kernels::Ternary
+        } else {
+            Kernels::F32
+        }
+    }
+
+    /// Whether this machine can compute on the path, and if not, why not.
+    pub fn check_available(self) -> Result<()> {
+        match self {
+            Kernels::Ternary if !tritlab_kernels::amx::available() => Err(TrainError::Device(
+                "the ternary product path needs a CPU with AMX tiles (Intel Sapphire Rapids \
+                     or later) and a Linux kernel that grants them; this one has none. Train with \
+                     --kernels f32; a run computed on the ternary path resumes and replays bit \
+                     for bit only on a machine with AMX"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The most tokens one optimiser step may process (`batch × seq`): far beyond what trains on a
 /// CPU, and small enough that the batch's buffers can never overflow.
 pub const MAX_BATCH_TOKENS: usize = 1 << 24;
@@ -183,6 +249,9 @@ pub struct TrainOptions {
     /// The GPU's matrix products; runs without the field multiply in f32.
     #[serde(default, skip_serializing_if = "Matmul::is_f32")]
     pub matmul: Matmul,
+    /// The products' implementation (runs from before it was recorded: f32).
+    #[serde(default)]
+    pub kernels: Kernels,
 }
 
 impl TrainOptions {
@@ -210,6 +279,7 @@ impl TrainOptions {
             eval_every: 0,
             eval_sequences: 64,
             matmul: Matmul::F32,
+            kernels: Kernels::F32,
         }
     }
 

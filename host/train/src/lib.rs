@@ -30,7 +30,7 @@ pub mod scheme;
 pub mod timeline;
 mod trainer;
 
-pub use config::{Matmul, Preset, RunConfig, TrainOptions, WeightQuant};
+pub use config::{Kernels, Matmul, Preset, RunConfig, TrainOptions, WeightQuant};
 pub use device::{DeviceRecord, DeviceSpec};
 pub use error::{write_atomic, Result, TrainError};
 pub use run::{LiveWorld, NewRun, Run, RunLock, ShapeOverrides, TokenizerSource};

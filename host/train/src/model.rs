@@ -16,7 +16,10 @@
 //!
 //! The full-precision twin runs the same graph with both quantisers left out.
 
-use crate::ops::{self, CrossEntropy, Int8Activations, TernaryWeights};
+use crate::config::Kernels;
+use crate::ops::{
+    self, BitLinear, CrossEntropy, HeadLoss, HeadProduct, Int8Activations, TernaryWeights,
+};
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -210,6 +213,8 @@ pub struct Network {
     device: Device,
     quant_ops: QuantOps,
     matmul: crate::config::Matmul,
+    /// How the ternary graph's products are computed (the twin's are always f32).
+    kernels: Kernels,
 }
 
 fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
@@ -245,6 +250,7 @@ impl Network {
             },
             device,
             matmul: crate::config::Matmul::F32,
+            kernels: Kernels::F32,
         })
     }
 
@@ -254,12 +260,36 @@ impl Network {
         self
     }
 
+    /// Chooses how the products of the ternary graph are computed. The ternary kernels run on
+    /// the CPU with the kernels' quantisers, on a machine with AMX.
+    pub fn with_kernels(mut self, kernels: Kernels) -> crate::Result<Self> {
+        if kernels == Kernels::Ternary {
+            if !self.device.is_cpu() || self.quant_ops != QuantOps::Kernels {
+                return Err(crate::TrainError::Device(
+                    "the ternary product path runs on the CPU with the kernels' quantisers".into(),
+                ));
+            }
+            kernels.check_available()?;
+        }
+        self.kernels = kernels;
+        Ok(self)
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// Chooses the quantisers' implementation: tensor operations work on every device, the
     /// kernels' custom ops only on the CPU.
     pub fn with_quant_ops(mut self, ops: QuantOps) -> crate::Result<Self> {
         if ops == QuantOps::Kernels && !self.device.is_cpu() {
             return Err(crate::TrainError::Device(
                 "the kernels' quantisers run on the CPU only".into(),
+            ));
+        }
+        if ops == QuantOps::Tensor && self.kernels == Kernels::Ternary {
+            return Err(crate::TrainError::Device(
+                "the ternary product path needs the kernels' quantisers".into(),
             ));
         }
         self.quant_ops = ops;
@@ -322,6 +352,14 @@ impl Network {
         seq: usize,
         precision: Precision,
     ) -> crate::Result<Tensor> {
+        if self.ternary_kernels(precision) {
+            let (h, embed) = self
+                .final_states(params, inputs, batch, seq, precision)
+                .map_err(|e| ce("the forward pass", e))?;
+            return h
+                .apply_op2(&embed, HeadLoss::new(Arc::new(targets.to_vec())))
+                .map_err(|e| ce("the loss", e));
+        }
         let logits = self.logits(params, inputs, batch, seq, precision)?;
         if self.quant_ops == QuantOps::Kernels {
             logits.apply_op1(CrossEntropy {
@@ -372,6 +410,11 @@ impl Network {
         })
     }
 
+    /// Whether a graph of `precision` computes on the ternary kernels.
+    fn ternary_kernels(&self, precision: Precision) -> bool {
+        self.kernels == Kernels::Ternary && matches!(precision, Precision::Ternary(_))
+    }
+
     fn logits_inner(
         &self,
         params: &[Tensor],
@@ -380,6 +423,28 @@ impl Network {
         seq: usize,
         precision: Precision,
     ) -> candle_core::Result<Tensor> {
+        let (h, embed) = self.final_states(params, inputs, batch, seq, precision)?;
+        if self.ternary_kernels(precision) {
+            h.apply_op2(&embed, HeadProduct)
+        } else if self.matmul == crate::config::Matmul::Bf16 {
+            // `--matmul bf16`: the output head in bf16 too, the logits back in f32.
+            h.to_dtype(DType::BF16)?
+                .matmul(&embed.to_dtype(DType::BF16)?.t()?)?
+                .to_dtype(DType::F32)
+        } else {
+            h.matmul(&embed.t()?)
+        }
+    }
+
+    /// The final normed states `[batch·seq, d]` and the embedding they meet in the output head.
+    fn final_states(
+        &self,
+        params: &[Tensor],
+        inputs: &[u32],
+        batch: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let c = &self.config;
         if inputs.len() != batch * seq {
             candle_core::bail!("{} input ids for a batch of {batch} × {seq}", inputs.len());
@@ -421,8 +486,12 @@ impl Network {
                 x.matmul(&w.t()?)
             }
         };
+        let ternary_kernels = self.ternary_kernels(precision);
         let linear = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
             match precision {
+                Precision::Ternary(granularity) if ternary_kernels => {
+                    x.contiguous()?.apply_op2(w, BitLinear::new(granularity))
+                }
                 Precision::Ternary(granularity) if self.quant_ops == QuantOps::Kernels => {
                     let xq = x.contiguous()?.apply_op1(Int8Activations)?;
                     let wq = w.apply_op1(TernaryWeights { granularity })?;
@@ -500,8 +569,7 @@ impl Network {
             let ff = input(rms(&(gate * linear(&y, l.up_proj)?)?, l.ffn_sub_norm)?)?;
             h = (h + linear(&ff, l.down_proj)?)?;
         }
-        let h = rms(&h, w.norm)?;
-        product(&h, w.embed)
+        Ok((rms(&h, w.norm)?.contiguous()?, w.embed.clone()))
     }
 
     /// Mean loss of each validation window, without building a backward graph.

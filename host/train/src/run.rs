@@ -228,6 +228,16 @@ impl Run {
                 new.options.matmul.name()
             )));
         }
+        // So is a product path this machine cannot compute on.
+        if new.options.kernels == crate::config::Kernels::Ternary {
+            if !new.device.is_cpu() {
+                return Err(TrainError::Device(format!(
+                    "the ternary product path runs on the CPU; train on {} with --kernels f32",
+                    new.device
+                )));
+            }
+            new.options.kernels.check_available()?;
+        }
         let dir = &new.out;
         if dir.join(RunConfig::FILE).exists() {
             return Err(TrainError::Options(format!(
@@ -321,7 +331,17 @@ impl Run {
         } else {
             crate::config::Matmul::F32
         };
-        let mut network = Network::on(config.model.clone(), device)?.with_matmul(matmul);
+        let mut network = Network::on(config.model.clone(), device)?
+            .with_matmul(matmul)
+            .with_kernels(o.kernels)
+            .map_err(|e| match e {
+                TrainError::Device(m) => TrainError::Device(format!(
+                    "the run in {} computed its products on the {} path: {m}",
+                    dir.display(),
+                    o.kernels
+                )),
+                e => e,
+            })?;
         // On the GPU, a device world hands the forward pass its weights ternarised.
         if on_gpu && config.world == WorldScheme::Device {
             network = network.with_quant_ops(QuantOps::Prequantized)?;

@@ -247,9 +247,10 @@ impl Trainer {
                         logged: logged.world_after.to_string(),
                         recomputed: record.world_after.to_string(),
                         hint: format!(
-                            " (the run used {} threads; this process uses {})",
+                            " (the run used {} threads; this process uses {}; products on the {} path)",
                             self.run.config.threads,
-                            rayon::current_num_threads()
+                            rayon::current_num_threads(),
+                            self.run.options().kernels
                         ),
                     });
                 }

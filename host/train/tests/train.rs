@@ -649,3 +649,136 @@ fn tensor_quantisers_train_like_the_kernels() {
         assert!(worst <= 1e-3 * scale, "{}: {worst} of {scale}", spec.name);
     }
 }
+
+/// The ternary product path (the engine's integer product forward, AMX tiles backward and for
+/// the head) against the f32 path: the same logits, loss and gradients up to summation order and
+/// the int8 rounding ties it tips.
+#[test]
+fn the_ternary_path_computes_the_f32_paths_gradients() {
+    use tritlab_train::model::{param_specs, Network, Precision, World};
+    if !tritlab_kernels::amx::available() {
+        eprintln!("skipped: this CPU has no AMX");
+        return;
+    }
+    let config = Preset::Tiny.config(300, 16);
+    let world = World::init(&param_specs(&config), 9);
+    let tokens: Vec<u32> = (0..4 * 16 + 1).map(|i| ((i * 37) % 300) as u32).collect();
+    let (inputs, targets) = (&tokens[..64], &tokens[1..]);
+    let precision = Precision::Ternary(tritlab_kernels::ScaleGranularity::PerTensor);
+    let f32_path = Network::new(config.clone()).unwrap();
+    let ternary = Network::new(config)
+        .unwrap()
+        .with_kernels(tritlab_train::Kernels::Ternary)
+        .unwrap();
+    // The logits: every product agrees up to f32 summation order (and the head's bf16x3,
+    // about 2⁻¹⁸ of each product), so most tokens' logits agree to a few 1e-6. But a hidden
+    // state one ulp away lands an int8 activation code on the other side of a rounding tie now
+    // and then, and from there on its sequence's later tokens move by ~1e-2. Measured on this
+    // batch: 53 of 64 tokens within 5.4e-6, then one such flip (the last 11 tokens of the last
+    // sequence, up to 1.3e-2).
+    let params: Vec<_> = f32_path
+        .vars(&world)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.as_tensor().clone())
+        .collect();
+    let logits = |net: &Network| {
+        net.logits(&params, inputs, 4, 16, precision)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (logits(&f32_path), logits(&ternary));
+    let close = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.iter().zip(*y).all(|(p, q)| (p - q).abs() <= 2e-5))
+        .count();
+    assert!(close >= 48, "only {close} of 64 tokens' logits agree");
+
+    // Loss and gradients: within what such a flip moves (measured: loss 9e-6 relative, each
+    // tensor's gradient 2.6e-3 to 7.3e-3 in relative L2 norm).
+    let (la, ga) = f32_path
+        .gradients(&world, inputs, targets, 4, 16, precision)
+        .unwrap();
+    let (lb, gb) = ternary
+        .gradients(&world, inputs, targets, 4, 16, precision)
+        .unwrap();
+    assert!((la - lb).abs() <= 1e-4 * la.abs(), "loss {la} vs {lb}");
+    for ((a, b), spec) in ga.iter().zip(&gb).zip(&f32_path.specs) {
+        let norm: f64 = a.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            diff <= 2e-2 * norm,
+            "{}: the gradients differ by {:.2e} of their norm",
+            spec.name,
+            diff / norm
+        );
+    }
+}
+
+/// A run on the ternary path follows the f32 path's losses, records its path, replays bit for
+/// bit on it, and is refused as a run of the other path.
+#[test]
+fn a_ternary_run_follows_the_f32_run_and_replays_bit_for_bit() {
+    use tritlab_train::Kernels;
+    if !tritlab_kernels::amx::available() {
+        eprintln!("skipped: this CPU has no AMX");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 12;
+    let mut f = new_run(dir.path(), "f32", steps, 5);
+    f.options.kernels = Kernels::F32;
+    let mut t = new_run(dir.path(), "ternary", steps, 5);
+    t.options.kernels = Kernels::Ternary;
+    drop(train(&f));
+    drop(train(&t));
+    let (a, _) = tritlab_train::Run::open(&f.out)
+        .unwrap()
+        .read_log()
+        .unwrap();
+    let (b, _) = tritlab_train::Run::open(&t.out)
+        .unwrap()
+        .read_log()
+        .unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x.loss - y.loss).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "largest loss difference over {steps} steps: {worst:.3e} (losses {:.4} → {:.4})",
+        a[0].loss,
+        a[steps as usize - 1].loss
+    );
+    // Measured: 5.4e-3 at most over the 12 steps (losses 5.82 → 4.36), from int8 ties tipped the
+    // other way and the trit flips that follow.
+    assert!(worst < 1e-2, "the paths' losses differ by {worst}");
+
+    let json = std::fs::read_to_string(t.out.join("run.json")).unwrap();
+    assert!(json.contains("\"kernels\": \"ternary\""), "{json}");
+    let report = replay::verify(&t.out, None, None, None, &mut |_, _| {}).unwrap();
+    assert_eq!(report.verified, steps);
+
+    // Relabelled as an f32 run, its steps recompute on the f32 path, differ, and the error
+    // names the path.
+    edit_run_json(&t.out, |v| v["options"]["kernels"] = "f32".into());
+    let e = error_of("relabelled", || {
+        replay::verify(&t.out, Some(1), Some(1), None, &mut |_, _| {}).map(|_| ())
+    });
+    assert!(e.contains("on the f32 path"), "{e}");
+    // A run.json from before the path was recorded is an f32 run.
+    edit_run_json(&f.out, |v| {
+        v["options"].as_object_mut().unwrap().remove("kernels");
+    });
+    let config = tritlab_train::RunConfig::read(&f.out).unwrap();
+    assert_eq!(config.options.kernels, Kernels::F32);
+    let report = replay::verify(&f.out, None, None, None, &mut |_, _| {}).unwrap();
+    assert_eq!(report.verified, steps);
+}

@@ -147,6 +147,18 @@ keywords! {
 }
 
 keywords! {
+    /// How a QAT step computes its products (`train --kernels`).
+    pub enum ProductKernels {
+        /// The ternary kernels where the CPU has AMX tiles, f32 elsewhere.
+        Auto = "auto",
+        /// candle's f32 products, on every CPU and GPU.
+        F32 = "f32",
+        /// The engine's integer product forward, AMX tiles backward and for the output head.
+        Ternary = "ternary",
+    }
+}
+
+keywords! {
     /// A series over a run's steps for `log plot`.
     pub enum PlotSeries {
         /// Training loss (and validation loss where it was measured).
@@ -459,6 +471,8 @@ pub struct TrainStart {
     pub device: tritlab_train::DeviceSpec,
     /// How a GPU multiplies matrices (`--matmul`).
     pub matmul: tritlab_train::Matmul,
+    /// How its products are computed (`--kernels`).
+    pub kernels: ProductKernels,
 }
 
 /// `train --layers N --hidden N --intermediate N --heads N --kv-heads N`: a preset, changed.

@@ -4,8 +4,8 @@
 use super::ast::{
     Back, Bench, Chat, Check, CheckTarget, Command, EmbedType, Eval, EvalPpl, Export, ExportFormat,
     Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, Packing,
-    PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth, SynthShape,
-    TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
+    PlotSeries, Plugin, Preset, ProductKernels, Replay, ScaleGranularity, Seek, Show, Step, Synth,
+    SynthShape, TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
 };
 use super::collect::Matched;
 use super::error::{ParseError, ParseErrorKind};
@@ -284,6 +284,7 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
             m.choice("matmul", tritlab_train::Matmul::from_name),
             "--matmul",
         )?,
+        kernels: m.need(m.choice("kernels", ProductKernels::from_name), "--kernels")?,
     })))
 }
 

@@ -53,8 +53,8 @@ mod value;
 pub use ast::{
     Back, Bench, Chat, Check, CheckTarget, Command, EmbedType, Eval, EvalPpl, Export, ExportFormat,
     Generate, GenerationOptions, HeadPrecision, Help, Load, Log, Logits, LogitsInput, ModelRef,
-    Packing, PlotSeries, Plugin, Preset, Replay, ScaleGranularity, Seek, Show, Step, Synth,
-    SynthShape, TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
+    Packing, PlotSeries, Plugin, Preset, ProductKernels, Replay, ScaleGranularity, Seek, Show,
+    Step, Synth, SynthShape, TokenizerSource, Train, TrainResume, TrainShape, TrainStart, Verify,
     DEFAULT_TOKENIZER_VOCAB,
 };
 pub use complete::{complete, Candidate, Completion, CompletionSource, NoSource};

@@ -430,6 +430,11 @@ fn train_line(train: &Train) -> Line {
                 t.matmul.name().into(),
                 Value::Choice(t.matmul.name()),
             );
+            line.option(
+                "kernels",
+                t.kernels.name().into(),
+                Value::Choice(t.kernels.name()),
+            );
             line.push("--out");
             line.path(&t.out);
         }

@@ -6,7 +6,7 @@
 
 use super::ast::{
     CheckTarget, EmbedType, ExportFormat, HeadPrecision, Packing, PlotSeries, Preset,
-    ScaleGranularity, SynthShape,
+    ProductKernels, ScaleGranularity, SynthShape,
 };
 use super::spec::{
     ArgSpec, CommandId, CommandSpec, Example, OptionSpec, PluginRole, Presence, Topic, ValueKind,
@@ -381,7 +381,7 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
              [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] [--matmul f32|tf32|bf16] \
-             --out DIR",
+             [--kernels auto|f32|ternary] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -469,6 +469,16 @@ pub static COMMANDS: &[CommandSpec] = &[
                  scripts/build-cuda.sh); a resumed run continues on the kind of device it started on",
             )
             .with_default("cpu"),
+            option(
+                "kernels",
+                ValueKind::Choice(ProductKernels::NAMES),
+                "",
+                "how a step computes its products: ternary (the engine's integer product forward, \
+                 the gradients and output head on AMX tiles: Intel Sapphire Rapids or later), f32 \
+                 (candle's f32 products, on every CPU and GPU), or auto (ternary where the CPU has \
+                 AMX, else f32). run.json records the path; a run resumes and replays on it",
+            )
+            .with_default("auto"),
             option("out", ValueKind::Dir, "DIR", "run directory to create").required_unless("resume"),
             option("resume", ValueKind::Dir, "DIR", "run directory to continue").with_conflicts(&[
                 "data",
@@ -499,6 +509,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "eval-sequences",
                 "device",
                 "matmul",
+                "kernels",
                 "out",
             ]),
         ],
