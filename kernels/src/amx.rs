@@ -602,10 +602,8 @@ fn product(pairs: &[(&[u16], &[u16])], rows: usize, cols: usize, depth: usize, c
             block(
                 pairs,
                 rows.next_multiple_of(STEP),
-                m0,
-                n0,
-                mp,
-                np,
+                (m0, n0),
+                (mp, np),
                 depth,
                 &mut acc,
             )
@@ -646,10 +644,8 @@ static CONFIG: TileConfig = {
 unsafe fn block(
     pairs: &[(&[u16], &[u16])],
     a_rows: usize,
-    m0: usize,
-    n0: usize,
-    mp: usize,
-    np: usize,
+    (m0, n0): (usize, usize),
+    (mp, np): (usize, usize),
     depth: usize,
     acc: &mut [f32],
 ) {
@@ -721,10 +717,8 @@ unsafe fn block(
 unsafe fn block(
     _: &[(&[u16], &[u16])],
     _: usize,
-    _: usize,
-    _: usize,
-    _: usize,
-    _: usize,
+    _: (usize, usize),
+    _: (usize, usize),
     _: usize,
     _: &mut [f32],
 ) {
