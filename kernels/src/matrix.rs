@@ -75,8 +75,8 @@ impl Packing {
         }
     }
 
-    /// Whether this CPU runs the packing at full speed with `backend` (T1 needs AVX-512 VBMI;
-    /// without it, T1 products take a slower look-up-table path).
+    /// Whether this CPU decodes the packing in registers with `backend` (T1 needs AVX2 or
+    /// AVX-512; elsewhere, T1 products take a slower look-up-table path).
     pub fn is_native(self, backend: Backend) -> bool {
         match self {
             Packing::I2 => true,
@@ -638,9 +638,16 @@ impl TernaryMatrix {
             .into_par_iter()
             .for_each(|(m, f, r0, yc)| match m.packing {
                 Packing::I2 => m.gemv_rows(backend, &token, f, r0, yc),
-                Packing::T1 => {
-                    crate::t1::gemv_rows(m.t1_rows(), t1_planes, token.sum, f, prefetch, r0, yc)
-                }
+                Packing::T1 => crate::t1::gemv_rows(
+                    m.t1_rows(),
+                    backend,
+                    t1_planes,
+                    token.sum,
+                    f,
+                    prefetch,
+                    r0,
+                    yc,
+                ),
             });
         Ok(())
     }

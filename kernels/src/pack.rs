@@ -4,8 +4,14 @@
 //!   bits `2 * (j % 4)` and `2 * (j % 4) + 1`, stored as the code `trit + 1` (0, 1 or 2; code 3 is
 //!   invalid). Padding codes in a final partial byte are 1 (trit 0).
 //! * **T1** — base 3, 5 trits per byte (1.6 bits per trit, the densest practical byte packing).
-//!   Byte `j / 5` holds `Σ_{i<5} (t_{5k+i} + 1) · 3^i`, so values are 0..=242; 243..=255 are invalid.
-//!   Padding digits in a final partial byte are 1 (trit 0).
+//!   The five digits `dᵢ = t_{5k+i} + 1` of byte `k` form `v = Σ_{i<5} dᵢ · 3^(4−i)` (0..=242,
+//!   the first trit most significant), stored as the fraction `v / 243` in fixed point,
+//!   `f = ⌈v · 256 / 243⌉` (as GGML's TQ1_0 stores it), offset by 128: `byte = f ⊕ 0x80`. Then
+//!   digit `i` is the top base-3 digit of `fᵢ = f · 3ⁱ mod 256`, `⌊3fᵢ / 256⌋`, with no division:
+//!   and because 3 · 128 ≡ 128 (mod 256), `byte · 3ⁱ mod 256` is `fᵢ ⊕ 0x80`, so read as a signed
+//!   byte `s` it gives the digit by two comparisons, `[s > −43] + [s > 42]` — what SIMD code does.
+//!   Five zero trits are byte 0. The 13 byte values no `v` maps to are invalid. Padding digits in
+//!   a final partial byte are 1 (trit 0).
 //! * **Hugging Face BitNet** — the layout of `transformers.integrations.bitnet.pack_weights`, used by
 //!   published offline checkpoints (e.g. microsoft/bitnet-b1.58-2B-4T): a `[out, in]` trit matrix is
 //!   stored as a uint8 `[ceil(out / 4), in]` tensor; trit `(r, c)` sits in packed row
@@ -59,35 +65,38 @@ pub fn unpack_i2(bytes: &[u8], len: usize) -> Result<Vec<i8>> {
     Ok(out)
 }
 
-const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+/// The T1 byte of five digits `v = Σ dᵢ · 3^(4−i)` (`v` < 243): see the module's notes.
+pub(crate) const fn t1_encode(v: u8) -> u8 {
+    ((v as u16 * 256).div_ceil(243)) as u8 ^ 0x80
+}
+
+/// The T1 byte of up to five trits (already validated); missing trits are zero.
+pub(crate) fn t1_byte(five: &[i8]) -> u8 {
+    let v = (0..5).fold(0u8, |v, i| {
+        v * 3 + five.get(i).map_or(1, |&t| (t + 1) as u8)
+    });
+    t1_encode(v)
+}
 
 pub fn pack_t1(trits: &[i8]) -> Result<Vec<u8>> {
     validate_trits(trits)?;
-    let mut out = Vec::with_capacity(t1_len(trits.len()));
-    for chunk in trits.chunks(5) {
-        let mut byte = 0u8;
-        for (i, &p) in POW3.iter().enumerate() {
-            // A short last chunk is padded with zero trits (digit 1).
-            let digit = chunk.get(i).map_or(1, |&t| (t + 1) as u8);
-            byte += digit * p;
-        }
-        out.push(byte);
-    }
-    Ok(out)
+    Ok(trits.chunks(5).map(t1_byte).collect())
 }
 
-/// Decoding table: byte value → its five trits.
-pub(crate) static T1_DECODE: [[i8; 5]; 243] = {
-    let mut table = [[0i8; 5]; 243];
+/// Decoding table: byte → its five trits, `None` for the 13 bytes that are no T1 byte.
+pub(crate) static T1_DECODE: [Option<[i8; 5]>; 256] = {
+    let mut table = [None; 256];
     let mut v = 0;
     while v < 243 {
+        let mut trits = [0i8; 5];
         let mut rest = v;
-        let mut i = 0;
-        while i < 5 {
-            table[v][i] = (rest % 3) as i8 - 1;
+        let mut i = 5;
+        while i > 0 {
+            i -= 1;
+            trits[i] = (rest % 3) as i8 - 1;
             rest /= 3;
-            i += 1;
         }
+        table[t1_encode(v as u8) as usize] = Some(trits);
         v += 1;
     }
     table
@@ -103,12 +112,12 @@ pub fn unpack_t1(bytes: &[u8], len: usize) -> Result<Vec<i8>> {
     }
     let mut out = Vec::with_capacity(bytes.len() * 5);
     for (offset, &b) in bytes.iter().enumerate() {
-        let digits = T1_DECODE.get(b as usize).ok_or(KernelError::BadByte {
+        let digits = T1_DECODE[b as usize].ok_or(KernelError::BadByte {
             format: "T1",
             offset,
             value: b,
         })?;
-        out.extend_from_slice(digits);
+        out.extend_from_slice(&digits);
     }
     // The padding digits must decode to trit 0; anything else means a foreign or corrupt buffer.
     if out[len..].iter().any(|&t| t != 0) {
@@ -233,10 +242,37 @@ mod tests {
 
     #[test]
     fn t1_rejects_invalid_bytes_and_padding() {
-        assert!(unpack_t1(&[243], 5).is_err());
+        // ⌈v·256/243⌉ skips one value in about every 20: 1, so byte 1 ⊕ 0x80, is none of them.
+        assert!(unpack_t1(&[129], 5).is_err());
+        assert_eq!(T1_DECODE.iter().filter(|d| d.is_none()).count(), 13);
         // 5 trits fit one byte; asking for 3 with non-zero padding digits is corrupt.
         let b = pack_t1(&[1, 1, 1, 1, 1]).unwrap();
         assert!(unpack_t1(&b, 3).is_err());
         assert_eq!(unpack_t1(&b, 5).unwrap(), vec![1; 5]);
+    }
+
+    /// Digit `i` of a T1 byte is the top base-3 digit of `(byte ⊕ 0x80) · 3ⁱ mod 256`, and two
+    /// signed comparisons of `byte · 3ⁱ mod 256` give it, for every byte: what the SIMD kernels
+    /// compute.
+    #[test]
+    fn t1_digits_come_from_fixed_point_products() {
+        for (b, trits) in T1_DECODE.iter().enumerate() {
+            let Some(trits) = trits else { continue };
+            let (mut f, mut s) = (b as u8 ^ 0x80, b as u8);
+            for &t in trits {
+                assert_eq!(((3 * f as u16) >> 8) as i8 - 1, t, "byte {b}");
+                let signed = s as i8;
+                assert_eq!(
+                    (signed > -43) as i8 + (signed > 42) as i8 - 1,
+                    t,
+                    "byte {b}"
+                );
+                f = f.wrapping_mul(3);
+                s = s.wrapping_mul(3);
+            }
+        }
+        assert_eq!(pack_t1(&[0; 5]).unwrap(), [0]);
+        assert_eq!(pack_t1(&[-1; 5]).unwrap(), [128]);
+        assert_eq!(pack_t1(&[1; 5]).unwrap(), [127]);
     }
 }

@@ -2,12 +2,18 @@
 //! bits per trit.
 //!
 //! T1 streams 20% fewer bytes than I2, which is what decoding is bound by, but its digits do not
-//! line up with vector lanes. On AVX-512 with VBMI the bytes are decoded in registers: two
-//! 256-entry byte look-ups (byte permutes) turn 64 bytes into the codes of 320 weights — four
-//! digits as one I2 byte, plus the fifth — which meet activations regrouped by digit
-//! ([`QuantizedActivations::t1_planes`]). Every other backend uses a per-token look-up table:
-//! for every run of five activations the 243 possible partial sums Σ tᵢ·qᵢ are computed once,
-//! and each weight byte becomes one table load and one add.
+//! line up with vector lanes, so it costs more arithmetic per weight; whether it wins depends on
+//! the host's ratio of arithmetic to memory bandwidth. The bytes are decoded in registers, and
+//! the codes meet activations regrouped by digit ([`QuantizedActivations::t1_planes`]):
+//! * on AVX-512 with VBMI, two 256-entry byte look-ups (byte permutes) turn 64 bytes into the
+//!   codes of 320 weights — four digits as one I2 byte, plus the fifth;
+//! * on AVX2 (and AVX-512 without VBMI), each digit comes from the byte times 3ⁱ (the
+//!   fixed-point encoding of [`crate::pack`]): two byte adds for the product, two comparisons and
+//!   two subtractions for the digit.
+//!
+//! Elsewhere a per-token look-up table runs: for every run of five activations the 243 possible
+//! partial sums Σ tᵢ·qᵢ are computed once, and each weight byte becomes one table load and one
+//! add.
 //!
 //! # Layout
 //! Row `r` is the T1 encoding of its trits ([`crate::pack::pack_t1`]: byte `j` holds columns
@@ -20,7 +26,7 @@
 use crate::backend::Backend;
 use crate::error::{KernelError, Result};
 use crate::mem::WeightBytes;
-use crate::pack::{t1_len, T1_DECODE};
+use crate::pack::{t1_byte, t1_encode, t1_len, T1_DECODE};
 use crate::quant::QuantizedActivations;
 use crate::trit::validate_trits;
 use rayon::prelude::*;
@@ -31,8 +37,8 @@ pub(crate) const ROW_ALIGN: usize = 64;
 /// Columns one [`ROW_ALIGN`]-byte chunk of a row holds.
 pub(crate) const CHUNK_COLS: usize = 5 * ROW_ALIGN;
 
-/// A byte of five zero trits (digit 1 each: 1 + 3 + 9 + 27 + 81).
-pub(crate) const ZERO_BYTE: u8 = 121;
+/// A byte of five zero trits (digit 1 each: v = 81 + 27 + 9 + 3 + 1 = 121; byte 0).
+pub(crate) const ZERO_BYTE: u8 = t1_encode(121);
 
 /// Bytes per row for `cols` columns: see the module's layout.
 pub(crate) fn stride(cols: usize) -> usize {
@@ -69,19 +75,17 @@ pub(crate) fn pack_rows(trits: &[i8], rows: usize, cols: usize) -> Result<Weight
 
 /// Packs one row of valid trits into `dst` (at least `t1_len(row.len())` bytes).
 pub(crate) fn pack_row(row: &[i8], dst: &mut [u8]) {
+    // A short last run is padded with zero trits.
     for (five, byte) in row.chunks(5).zip(dst.iter_mut()) {
-        // A short last run keeps the zero digits (1) of the padding.
-        *byte = five
-            .iter()
-            .zip([1u8, 3, 9, 27, 81])
-            .fold(ZERO_BYTE, |b, (&t, p)| b - p + (t + 1) as u8 * p);
+        *byte = t1_byte(five);
     }
 }
 
 /// Writes one packed row's `out.len()` trits into `out`.
 pub(crate) fn row_trits(row: &[u8], out: &mut [i8]) {
     for (five, &b) in out.chunks_mut(5).zip(row) {
-        let digits = &T1_DECODE[b as usize];
+        // A matrix holds only valid bytes (it packed them itself).
+        let digits = T1_DECODE[b as usize].unwrap_or_default();
         five.copy_from_slice(&digits[..five.len()]);
     }
 }
@@ -90,20 +94,20 @@ pub(crate) fn row_trits(row: &[u8], out: &mut [i8]) {
 pub(crate) fn neg_pos(bytes: &[u8]) -> (u64, u64) {
     static NEG_POS: [(u8, u8); 256] = {
         let mut table = [(0u8, 0u8); 256];
-        let mut v = 0;
-        while v < 243 {
-            let (mut neg, mut pos, mut rest, mut i) = (0, 0, v, 0);
-            while i < 5 {
-                match rest % 3 {
-                    0 => neg += 1,
-                    2 => pos += 1,
-                    _ => {}
+        let mut b = 0;
+        while b < 256 {
+            if let Some(trits) = T1_DECODE[b] {
+                let mut i = 0;
+                while i < 5 {
+                    match trits[i] {
+                        -1 => table[b].0 += 1,
+                        1 => table[b].1 += 1,
+                        _ => {}
+                    }
+                    i += 1;
                 }
-                rest /= 3;
-                i += 1;
             }
-            table[v] = (neg, pos);
-            v += 1;
+            b += 1;
         }
         table
     };
@@ -128,17 +132,38 @@ pub(crate) fn digit_planes(x: &[i8], cols: usize, planes: &mut [i8]) {
     }
 }
 
-/// Whether `backend` decodes T1 in registers on this CPU (else the look-up table runs).
-pub(crate) fn decodes_in_registers(backend: Backend) -> bool {
+/// How T1 bytes become codes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Decoder {
+    /// Byte permutes (AVX-512 VBMI).
+    Vbmi,
+    /// Fixed-point digits with byte adds and averages (AVX2).
+    Avx2,
+    /// No decoding in registers: the per-token table of partial sums.
+    Table,
+}
+
+/// The decoder `backend` uses on this CPU: the AVX-512 backend permutes where VBMI exists and
+/// otherwise shares the AVX2 decoder (every AVX-512 CPU has AVX2); `scalar` keeps the table.
+fn decoder(backend: Backend) -> Decoder {
     #[cfg(target_arch = "x86_64")]
     {
-        backend == Backend::Avx512Vnni && vbmi::available()
+        match backend {
+            Backend::Avx512Vnni if vbmi::available() => Decoder::Vbmi,
+            Backend::Avx512Vnni | Backend::Avx2 if avx2::available() => Decoder::Avx2,
+            _ => Decoder::Table,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = backend;
-        false
+        Decoder::Table
     }
+}
+
+/// Whether `backend` decodes T1 in registers on this CPU (else the look-up table runs).
+pub(crate) fn decodes_in_registers(backend: Backend) -> bool {
+    decoder(backend) != Decoder::Table
 }
 
 /// The matrix a product reads: rows of [`stride`] bytes.
@@ -152,8 +177,10 @@ pub(crate) struct Rows<'a> {
 
 /// `y[i] = factor · Σ trit[r0 + i]·q` for one token, for the rows `r0 .. r0 + y.len()`.
 /// Only for a backend that [`decodes_in_registers`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv_rows(
     m: Rows,
+    backend: Backend,
     planes: &[i8],
     sum: i32,
     factor: f32,
@@ -168,7 +195,11 @@ pub(crate) fn gemv_rows(
             let start = r0 + si * 64;
             let n = ys.len();
             let bytes = &m.bytes[start * m.stride..(start + n) * m.stride];
-            vbmi::gemv(bytes, m.stride, planes, prefetch, &mut acc[..n]);
+            match decoder(backend) {
+                Decoder::Vbmi => vbmi::gemv(bytes, m.stride, planes, prefetch, &mut acc[..n]),
+                Decoder::Avx2 => avx2::gemv(bytes, m.stride, planes, prefetch, &mut acc[..n]),
+                Decoder::Table => unreachable!("T1 products with a table do not run gemv_rows"),
+            }
             for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
                 *o = (a - sum) as f32 * factor;
             }
@@ -176,8 +207,8 @@ pub(crate) fn gemv_rows(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, planes, sum, factor, prefetch, r0, y);
-        unreachable!("T1 is decoded in registers only on x86-64 AVX-512 VBMI");
+        let _ = (m, backend, planes, sum, factor, prefetch, r0, y);
+        unreachable!("T1 is decoded in registers only on x86-64");
     }
 }
 
@@ -200,21 +231,24 @@ pub(crate) fn matmul(
                 let (p, sum, f) = (planes.token(0), x.sum(0), ws * x.scale(0));
                 y.par_chunks_mut(rows_per_task)
                     .enumerate()
-                    .for_each(|(ci, yc)| gemv_rows(m, p, sum, f, prefetch, ci * rows_per_task, yc));
+                    .for_each(|(ci, yc)| {
+                        gemv_rows(m, backend, p, sum, f, prefetch, ci * rows_per_task, yc)
+                    });
                 return;
             }
-            matmul_tiles(m, ws, x, planes, y, rows_per_task);
+            matmul_tiles(m, decoder(backend), ws, x, planes, y, rows_per_task);
             return;
         }
     }
     matmul_table(m, ws, x, y);
 }
 
-/// Several tokens on AVX-512 VBMI: each task decodes a range of rows once per group of tokens,
-/// then scatters into `y` token-major.
+/// Several tokens, decoded in registers: each task decodes a range of rows once per group of
+/// tokens, then scatters into `y` token-major.
 #[cfg(target_arch = "x86_64")]
 fn matmul_tiles(
     m: Rows,
+    decoder: Decoder,
     ws: f32,
     x: &QuantizedActivations,
     planes: &crate::quant::T1Planes,
@@ -229,7 +263,10 @@ fn matmul_tiles(
             let rows = rows_per_task.min(m.rows - r0);
             let mut acc = vec![0i32; rows * ntok];
             let bytes = &m.bytes[r0 * m.stride..(r0 + rows) * m.stride];
-            vbmi::dots(bytes, m.stride, planes, &mut acc);
+            match decoder {
+                Decoder::Vbmi => vbmi::dots(bytes, m.stride, planes, &mut acc),
+                _ => avx2::dots(bytes, m.stride, planes, &mut acc),
+            }
             (r0, acc)
         })
         .collect();
@@ -260,7 +297,7 @@ fn matmul_table(m: Rows, ws: f32, x: &QuantizedActivations, y: &mut [f32]) {
                 let row = &m.bytes[r * m.stride..r * m.stride + groups];
                 let dot: i32 = row
                     .iter()
-                    .zip(table.chunks_exact(243))
+                    .zip(table.chunks_exact(256))
                     .map(|(&b, sums)| sums[b as usize] as i32)
                     .sum();
                 *o = dot as f32 * factor;
@@ -269,17 +306,21 @@ fn matmul_table(m: Rows, ws: f32, x: &QuantizedActivations, y: &mut [f32]) {
     }
 }
 
-/// For each run `g` of five activations, `table[g·243 + v]` = Σᵢ tᵢ(v)·q[5g+i], where `tᵢ(v)` is
-/// digit `i` of `v` in base 3, minus one. Built digit by digit: 3 + 9 + 27 + 81 + 243 adds a run.
+/// For each run `g` of five activations, `table[g·256 + byte]` = Σᵢ tᵢ·q[5g+i] over the trits
+/// `tᵢ` of T1 byte `byte` (zero for the bytes that are none). Built digit by digit over
+/// `v = Σ dᵢ·3^(4−i)`, 3 + 9 + 27 + 81 + 243 adds a run, then placed at each `v`'s byte.
 /// |sum| ≤ 5·128 fits an i16, which halves the table's cache footprint.
 fn partial_sums(x: &[i8], groups: usize, table: &mut Vec<i16>) {
     table.clear();
-    table.resize(groups * 243, 0);
-    for (g, sums) in table.chunks_exact_mut(243).enumerate() {
+    table.resize(groups * 256, 0);
+    let mut by_v = [0i16; 243];
+    for (g, out) in table.chunks_exact_mut(256).enumerate() {
         let q = |i: usize| x.get(5 * g + i).copied().unwrap_or(0) as i16;
+        let sums = &mut by_v;
         sums[0] = 0;
         let mut len = 1;
-        for i in 0..5 {
+        // The last trit is the least significant digit of `v`: add the digits from it up.
+        for i in (0..5).rev() {
             let qi = q(i);
             // Entries v + len·d for digit d in {0, 1, 2}, i.e. trit d − 1; go high to low so the
             // d = 0 entries overwrite the sources last.
@@ -290,6 +331,9 @@ fn partial_sums(x: &[i8], groups: usize, table: &mut Vec<i16>) {
                 }
             }
             len *= 3;
+        }
+        for (v, &sum) in sums.iter().enumerate() {
+            out[t1_encode(v as u8) as usize] = sum;
         }
     }
 }
@@ -307,14 +351,30 @@ pub(crate) fn check_cols(rows: usize, cols: usize) -> Result<()> {
     Ok(())
 }
 
+/// The kernels read through raw pointers: hold every shape to the contract first.
+#[cfg(target_arch = "x86_64")]
+fn check_shapes(rows: &[u8], stride: usize, planes_len: usize, out_rows: usize) {
+    assert!(stride > 0, "T1 stride must not be empty");
+    assert_eq!(
+        rows.len(),
+        out_rows * stride,
+        "T1 rows and outputs disagree"
+    );
+    assert!(
+        planes_len >= stride.div_ceil(ROW_ALIGN) * CHUNK_COLS,
+        "T1 planes too short"
+    );
+}
+
 /// T1 decoding with byte permutes, two look-ups per byte.
 ///
-/// A byte `v` < 243 holds five base-3 digits `d0..d4` (`v = Σ dᵢ·3ⁱ`). One 256-entry table maps
-/// `v` to its first four digits as 2-bit fields — `d0 | d1<<2 | d2<<4 | d3<<6`, exactly an I2
+/// A T1 byte holds five base-3 digits `d0..d4` (codes, trit + 1). One 256-entry table maps the
+/// byte to its first four codes as 2-bit fields — `d0 | d1<<2 | d2<<4 | d3<<6`, exactly an I2
 /// byte — and a second one to `d4`. A 256-entry look-up is two `vpermt2b` (128 entries each)
 /// and a blend on the top bit. Σ code·q − Σ q is Σ trit·q, as in the I2 kernels.
 #[cfg(target_arch = "x86_64")]
 mod vbmi {
+    use crate::pack::T1_DECODE;
     use crate::quant::T1Planes;
     use std::arch::x86_64::*;
 
@@ -326,24 +386,24 @@ mod vbmi {
         })
     }
 
-    /// `LOW4[v]` = digits 0..4 of `v` as 2-bit fields, `HIGH[v]` = digit 4; past 242 (never a
-    /// valid T1 byte) both mean trit 0 everywhere.
+    /// `LOW4[b]` = codes 0..4 of byte `b` as 2-bit fields, `HIGH[b]` = code 4; bytes that are
+    /// no T1 byte mean trit 0 everywhere.
     static TABLES: ([u8; 256], [u8; 256]) = {
         let mut low = [0x55u8; 256];
         let mut high = [1u8; 256];
-        let mut v = 0;
-        while v < 243 {
-            let mut rest = v;
-            let mut fields = 0u8;
-            let mut i = 0;
-            while i < 4 {
-                fields |= ((rest % 3) as u8) << (2 * i);
-                rest /= 3;
-                i += 1;
+        let mut b = 0;
+        while b < 256 {
+            if let Some(trits) = T1_DECODE[b] {
+                let mut fields = 0u8;
+                let mut i = 0;
+                while i < 4 {
+                    fields |= ((trits[i] + 1) as u8) << (2 * i);
+                    i += 1;
+                }
+                low[b] = fields;
+                high[b] = (trits[4] + 1) as u8;
             }
-            low[v] = fields;
-            high[v] = rest as u8;
-            v += 1;
+            b += 1;
         }
         (low, high)
     };
@@ -364,17 +424,7 @@ mod vbmi {
     }
 
     fn check(rows: &[u8], stride: usize, planes_len: usize, out_rows: usize) {
-        // The kernels read through raw pointers: hold every shape to the contract first.
-        assert!(stride > 0, "T1 stride must not be empty");
-        assert_eq!(
-            rows.len(),
-            out_rows * stride,
-            "T1 rows and outputs disagree"
-        );
-        assert!(
-            planes_len >= stride.div_ceil(super::ROW_ALIGN) * super::CHUNK_COLS,
-            "T1 planes too short"
-        );
+        super::check_shapes(rows, stride, planes_len, out_rows);
         assert!(available(), "AVX-512 VBMI is not supported by this CPU");
     }
 
@@ -453,10 +503,10 @@ mod vbmi {
             for (r, a) in acc.iter_mut().enumerate() {
                 let ptr = rows.add(r * stride + 64 * c);
                 _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(prefetch) as *const i8);
-                // Masked past a row's end: byte 0 decodes to digits 0, which meet the planes'
+                // Masked past a row's end: byte 0 is five zero trits, which meet the planes'
                 // zero padding there and add nothing.
                 let w = _mm512_maskz_loadu_epi8(mask, ptr as *const i8);
-                // Bytes 128..=242 come from the upper tables; the top bit picks them.
+                // Bytes 128..=255 come from the upper tables; the top bit picks them.
                 let upper = _mm512_movepi8_mask(w);
                 let four = lookup(low, w, upper);
                 for i in 0..4 {
@@ -555,5 +605,232 @@ mod vbmi {
             }
         }
         acc.map(|a| _mm512_reduce_add_epi32(a))
+    }
+}
+
+/// T1 decoding with AVX2 byte arithmetic, 32 bytes (160 weights) at a time.
+///
+/// A T1 byte is the fraction `v / 243` in fixed point, offset by 128 ([`crate::pack`]): with
+/// `sᵢ = byte · 3ⁱ mod 256` (`sᵢ₊₁ = sᵢ + sᵢ + sᵢ` in wrapping byte adds) read as a signed byte,
+/// code `i` is `[sᵢ > −43] + [sᵢ > 42]`, two `vpcmpgtb` whose all-ones masks are subtracted
+/// from zero. The 32 bytes are the first or second half of a 64-byte chunk, so the codes meet the
+/// same activation planes as the AVX-512 kernels. Σ code·q − Σ q is Σ trit·q, as in the I2
+/// kernels.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use crate::quant::T1Planes;
+    use std::arch::x86_64::*;
+
+    /// Half-chunks whose i16 sums are added before widening: each adds at most 5 · 2 · 2 · 128 =
+    /// 2560 to a lane, and 8 · 2560 < 2¹⁵.
+    const I16_HALVES: usize = 8;
+
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx2")
+    }
+
+    fn check(rows: &[u8], stride: usize, planes_len: usize, out_rows: usize) {
+        super::check_shapes(rows, stride, planes_len, out_rows);
+        assert!(available(), "AVX2 is not supported by this CPU");
+    }
+
+    /// Bytes `off .. off + 32` of a `stride`-byte row; bytes past the row's end read as 0 (five
+    /// zero trits), which meet the planes' zero padding there.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(row: *const u8, stride: usize, off: usize) -> __m256i {
+        if off + 32 <= stride {
+            _mm256_loadu_si256(row.add(off) as *const __m256i)
+        } else {
+            let mut tail = [0u8; 32];
+            std::ptr::copy_nonoverlapping(row.add(off), tail.as_mut_ptr(), stride - off);
+            _mm256_loadu_si256(tail.as_ptr() as *const __m256i)
+        }
+    }
+
+    /// The five code vectors (0, 1, 2) of 32 T1 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn codes(bytes: __m256i) -> [__m256i; 5] {
+        let (zero, low, high) = (
+            _mm256_setzero_si256(),
+            _mm256_set1_epi8(-43),
+            _mm256_set1_epi8(42),
+        );
+        // (No closures here: they would not inherit this function's target features.)
+        let mut out = [zero; 5];
+        let mut s = bytes;
+        for (i, code) in out.iter_mut().enumerate() {
+            if i > 0 {
+                s = _mm256_add_epi8(s, _mm256_add_epi8(s, s));
+            }
+            let above_low = _mm256_cmpgt_epi8(s, low);
+            let above_high = _mm256_cmpgt_epi8(s, high);
+            *code = _mm256_sub_epi8(_mm256_sub_epi8(zero, above_low), above_high);
+        }
+        out
+    }
+
+    /// Σ code·q of one half-chunk as i16 lanes; `x` is the half-chunk's place in the first
+    /// plane, the others follow 64 bytes apart.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot16(c: &[__m256i; 5], x: *const i8) -> __m256i {
+        let mut s = _mm256_setzero_si256();
+        for (i, code) in c.iter().enumerate() {
+            let xv = _mm256_loadu_si256(x.add(64 * i) as *const __m256i);
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(*code, xv));
+        }
+        s
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// i16 lanes widened to i32 and added to `acc`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
+    }
+
+    /// Where half-chunk `k` of a row meets its activations: chunk `k / 2`, half `k % 2`.
+    #[inline]
+    fn plane_offset(k: usize) -> usize {
+        (k / 2) * super::CHUNK_COLS + 32 * (k % 2)
+    }
+
+    /// Σ code·q of each row against one token's planes, two rows at a time so each activation
+    /// load serves both.
+    pub(super) fn gemv(
+        rows: &[u8],
+        stride: usize,
+        planes: &[i8],
+        prefetch: usize,
+        out: &mut [i32],
+    ) {
+        check(rows, stride, planes.len(), out.len());
+        // SAFETY: `check` asserted AVX2, that `rows` holds `out.len()` rows of `stride` bytes
+        // and that `planes` covers a row in whole 64-byte chunks; `load` reads a row's partial
+        // last half-chunk through a copy, so every access stays inside those (prefetches may
+        // point past them, which a prefetch tolerates).
+        unsafe {
+            let mut r = 0;
+            while r + 2 <= out.len() {
+                let d = gemv_tile::<2>(rows.as_ptr().add(r * stride), stride, planes, prefetch);
+                out[r..r + 2].copy_from_slice(&d);
+                r += 2;
+            }
+            if r < out.len() {
+                out[r] = gemv_tile::<1>(rows.as_ptr().add(r * stride), stride, planes, prefetch)[0];
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn gemv_tile<const R: usize>(
+        rows: *const u8,
+        stride: usize,
+        planes: &[i8],
+        prefetch: usize,
+    ) -> [i32; R] {
+        let halves = stride.div_ceil(32);
+        let mut acc = [_mm256_setzero_si256(); R];
+        let mut k0 = 0;
+        while k0 < halves {
+            let k1 = (k0 + I16_HALVES).min(halves);
+            let mut s16 = [_mm256_setzero_si256(); R];
+            for k in k0..k1 {
+                let x = planes.as_ptr().add(plane_offset(k));
+                for (r, s) in s16.iter_mut().enumerate() {
+                    let row = rows.add(r * stride);
+                    if k % 2 == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            row.wrapping_add(32 * k + prefetch) as *const i8
+                        );
+                    }
+                    *s = _mm256_add_epi16(*s, dot16(&codes(load(row, stride, 32 * k)), x));
+                }
+            }
+            for (a, s) in acc.iter_mut().zip(s16) {
+                *a = widen_add(*a, s);
+            }
+            k0 = k1;
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// Σ code·q of each row against every token: `out[r · tokens + t]`. As in the AVX-512
+    /// kernel, a band of rows small enough for L1 meets one group of four tokens at a time, and
+    /// each half-chunk is decoded once per group.
+    pub(super) fn dots(rows: &[u8], stride: usize, planes: &T1Planes, out: &mut [i32]) {
+        let ntok = planes.tokens();
+        assert!(
+            ntok > 0 && out.len().is_multiple_of(ntok),
+            "T1 outputs per token"
+        );
+        let nrows = out.len() / ntok;
+        check(rows, stride, planes.token(0).len(), nrows);
+        let band = ((32 << 10) / stride).clamp(1, 64);
+        // SAFETY: as in `gemv`: `check` asserted AVX2 and the shapes, and every token's planes
+        // are as long as the first's.
+        unsafe {
+            let mut r0 = 0;
+            while r0 < nrows {
+                let r1 = (r0 + band).min(nrows);
+                let mut t = 0;
+                while t < ntok {
+                    let n = if ntok - t >= 4 { 4 } else { 1 };
+                    for r in r0..r1 {
+                        let row = rows.as_ptr().add(r * stride);
+                        let o = &mut out[r * ntok + t..r * ntok + t + n];
+                        if n == 4 {
+                            o.copy_from_slice(&tile::<4>(row, stride, planes, t));
+                        } else {
+                            o.copy_from_slice(&tile::<1>(row, stride, planes, t));
+                        }
+                    }
+                    t += n;
+                }
+                r0 = r1;
+            }
+        }
+    }
+
+    /// One row against tokens `t0 .. t0 + T`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const T: usize>(
+        row: *const u8,
+        stride: usize,
+        planes: &T1Planes,
+        t0: usize,
+    ) -> [i32; T] {
+        let p: [*const i8; T] = std::array::from_fn(|k| planes.token(t0 + k).as_ptr());
+        let halves = stride.div_ceil(32);
+        let mut acc = [_mm256_setzero_si256(); T];
+        let mut k0 = 0;
+        while k0 < halves {
+            let k1 = (k0 + I16_HALVES).min(halves);
+            let mut s16 = [_mm256_setzero_si256(); T];
+            for k in k0..k1 {
+                let c = codes(load(row, stride, 32 * k));
+                for (s, x) in s16.iter_mut().zip(p) {
+                    *s = _mm256_add_epi16(*s, dot16(&c, x.add(plane_offset(k))));
+                }
+            }
+            for (a, s) in acc.iter_mut().zip(s16) {
+                *a = widen_add(*a, s);
+            }
+            k0 = k1;
+        }
+        acc.map(|a| hsum(a))
     }
 }

@@ -1,12 +1,16 @@
 //! AVX2: codes (0, 1, 2 = trit + 1) are unsigned bytes, activations signed bytes, so
 //! `vpmaddubsw` multiplies them directly; Σ trit·q = Σ code·q − Σ q.
 //!
-//! Four pair products of at most 2·128 each sum to at most 2048, so the i16 lanes never
-//! saturate before they are widened with `vpmaddwd`.
+//! A block's four `vpmaddubsw` give i16 lanes of at most 4 · 2 · (2·128) = 2048 in magnitude, so
+//! [`I16_BLOCKS`] blocks are summed in i16 before one `vpmaddwd` widens them: widening every
+//! block cost as many instructions as a whole block's unpacking.
 
 use super::TokenView;
 use crate::matrix::BLOCK_BYTES;
 use std::arch::x86_64::*;
+
+/// Blocks whose i16 sums are added before widening: 8 · 2048 = 16384 < 2¹⁵.
+const I16_BLOCKS: usize = 8;
 
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -31,81 +35,85 @@ unsafe fn codes(ptr: *const u8) -> [__m256i; 4] {
     ]
 }
 
+/// Σ code·q of one block as sixteen i16 lanes (each at most 2048 in magnitude); `x` points at
+/// the block's 128 activations in natural order, read straight into the multiplies.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn xs(ptr: *const i8) -> [__m256i; 4] {
-    let p = ptr as *const __m256i;
-    [
-        _mm256_loadu_si256(p),
-        _mm256_loadu_si256(p.add(1)),
-        _mm256_loadu_si256(p.add(2)),
-        _mm256_loadu_si256(p.add(3)),
-    ]
-}
-
-/// Σ code·q of one block, as eight i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn block(c: &[__m256i; 4], x: &[__m256i; 4]) -> __m256i {
+unsafe fn block16(c: &[__m256i; 4], x: *const i8) -> __m256i {
+    let p = x as *const __m256i;
     let p01 = _mm256_add_epi16(
-        _mm256_maddubs_epi16(c[0], x[0]),
-        _mm256_maddubs_epi16(c[1], x[1]),
+        _mm256_maddubs_epi16(c[0], _mm256_loadu_si256(p)),
+        _mm256_maddubs_epi16(c[1], _mm256_loadu_si256(p.add(1))),
     );
     let p23 = _mm256_add_epi16(
-        _mm256_maddubs_epi16(c[2], x[2]),
-        _mm256_maddubs_epi16(c[3], x[3]),
+        _mm256_maddubs_epi16(c[2], _mm256_loadu_si256(p.add(2))),
+        _mm256_maddubs_epi16(c[3], _mm256_loadu_si256(p.add(3))),
     );
-    _mm256_madd_epi16(_mm256_add_epi16(p01, p23), _mm256_set1_epi16(1))
+    _mm256_add_epi16(p01, p23)
 }
 
-/// A tile of `R` rows × `T` tokens over `blocks` blocks; returns Σ code·q.
+/// i16 lanes widened to i32 and added to `acc`.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn tile<const R: usize, const T: usize>(
-    w: [*const u8; R],
-    x: [*const i8; T],
-    blocks: usize,
-) -> [[i32; T]; R] {
-    let mut acc = [[_mm256_setzero_si256(); T]; R];
-    for blk in 0..blocks {
-        if T == 1 {
-            // One token: its activations stay in registers while the rows stream past.
-            let xv = xs(x[0].add(blk * 128));
-            for r in 0..R {
-                let c = codes(w[r].add(blk * BLOCK_BYTES));
-                acc[r][0] = _mm256_add_epi32(acc[r][0], block(&c, &xv));
-            }
-        } else {
-            // Several tokens: unpack each row's codes once and reuse them for every token.
-            for r in 0..R {
-                let c = codes(w[r].add(blk * BLOCK_BYTES));
-                for t in 0..T {
-                    let xv = xs(x[t].add(blk * 128));
-                    acc[r][t] = _mm256_add_epi32(acc[r][t], block(&c, &xv));
-                }
-            }
-        }
-    }
-    let mut out = [[0i32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            out[r][t] = hsum(acc[r][t]);
-        }
-    }
-    out
+fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
 }
 
-macro_rules! run_tile {
-    ($R:literal, $T:literal, $rows:expr, $stride:expr, $r:expr, $tokens:expr, $t:expr, $out:expr) => {{
-        let w: [*const u8; $R] = std::array::from_fn(|i| $rows.as_ptr().add(($r + i) * $stride));
-        let x: [*const i8; $T] = std::array::from_fn(|j| $tokens[$t + j].natural.as_ptr());
-        let res = tile::<$R, $T>(w, x, $stride / BLOCK_BYTES);
-        for i in 0..$R {
-            for j in 0..$T {
-                $out[($r + i) * $tokens.len() + $t + j] = res[i][j] - $tokens[$t + j].sum;
+/// One token against `R` rows: returns Σ code·q per row. Each row is a stream from memory, so
+/// it is prefetched `prefetch` bytes ahead (the distance [`super::prefetch_distance`] measured),
+/// and the token's activations, read once per block, serve all `R` rows.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_tile<const R: usize>(
+    w: [*const u8; R],
+    x: *const i8,
+    blocks: usize,
+    prefetch: usize,
+) -> [i32; R] {
+    let mut acc = [_mm256_setzero_si256(); R];
+    let mut b0 = 0;
+    while b0 < blocks {
+        let b1 = (b0 + I16_BLOCKS).min(blocks);
+        let mut s16 = [_mm256_setzero_si256(); R];
+        for blk in b0..b1 {
+            let xb = x.add(blk * 128);
+            for r in 0..R {
+                let ptr = w[r].add(blk * BLOCK_BYTES);
+                // `wrapping_add`: the hint may point past the matrix, which a prefetch
+                // tolerates and a pointer `add` would not.
+                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(prefetch) as *const i8);
+                s16[r] = _mm256_add_epi16(s16[r], block16(&codes(ptr), xb));
             }
         }
-    }};
+        for r in 0..R {
+            acc[r] = widen_add(acc[r], s16[r]);
+        }
+        b0 = b1;
+    }
+    acc.map(|a| hsum(a))
+}
+
+/// One row against `T` tokens: the row's codes are unpacked once per block and meet every token.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile<const T: usize>(w: *const u8, x: [*const i8; T], blocks: usize) -> [i32; T] {
+    let mut acc = [_mm256_setzero_si256(); T];
+    let mut b0 = 0;
+    while b0 < blocks {
+        let b1 = (b0 + I16_BLOCKS).min(blocks);
+        let mut s16 = [_mm256_setzero_si256(); T];
+        for blk in b0..b1 {
+            let c = codes(w.add(blk * BLOCK_BYTES));
+            for t in 0..T {
+                s16[t] = _mm256_add_epi16(s16[t], block16(&c, x[t].add(blk * 128)));
+            }
+        }
+        for t in 0..T {
+            acc[t] = widen_add(acc[t], s16[t]);
+        }
+        b0 = b1;
+    }
+    acc.map(|a| hsum(a))
 }
 
 /// # Safety
@@ -114,28 +122,50 @@ macro_rules! run_tile {
 pub(crate) unsafe fn dots(rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
     let nrows = rows.len() / stride;
     let ntok = tokens.len();
+    let blocks = stride / BLOCK_BYTES;
+    let row = |r: usize| rows.as_ptr().add(r * stride);
     if ntok == 1 {
+        let prefetch = super::prefetch_distance();
+        let (x, sum) = (tokens[0].natural.as_ptr(), tokens[0].sum);
         let mut r = 0;
         while r + 4 <= nrows {
-            run_tile!(4, 1, rows, stride, r, tokens, 0, out);
+            let d = gemv_tile::<4>(std::array::from_fn(|i| row(r + i)), x, blocks, prefetch);
+            for (o, v) in out[r..r + 4].iter_mut().zip(d) {
+                *o = v - sum;
+            }
             r += 4;
         }
         while r < nrows {
-            run_tile!(1, 1, rows, stride, r, tokens, 0, out);
+            out[r] = gemv_tile::<1>([row(r)], x, blocks, prefetch)[0] - sum;
             r += 1;
         }
         return;
     }
-    for r in 0..nrows {
+    // Cache blocking, as in the AVX-512 kernel: a band of rows (at most 32 KiB of codes) meets
+    // one group of four tokens at a time, so both stay in L1 while every row of the band passes
+    // them; going row by row over all tokens re-read every token's activations from L2 per row.
+    let band = ((32 << 10) / stride).clamp(1, 64);
+    let mut r0 = 0;
+    while r0 < nrows {
+        let r1 = (r0 + band).min(nrows);
         let mut t = 0;
-        while t + 4 <= ntok {
-            run_tile!(1, 4, rows, stride, r, tokens, t, out);
-            t += 4;
-        }
         while t < ntok {
-            run_tile!(1, 1, rows, stride, r, tokens, t, out);
-            t += 1;
+            let n = if ntok - t >= 4 { 4 } else { 1 };
+            for r in r0..r1 {
+                let o = &mut out[r * ntok + t..r * ntok + t + n];
+                if n == 4 {
+                    let x = std::array::from_fn(|j| tokens[t + j].natural.as_ptr());
+                    o.copy_from_slice(&tile::<4>(row(r), x, blocks));
+                } else {
+                    o[0] = tile::<1>(row(r), [tokens[t].natural.as_ptr()], blocks)[0];
+                }
+                for (j, v) in o.iter_mut().enumerate() {
+                    *v -= tokens[t + j].sum;
+                }
+            }
+            t += n;
         }
+        r0 = r1;
     }
 }
 
@@ -147,8 +177,9 @@ pub(crate) unsafe fn block_dots(rows: &[u8], stride: usize, token: &TokenView, o
     for (r, row) in rows.chunks_exact(stride).enumerate() {
         for b in 0..blocks {
             let c = codes(row.as_ptr().add(b * BLOCK_BYTES));
-            let x = xs(token.natural.as_ptr().add(b * 128));
-            out[r * blocks + b] = hsum(block(&c, &x)) - token.block_sums[b];
+            let s16 = block16(&c, token.natural.as_ptr().add(b * 128));
+            out[r * blocks + b] =
+                hsum(widen_add(_mm256_setzero_si256(), s16)) - token.block_sums[b];
         }
     }
 }

@@ -89,8 +89,8 @@ keywords! {
     pub enum Packing {
         /// 2 bits per trit: fast on every CPU.
         I2 = "i2",
-        /// 1.6 bits per trit (five per byte): 20% fewer bytes per token; at full speed where the
-        /// CPU has AVX-512 VBMI, slower than i2 elsewhere.
+        /// 1.6 bits per trit (five per byte): 20% fewer bytes per token, more decoding work;
+        /// decoded in registers on x86-64 (AVX2, AVX-512), through a slower table elsewhere.
         T1 = "t1",
     }
 }

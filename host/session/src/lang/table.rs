@@ -32,8 +32,8 @@ pub static COMMANDS: &[CommandSpec] = &[
             convert it once into a smaller format, which reads fewer bytes per generated token \
             (`eval ppl --compare` measures what that costs). `--packing` says how the ternary \
             layers are kept in memory: `i2` (2 bits per trit) or `t1` (1.6 bits per trit, 20% \
-            fewer bytes per generated token; at full speed on CPUs with AVX-512 VBMI, slower \
-            elsewhere). Both give the same outputs bit for bit; `t1` needs one scale per tensor.",
+            fewer bytes per generated token, more decoding work; decoded in registers on x86-64 \
+            with AVX2 or AVX-512, through a slower table elsewhere). Both give the same outputs bit for bit; `t1` needs one scale per tensor.",
         args: &[arg(
             "default|PATH",
             ValueKind::Model,
