@@ -13,7 +13,8 @@
 #      HOST_WORLD=0, with the world on the host (GPU runs recorded before) and the f32 step;
 #      MATMULS="tf32 bf16" adds the world-on-GPU step with those products (`train --matmul`);
 #   2. determinism: the same run twice on the GPU gives the same world hashes, and
-#      `replay verify` recomputes it bit for bit there;
+#      `replay verify` recomputes it bit for bit there; with f32 products, then with each of
+#      DETERMINISM_MATMULS (default "tf32": `train --matmul tf32`, which replay takes from run.json);
 #   3. GPU against CPU: the WikiText-2 setting (small preset, GPT-2 tokenizer, 16 × 128 tokens,
 #      training on test.txt, validating on valid.txt) for STEPS steps on both, loss per step and
 #      validation perplexity side by side, and the CPU's check of the GPU run (trit chain, losses).
@@ -69,17 +70,24 @@ wiki=(--data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokeniz
   --eval-every 10 --eval-sequences 32)
 
 echo "== 2. determinism on the GPU" | tee "$out/determinism.txt"
-for run in a b; do
-  "$tritlab" train "${wiki[@]}" --device cuda:0 --out "$work/gpu-$run" 2>&1 | tail -3 | tee -a "$out/determinism.txt"
+# Twice each, then `replay verify` of the first: f32 products (gpu-a, gpu-b), then each of
+# DETERMINISM_MATMULS (gpu-tf32-a, gpu-tf32-b …).
+for mm in f32 ${DETERMINISM_MATMULS-tf32}; do
+  tag=gpu; flags=()
+  if [[ "$mm" != f32 ]]; then tag="gpu-$mm"; flags=(--matmul "$mm"); fi
+  echo "-- $mm products" | tee -a "$out/determinism.txt"
+  for run in a b; do
+    "$tritlab" train "${wiki[@]}" "${flags[@]}" --device cuda:0 --out "$work/$tag-$run" 2>&1 | tail -3 | tee -a "$out/determinism.txt"
+  done
+  # The morphism log holds every step's world hashes, loss and trit flips, and no timestamps.
+  if cmp -s "$work/$tag-a/morphisms.tml" "$work/$tag-b/morphisms.tml"; then
+    echo "two GPU runs ($mm): byte-identical morphism logs (every world hash, loss and flip equal)" | tee -a "$out/determinism.txt"
+  else
+    echo "two GPU runs ($mm): the morphism logs DIFFER" | tee -a "$out/determinism.txt"
+    diff <("$tritlab" log "$work/$tag-a") <("$tritlab" log "$work/$tag-b") | head -20 | tee -a "$out/determinism.txt" || true
+  fi
+  "$tritlab" replay verify --run "$work/$tag-a" 2>&1 | tail -2 | tee -a "$out/determinism.txt"
 done
-# The morphism log holds every step's world hashes, loss and trit flips, and no timestamps.
-if cmp -s "$work/gpu-a/morphisms.tml" "$work/gpu-b/morphisms.tml"; then
-  echo "two GPU runs: byte-identical morphism logs (every world hash, loss and flip equal)" | tee -a "$out/determinism.txt"
-else
-  echo "two GPU runs: the morphism logs DIFFER" | tee -a "$out/determinism.txt"
-  diff <("$tritlab" log "$work/gpu-a") <("$tritlab" log "$work/gpu-b") | head -20 | tee -a "$out/determinism.txt" || true
-fi
-"$tritlab" replay verify --run "$work/gpu-a" 2>&1 | tail -2 | tee -a "$out/determinism.txt"
 for run in gpu-a; do
   cp "$work/$run/metrics.jsonl" "$out/metrics-$run.jsonl"
   cp "$work/$run/run.json" "$out/run-$run.json"

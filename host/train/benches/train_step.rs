@@ -242,6 +242,47 @@ fn split_gradients(
     [t1 - t0, t2 - t1, t3 - t2, t4 - t3].map(|d| d.as_secs_f64())
 }
 
+/// The fused kernels (`tritlab_train::fused`, the graph of a world on the GPU) against candle's
+/// operations (the graph of a host world on the GPU), in full precision so that both see the same
+/// weights: the loss, and every gradient's largest difference relative to its tensor's largest
+/// value. Formulas that differ show up as differences of order 1, rounding as about 1e-6.
+#[cfg(feature = "cuda")]
+fn fused_check(
+    device: &tritlab_train::DeviceSpec,
+    config: &tritlab_engine::BitNetConfig,
+    world: &World,
+    (inputs, targets): (&[u32], &[u32]),
+    (batch, seq): (usize, usize),
+) {
+    let dev = device.open().expect("device");
+    let fused = Network::on(config.clone(), dev.clone())
+        .and_then(|n| n.with_quant_ops(QuantOps::Prequantized))
+        .expect("network");
+    let plain = Network::on(config.clone(), dev).expect("network");
+    let (lf, gf) = fused
+        .gradients(world, inputs, targets, batch, seq, Precision::Full)
+        .expect("fused gradients");
+    let (lp, gp) = plain
+        .gradients(world, inputs, targets, batch, seq, Precision::Full)
+        .expect("gradients");
+    let (mut worst, mut at) = (0.0f64, String::new());
+    for ((a, b), spec) in gf.iter().zip(&gp).zip(&plain.specs) {
+        let largest = b.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0.0f64, |m, (&x, &y)| m.max(f64::from((x - y).abs())));
+        let rel = if largest > 0.0 { diff / largest } else { diff };
+        if rel >= worst {
+            (worst, at) = (rel, spec.name.clone());
+        }
+    }
+    println!(
+        "fused kernels against candle's operations (full precision): loss {lf:.6} against {lp:.6}, \
+         largest gradient difference {worst:.2e} of its tensor's largest (`{at}`)"
+    );
+}
+
 /// The step with the world kept on the GPU (what `train --device cuda` runs): forward, backward,
 /// AdamW with the gradient norm, and the log's view (trits and world hash), each timed to a
 /// device synchronisation.
@@ -266,6 +307,36 @@ fn device_world_rows(
         .expect("network")
         .with_matmul(matmul);
     let precision = Precision::Ternary(WeightQuant::Tensor.granularity());
+    fused_check(&device, config, world, (inputs, targets), (batch, seq));
+    // Determinism: the same steps twice from the same world, every loss, gradient norm and world
+    // hash compared bit for bit.
+    let run = || {
+        let mut dw = DeviceWorld::upload(world, &net, WeightQuant::Tensor).expect("upload");
+        let mut out = vec![dw.view().expect("view").1];
+        let mut scalars = Vec::new();
+        for _ in 0..3 {
+            let (loss, grads) = dw
+                .gradients(&net, inputs, targets, batch, seq, precision)
+                .expect("gradients");
+            let norm = dw.grad_norm(&grads).expect("norm");
+            dw.adamw(&grads, 1e-3, optim::clip_factor(norm, 1.0), opts)
+                .expect("adamw");
+            out.push(dw.view().expect("view").1);
+            scalars.push((loss.to_bits(), norm.to_bits()));
+        }
+        (out, scalars)
+    };
+    let (a, b) = (run(), run());
+    println!(
+        "determinism: the same 3 steps twice from one world: {} (last loss {:.6}, norm {:.6})",
+        if a == b {
+            "identical losses, gradient norms and world hashes"
+        } else {
+            "they DIFFER"
+        },
+        f32::from_bits(a.1[2].0),
+        f64::from_bits(a.1[2].1),
+    );
     let mut dw = DeviceWorld::upload(world, &net, WeightQuant::Tensor).expect("upload");
     let sync = || net.device().synchronize().expect("synchronize");
     // best of: forward, backward, norm + AdamW, view (trits + hash)

@@ -3,8 +3,9 @@
 //!
 //! Per step, after the forward and backward passes:
 //!
-//! 1. the global gradient norm: one f64 sum of squares per parameter (candle's block reductions,
-//!    deterministic on one GPU), combined on the host in parameter order;
+//! 1. the global gradient norm: one f64 sum of squares per parameter, in two passes over a fixed
+//!    grid (each block's partial sum in a fixed tree, then each parameter's partials in a fixed
+//!    tree: no atomics, so deterministic on one GPU), combined on the host in parameter order;
 //! 2. AdamW, one fused kernel per parameter, in place, with the CPU's formula operation for
 //!    operation (compiled without contracting multiply-adds, with IEEE division and square root,
 //!    so given the same gradients it computes the CPU's bits);
@@ -181,6 +182,41 @@ extern "C" __global__ void ternarize(float* w, u64 n, u64 cols, u64 group, u64 p
     packed[k] = (unsigned char)byte;
 }
 
+// The gradient norm's first pass: block b of NORM_GRID sums (double)x^2 over its grid-stride
+// share of x, then the block's threads in a fixed tree, into partial[b]. Every block writes its
+// slot, so the second pass reads no stale values.
+extern "C" __global__ void sq_partials(const float* x, u64 n, double* partial) {
+    __shared__ double sh[256];
+    double a = 0.0;
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        double v = (double)x[i];
+        a += v * v;
+    }
+    sh[threadIdx.x] = a;
+    __syncthreads();
+    for (unsigned int s = blockDim.x >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+// The second pass: block p sums parameter p's `count` partials (count a multiple of blockDim),
+// each thread its strided share in order, then the threads in a fixed tree, into out[p].
+extern "C" __global__ void sum_partials(const double* partial, u64 count, double* out) {
+    __shared__ double sh[256];
+    const double* p = partial + blockIdx.x * count;
+    double a = 0.0;
+    for (u64 i = threadIdx.x; i < count; i += blockDim.x) a += p[i];
+    sh[threadIdx.x] = a;
+    __syncthreads();
+    for (unsigned int s = blockDim.x >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
+}
+
 // AdamW as optim::adamw_step computes it, operation for operation.
 extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u64 n,
                                  float scale, float b1, float b2, float c1, float c2,
@@ -204,6 +240,8 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
         abs_sum_groups: CudaFunction,
         ternarize: CudaFunction,
         adamw: CudaFunction,
+        sq_partials: CudaFunction,
+        sum_partials: CudaFunction,
     }
 
     impl Kernels {
@@ -225,10 +263,15 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
                 abs_sum_groups: f("abs_sum_groups")?,
                 ternarize: f("ternarize")?,
                 adamw: f("adamw")?,
+                sq_partials: f("sq_partials")?,
+                sum_partials: f("sum_partials")?,
             })
         }
     }
     const BLOCK: u32 = 256;
+    /// The gradient norm's first pass: this many blocks of [`BLOCK`] threads for every
+    /// parameter, whatever its size, so each sum's order depends only on the tensor's length.
+    const NORM_GRID: usize = 1024;
 
     fn ptx() -> Result<&'static str> {
         static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
@@ -328,6 +371,9 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
         /// Per parameter 3 × 2 lane words, then per group 3 sum words.
         words: CudaSlice<u64>,
         packed: CudaSlice<u8>,
+        /// The gradient norm's partial sums, [`NORM_GRID`] a parameter, and its per-parameter sums.
+        norm_partials: CudaSlice<f64>,
+        norm_sums: CudaSlice<f64>,
         groups_total: usize,
         /// Whether the `q` tensors are the ternarisation of the current values.
         fresh: bool,
@@ -405,6 +451,13 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
             let packed = stream
                 .alloc_zeros::<u8>(first_byte.max(1))
                 .map_err(|e| ce("allocating the trit buffer", e))?;
+            let params = world.params.len().max(1);
+            let norm_partials = stream
+                .alloc_zeros::<f64>(params * NORM_GRID)
+                .map_err(|e| ce("allocating the gradient norm's sums", e))?;
+            let norm_sums = stream
+                .alloc_zeros::<f64>(params)
+                .map_err(|e| ce("allocating the gradient norm's sums", e))?;
             Ok(DeviceWorld {
                 step: world.step,
                 specs: world.params.iter().map(|p| p.spec.clone()).collect(),
@@ -417,6 +470,8 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
                 granularity,
                 words,
                 packed,
+                norm_partials,
+                norm_sums,
                 groups_total: first_group,
                 fresh: false,
             })
@@ -486,19 +541,50 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
 
         /// The global L2 norm of the gradients: per parameter an f64 sum of squares on the GPU,
         /// combined on the host in parameter order.
+        ///
+        /// Two passes over a fixed grid, all on the GPU's multiprocessors at once: candle's
+        /// reduction to one value (`sum_all`) runs a single block over the whole tensor, which
+        /// made this a tenth of the step. Every sum has a fixed order (no atomics), so a GPU
+        /// computes the same norm run after run; the order differs from `sum_all`'s.
         pub fn grad_norm(&self, grads: &[Tensor]) -> Result<f64> {
-            let sums = grads
-                .iter()
-                .map(|g| {
-                    g.to_dtype(DType::F64)
-                        .and_then(|g| g.sqr())
-                        .and_then(|g| g.sum_all())
-                })
-                .collect::<candle_core::Result<Vec<_>>>()
-                .and_then(|s| Tensor::stack(&s, 0))
-                .and_then(|s| s.to_vec1::<f64>())
-                .map_err(|e| ce("the gradient norm", e))?;
-            Ok(sums.iter().sum::<f64>().sqrt())
+            if grads.len() != self.specs.len() {
+                return Err(TrainError::Invalid(format!(
+                    "{} gradients for {} parameters",
+                    grads.len(),
+                    self.specs.len()
+                )));
+            }
+            let stream = self.stream.clone();
+            for (i, (g, spec)) in grads.iter().zip(&self.specs).enumerate() {
+                let (gs, gl) = g.storage_and_layout();
+                let x = f32_view(&gs, gl, &spec.name)?;
+                let n = x.len() as u64;
+                let out = self.norm_partials.slice(i * NORM_GRID..(i + 1) * NORM_GRID);
+                let mut b = stream.launch_builder(&self.kernels.sq_partials);
+                b.arg(&x).arg(&n).arg(&out);
+                let grid = LaunchConfig {
+                    grid_dim: (NORM_GRID as u32, 1, 1),
+                    block_dim: (BLOCK, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: x holds n floats, out NORM_GRID doubles, one a block.
+                unsafe { b.launch(grid) }.map_err(|e| ce("the gradient norm", e))?;
+            }
+            let count = NORM_GRID as u64;
+            let mut b = stream.launch_builder(&self.kernels.sum_partials);
+            b.arg(&self.norm_partials).arg(&count).arg(&self.norm_sums);
+            let grid = LaunchConfig {
+                grid_dim: (self.specs.len() as u32, 1, 1),
+                block_dim: (BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: norm_partials holds NORM_GRID doubles a parameter, norm_sums one; one
+            // block a parameter.
+            unsafe { b.launch(grid) }.map_err(|e| ce("the gradient norm", e))?;
+            let sums = stream
+                .clone_dtoh(&self.norm_sums)
+                .map_err(|e| ce("downloading the gradient norm", e))?;
+            Ok(sums[..self.specs.len()].iter().sum::<f64>().sqrt())
         }
 
         /// One AdamW step at learning rate `lr`, gradients multiplied by `scale`; increments the

@@ -21,6 +21,7 @@ pub mod device;
 pub mod device_world;
 mod error;
 pub mod export;
+pub mod fused;
 pub mod model;
 pub mod ops;
 pub mod optim;

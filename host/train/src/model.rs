@@ -317,6 +317,12 @@ impl Network {
         self.quant_ops
     }
 
+    /// Whether the graph uses the fused CUDA kernels ([`crate::fused`]): the graph of a world kept
+    /// on a CUDA GPU. Other graphs keep their operations, so their runs replay as recorded.
+    pub fn fused(&self) -> bool {
+        self.quant_ops == QuantOps::Prequantized && self.device.is_cuda()
+    }
+
     /// The world's values as autograd variables, in spec order.
     pub fn vars(&self, world: &World) -> crate::Result<Vec<Var>> {
         world
@@ -361,6 +367,11 @@ impl Network {
                 .map_err(|e| ce("the loss", e));
         }
         let logits = self.logits(params, inputs, batch, seq, precision)?;
+        if self.fused() {
+            return crate::fused::cross_entropy_rows(&logits, targets)
+                .and_then(|rows| rows.mean_all())
+                .map_err(|e| ce("the loss", e));
+        }
         if self.quant_ops == QuantOps::Kernels {
             logits.apply_op1(CrossEntropy {
                 targets: Arc::new(targets.to_vec()),
@@ -461,7 +472,11 @@ impl Network {
         let group = heads / kv_heads;
         let n = batch * seq;
         let (cos, sin) = self.rope_tables(seq)?;
-        let mask = {
+        let fused = self.fused();
+        // The fused softmax masks by position; the unfused graph adds this mask.
+        let mask = if fused {
+            None
+        } else {
             let mut m = vec![0.0f32; group * seq * seq];
             for g in 0..group {
                 for t in 0..seq {
@@ -470,9 +485,12 @@ impl Network {
                     }
                 }
             }
-            Tensor::from_vec(m, (group * seq, seq), &self.device)?
+            Some(Tensor::from_vec(m, (group * seq, seq), &self.device)?)
         };
         let rms = |x: &Tensor, w: &Tensor| -> candle_core::Result<Tensor> {
+            if fused {
+                return crate::fused::rms_norm(x, w, eps);
+            }
             let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
             x.broadcast_mul(&inv)?.broadcast_mul(w)
         };
@@ -513,13 +531,18 @@ impl Network {
         let prequantized =
             self.quant_ops == QuantOps::Prequantized && matches!(precision, Precision::Ternary(_));
         let input = |x: Tensor| -> candle_core::Result<Tensor> {
-            if prequantized {
+            if prequantized && fused {
+                crate::fused::int8_rows(&x)
+            } else if prequantized {
                 ops::tensor::int8_activations(&x)
             } else {
                 Ok(x)
             }
         };
         let rope = |x: &Tensor| -> candle_core::Result<Tensor> {
+            if fused {
+                return crate::fused::rope(x, &cos, &sin);
+            }
             let half = hd / 2;
             let x1 = x.narrow(D::Minus1, 0, half)?;
             let x2 = x.narrow(D::Minus1, half, half)?;
@@ -548,10 +571,15 @@ impl Network {
             let k = rope(&k)?;
             // Query heads h·group … h·group+group-1 share KV head h: fold them into the rows.
             let q = q.reshape((batch, kv_heads, group * seq, hd))?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-            let max = scores.max_keepdim(D::Minus1)?.detach();
-            let e = scores.broadcast_sub(&max)?.exp()?;
-            let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            let scores = q.matmul(&k.t()?)?;
+            let probs = if let Some(mask) = &mask {
+                let scores = scores.broadcast_add(mask)?;
+                let max = scores.max_keepdim(D::Minus1)?.detach();
+                let e = scores.broadcast_sub(&max)?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+            } else {
+                crate::fused::causal_softmax(&scores)?
+            };
             let attn = probs
                 .matmul(&v)?
                 .reshape((batch, heads, seq, hd))?
@@ -615,6 +643,15 @@ impl Network {
             let inputs: Vec<u32> = chunk.iter().flat_map(|w| w.0.iter().copied()).collect();
             let targets: Vec<u32> = chunk.iter().flat_map(|w| w.1.iter().copied()).collect();
             let logits = self.logits(params, &inputs, chunk.len(), seq, precision)?;
+            if self.fused() {
+                // The losses on the GPU: one float per token comes down, not its logits.
+                let losses = crate::fused::cross_entropy_rows(&logits, &targets)
+                    .and_then(|l| l.to_vec1::<f32>())
+                    .map_err(|e| ce("validation losses", e))?;
+                total += losses.iter().map(|&l| f64::from(l)).sum::<f64>();
+                count += losses.len();
+                continue;
+            }
             let values = logits
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())

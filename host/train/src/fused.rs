@@ -1,0 +1,885 @@
+//! Fused CUDA kernels for the training graph of a world kept on the GPU.
+//!
+//! Written as candle tensor operations, each of these is a chain of small element-wise kernels
+//! (and their backward passes a longer one), every link reading and writing the whole tensor:
+//! the int8 activation quantiser is a dozen kernels, an RMS norm seven, the causal softmax of the
+//! attention scores six over `[batch, heads, seq, seq]`, and the loss six over the
+//! `[tokens, 50,257]` logits. Here each is one kernel forward and one backward, with the same
+//! formulas:
+//!
+//! - [`int8_rows`]: per-token absmax int8 fake quantisation, straight through (the gradient is
+//!   the identity, as for `w − detach(w) + detach(q)`);
+//! - [`rms_norm`]: `x · (Σx²/d + ε)^-½ · w`, whose backward pass writes the input's gradient and
+//!   each row's share of the weight's, which candle's column sum (a fixed block reduction)
+//!   adds up;
+//! - [`rope`]: the rotary embedding `x · cos + rotate_half(x) · sin`, whose backward pass is
+//!   element-wise too;
+//! - [`causal_softmax`]: the attention's softmax with the causal mask applied by position;
+//! - [`cross_entropy_rows`]: each token's next-token loss from its row of logits; the gradient
+//!   `(softmax − one-hot) · g` is written in one pass, and validation computes its losses on the
+//!   GPU, downloading one float per token instead of the logits.
+//!
+//! Determinism: every sum is a block reduction in a fixed tree (one block per row, the same
+//! block size every time), with no atomics, so a GPU computes the same bits run after run. The
+//! sums are in another order than candle's, so a run recorded with the unfused graph does not
+//! replay bit for bit with this one (and the other way round); both are the same formulas, so
+//! losses agree to rounding.
+//!
+//! They compute on CUDA GPUs only: the CPU path keeps the kernels' own custom ops
+//! ([`crate::ops`]), and a graph uses these only for a world kept on a GPU
+//! ([`crate::model::QuantOps::Prequantized`] on a CUDA device).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use std::sync::Arc;
+
+/// Why an op did not run on the CPU.
+fn cuda_only(op: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{op}: a fused kernel for CUDA GPUs only"))
+}
+
+/// Per-token int8 fake quantisation of a `[.., cols]` tensor, straight-through.
+pub fn int8_rows(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Int8Rows)
+}
+
+/// RMS norm of the rows of `x` with weight `w` (`[cols]`).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
+}
+
+/// The rotary embedding of `[.., seq, head_dim]` query or key rows with `[seq, head_dim]` tables:
+/// `x · cos + rotate_half(x) · sin`, `rotate_half(x) = (−x₂, x₁)` for the halves `x₁, x₂`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&cos.contiguous()?, &sin.contiguous()?, Rope)
+}
+
+/// The softmax of attention scores `[.., rows, seq]` whose row `r` (counted over all leading
+/// dimensions) is query position `r mod seq`: keys after it get probability 0.
+pub fn causal_softmax(scores: &Tensor) -> Result<Tensor> {
+    scores.contiguous()?.apply_op1(CausalSoftmax)
+}
+
+/// Each row's cross-entropy against its target, `[rows]`; the targets are checked on the host.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, vocab) = logits.dims2()?;
+    if targets.len() != rows {
+        candle_core::bail!(
+            "cross-entropy: {} targets for {rows} rows of logits",
+            targets.len()
+        );
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("cross-entropy: target {t} is outside the vocabulary of {vocab}");
+    }
+    logits.contiguous()?.apply_op1(RowCrossEntropy {
+        targets: Arc::new(targets.to_vec()),
+    })
+}
+
+struct Int8Rows;
+struct RmsNorm {
+    eps: f32,
+}
+/// The backward pass of [`RmsNorm`] on `(x, w, dy)`: `[2, rows, cols]`, the input's gradient
+/// and then `dy · x · inv`, whose column sums are the weight's gradient.
+struct RmsNormBackward {
+    // Read by the CUDA kernel's launch only.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    eps: f32,
+}
+struct Rope;
+/// The backward pass of [`Rope`] on `(dy, cos, sin)`.
+struct RopeBackward;
+struct CausalSoftmax;
+/// The backward pass of [`CausalSoftmax`] on `(p, dp)`: `p · (dp − Σ p·dp)`.
+struct CausalSoftmaxBackward;
+struct RowCrossEntropy {
+    targets: Arc<Vec<u32>>,
+}
+/// The backward pass of [`RowCrossEntropy`] on `(logits, g)`: `(softmax − one-hot) · g_row`.
+struct RowCrossEntropyBackward {
+    // Read by the CUDA kernel's launch only.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    targets: Arc<Vec<u32>>,
+}
+
+impl CustomOp1 for Int8Rows {
+    fn name(&self) -> &'static str {
+        "fused-int8-activations"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::int8_rows(s, l)
+    }
+    /// Straight through: the gradient of `x − detach(x) + detach(q)`.
+    fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.clone()))
+    }
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::rms_norm(xs, xl, ws, wl, self.eps)
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = x.apply_op3(w, &grad.contiguous()?, RmsNormBackward { eps: self.eps })?;
+        let dx = both.get(0)?;
+        let cols = w.elem_count();
+        let dw = both
+            .get(1)?
+            .reshape(((), cols))?
+            .sum(0)?
+            .reshape(w.shape())?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for RmsNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::rms_norm_backward(xs, xl, ws, wl, gs, gl, self.eps)
+    }
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        cs: &candle_core::CudaStorage,
+        cl: &Layout,
+        ss: &candle_core::CudaStorage,
+        sl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::rope(xs, xl, cs, cl, ss, sl, false)
+    }
+    /// `dx_k = dy_k · cos_k + dy_{k+h} · sin_{k+h}` in the first half,
+    /// `dy_k · cos_k − dy_{k−h} · sin_{k−h}` in the second (`h` half the head); the tables are
+    /// constants.
+    fn bwd(
+        &self,
+        _: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = grad.contiguous()?.apply_op3(cos, sin, RopeBackward)?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+impl CustomOp3 for RopeBackward {
+    fn name(&self) -> &'static str {
+        "fused-rope-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        cs: &candle_core::CudaStorage,
+        cl: &Layout,
+        ss: &candle_core::CudaStorage,
+        sl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::rope(gs, gl, cs, cl, ss, sl, true)
+    }
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-causal-softmax"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::causal_softmax(s, l)
+    }
+    fn bwd(&self, _: &Tensor, p: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            p.contiguous()?
+                .apply_op2(&grad.contiguous()?, CausalSoftmaxBackward)?,
+        ))
+    }
+}
+
+impl CustomOp2 for CausalSoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "fused-causal-softmax-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        ps: &candle_core::CudaStorage,
+        pl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::causal_softmax_backward(ps, pl, gs, gl)
+    }
+}
+
+impl CustomOp1 for RowCrossEntropy {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::cross_entropy(s, l, &self.targets)
+    }
+    fn bwd(&self, logits: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(logits.apply_op2(
+            &grad.contiguous()?,
+            RowCrossEntropyBackward {
+                targets: self.targets.clone(),
+            },
+        )?))
+    }
+}
+
+impl CustomOp2 for RowCrossEntropyBackward {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::cross_entropy_backward(xs, xl, gs, gl, &self.targets)
+    }
+}
+
+// Kernel launches are `unsafe` in cudarc: the argument list must match the kernel's signature
+// and the buffers must be as long as the kernel reads and writes, which each launch states.
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+mod imp {
+    use super::*;
+    use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+    use candle_core::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+    use candle_core::{CudaDevice, CudaStorage};
+    use std::sync::OnceLock;
+
+    /// One block per row; every reduction is this tree over the block's threads, so its order
+    /// is fixed by the block size, which is fixed per kernel.
+    const SOURCE: &str = r#"
+typedef unsigned long long u64;
+
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned int s = blockDim.x >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] = sh[threadIdx.x] + sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ __forceinline__ float block_max(float v, float* sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned int s = blockDim.x >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
+        __syncthreads();
+    }
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+// Per row: inv = 127 / max(absmax, eps); q = clamp(rint(x * inv), -128, 127) * (1 / inv).
+extern "C" __global__ void int8_rows(const float* x, float* y, u64 cols, float eps) {
+    __shared__ float sh[1024];
+    const float* r = x + blockIdx.x * cols;
+    float* o = y + blockIdx.x * cols;
+    float m = 0.0f;
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, fabsf(r[j]));
+    m = block_max(m, sh);
+    float inv = 127.0f / fmaxf(m, eps);
+    float back = 1.0f / inv;
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) {
+        float q = fminf(fmaxf(rintf(r[j] * inv), -128.0f), 127.0f);
+        o[j] = q * back;
+    }
+}
+
+__device__ __forceinline__ float rms_inv(const float* r, u64 cols, float rc, float eps, float* sh) {
+    float ss = 0.0f;
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) ss += r[j] * r[j];
+    ss = block_sum(ss, sh);
+    return 1.0f / sqrtf(ss * rc + eps);
+}
+
+// y = (x * inv) * w.
+extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, u64 cols, float rc, float eps) {
+    __shared__ float sh[1024];
+    const float* r = x + blockIdx.x * cols;
+    float* o = y + blockIdx.x * cols;
+    float inv = rms_inv(r, cols, rc, eps, sh);
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) o[j] = (r[j] * inv) * w[j];
+}
+
+// out[0..n) = dx = inv * (w * dy) - x * (inv^3 * dot / d), dot = sum(dy * w * x);
+// out[n..2n) = dy * (x * inv), the row's share of dw.
+extern "C" __global__ void rms_norm_bwd(const float* x, const float* w, const float* dy, float* out,
+                                        u64 n, u64 cols, float rc, float eps) {
+    __shared__ float sh[1024];
+    u64 base = blockIdx.x * cols;
+    const float* r = x + base;
+    const float* g = dy + base;
+    float inv = rms_inv(r, cols, rc, eps, sh);
+    float dot = 0.0f;
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) dot += (g[j] * w[j]) * r[j];
+    dot = block_sum(dot, sh);
+    float k = ((inv * inv) * inv) * (dot * rc);
+    for (u64 j = threadIdx.x; j < cols; j += blockDim.x) {
+        out[base + j] = inv * (w[j] * g[j]) - r[j] * k;
+        out[n + base + j] = g[j] * (r[j] * inv);
+    }
+}
+
+// Element i of [.., seq, hd] rows is at position (i / hd) mod seq, column j = i mod hd, h = hd / 2.
+// Forward: y = x * cos + rot * sin, rot = -x[j + h] (j < h), x[j - h] (j >= h).
+// Backward (back != 0, x is dy): dx = dy * cos + (j < h ? dy[j + h] * sin[j + h] : -(dy[j - h] * sin[j - h])).
+extern "C" __global__ void rope(const float* x, const float* cos, const float* sin, float* y,
+                                u64 n, u64 seq, u64 hd, int back) {
+    u64 h = hd / 2;
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        u64 j = i % hd;
+        u64 t = ((i / hd) % seq) * hd;
+        float v;
+        if (back) {
+            v = j < h ? x[i + h] * sin[t + j + h] : -(x[i - h] * sin[t + j - h]);
+            y[i] = x[i] * cos[t + j] + v;
+        } else {
+            float rot = j < h ? -x[i + h] : x[i - h];
+            y[i] = x[i] * cos[t + j] + rot * sin[t + j];
+        }
+    }
+}
+
+// Row r is query position t = r mod seq: p = exp(x - max) / sum over keys 0..t, 0 after.
+extern "C" __global__ void causal_softmax(const float* x, float* p, u64 seq) {
+    __shared__ float sh[1024];
+    u64 row = blockIdx.x;
+    u64 t = row % seq;
+    const float* r = x + row * seq;
+    float* o = p + row * seq;
+    float m = __int_as_float(0xff800000);
+    for (u64 j = threadIdx.x; j <= t; j += blockDim.x) m = fmaxf(m, r[j]);
+    m = block_max(m, sh);
+    float s = 0.0f;
+    for (u64 j = threadIdx.x; j <= t; j += blockDim.x) s += expf(r[j] - m);
+    s = block_sum(s, sh);
+    for (u64 j = threadIdx.x; j < seq; j += blockDim.x) o[j] = j <= t ? expf(r[j] - m) / s : 0.0f;
+}
+
+// dx = p * (dp - sum(p * dp)).
+extern "C" __global__ void causal_softmax_bwd(const float* p, const float* dp, float* dx, u64 seq) {
+    __shared__ float sh[1024];
+    u64 base = blockIdx.x * seq;
+    u64 t = blockIdx.x % seq;
+    float dot = 0.0f;
+    for (u64 j = threadIdx.x; j <= t; j += blockDim.x) dot += p[base + j] * dp[base + j];
+    dot = block_sum(dot, sh);
+    for (u64 j = threadIdx.x; j < seq; j += blockDim.x)
+        dx[base + j] = j <= t ? p[base + j] * (dp[base + j] - dot) : 0.0f;
+}
+
+__device__ __forceinline__ void row_max_lse(const float* r, u64 vocab, float* sh, float* m_out, float* lse_out) {
+    float m = __int_as_float(0xff800000);
+    for (u64 j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, r[j]);
+    m = block_max(m, sh);
+    float s = 0.0f;
+    for (u64 j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(r[j] - m);
+    s = block_sum(s, sh);
+    *m_out = m;
+    *lse_out = logf(s);
+}
+
+// loss = log(sum(exp(x - max))) - (x[target] - max).
+extern "C" __global__ void cross_entropy(const float* x, const unsigned int* targets, float* loss, u64 vocab) {
+    __shared__ float sh[1024];
+    const float* r = x + blockIdx.x * vocab;
+    float m, lse;
+    row_max_lse(r, vocab, sh, &m, &lse);
+    if (threadIdx.x == 0) loss[blockIdx.x] = lse - (r[targets[blockIdx.x]] - m);
+}
+
+// dx = exp((x - max) - lse) * g, minus g at the target.
+extern "C" __global__ void cross_entropy_bwd(const float* x, const unsigned int* targets, const float* g,
+                                             float* dx, u64 vocab) {
+    __shared__ float sh[1024];
+    const float* r = x + blockIdx.x * vocab;
+    float* o = dx + blockIdx.x * vocab;
+    float m, lse;
+    row_max_lse(r, vocab, sh, &m, &lse);
+    float gr = g[blockIdx.x];
+    u64 t = targets[blockIdx.x];
+    for (u64 j = threadIdx.x; j < vocab; j += blockDim.x) {
+        float v = expf((r[j] - m) - lse) * gr;
+        o[j] = j == t ? v - gr : v;
+    }
+}
+"#;
+
+    const MODULE: &str = "tritlab_fused";
+
+    fn err(what: &str, e: impl std::fmt::Display) -> candle_core::Error {
+        candle_core::Error::Msg(format!("{what}: {e}"))
+    }
+
+    /// Compiled once by NVRTC, as the device world's kernels are: no contracted multiply-adds,
+    /// IEEE division and square root, so each formula rounds as written.
+    fn ptx() -> Result<&'static str> {
+        static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            compile_ptx_with_opts(
+                SOURCE,
+                CompileOptions {
+                    fmad: Some(false),
+                    prec_div: Some(true),
+                    prec_sqrt: Some(true),
+                    ftz: Some(false),
+                    ..CompileOptions::default()
+                },
+            )
+            .map(|p| p.to_src())
+            .map_err(|e| e.to_string())
+        })
+        .as_deref()
+        .map_err(|e| err("compiling the fused kernels", e))
+    }
+
+    /// A contiguous f32 tensor's elements.
+    fn view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, f32>> {
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| err(what, "the input is not contiguous"))?;
+        Ok(s.as_cuda_slice::<f32>()?.slice(start..end))
+    }
+
+    /// The last dimension and the number of rows before it.
+    fn rows_cols(l: &Layout, what: &str) -> Result<(usize, usize)> {
+        let cols = *l
+            .dims()
+            .last()
+            .ok_or_else(|| err(what, "a scalar has no rows"))?;
+        if cols == 0 {
+            return Err(err(what, "rows of length 0"));
+        }
+        let rows = l.shape().elem_count() / cols;
+        if rows > i32::MAX as usize {
+            return Err(err(what, format!("{rows} rows, more than one grid holds")));
+        }
+        Ok((rows, cols))
+    }
+
+    /// One block of `threads` per row.
+    fn per_row(rows: usize, threads: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Uninitialised output for `n` floats, every one of which the kernel writes.
+    fn output(dev: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
+        // SAFETY: each caller's kernel writes all `n` elements before anything reads them.
+        unsafe { dev.alloc::<f32>(n.max(1)) }
+    }
+
+    fn targets_on(dev: &CudaDevice, targets: &[u32]) -> Result<CudaSlice<u32>> {
+        dev.cuda_stream()
+            .clone_htod(targets)
+            .map_err(|e| err("uploading the targets", e))
+    }
+
+    fn check_targets(targets: &[u32], rows: usize, vocab: usize) -> Result<()> {
+        if targets.len() != rows || targets.iter().any(|&t| t as usize >= vocab) {
+            return Err(err(
+                "cross-entropy",
+                format!(
+                    "{} targets for {rows} rows of {vocab} logits",
+                    targets.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn int8_rows(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "int8 activations";
+        let (rows, cols) = rows_cols(l, WHAT)?;
+        let x = view(s, l, WHAT)?;
+        let dev = &s.device;
+        let y = output(dev, rows * cols)?;
+        let f = dev.get_or_load_custom_func("int8_rows", MODULE, ptx()?)?;
+        let (cols64, eps) = (cols as u64, tritlab_kernels::quant::QUANT_EPS);
+        let mut b = f.builder();
+        b.arg(&x).arg(&y).arg(&cols64).arg(&eps);
+        // SAFETY: x and y hold rows × cols floats; one block per row.
+        unsafe { b.launch(per_row(rows, 256)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev.clone()),
+            l.shape().clone(),
+        ))
+    }
+
+    pub fn rms_norm(
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        eps: f32,
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "RMS norm";
+        let (rows, cols) = rows_cols(xl, WHAT)?;
+        let x = view(xs, xl, WHAT)?;
+        let w = view(ws, wl, WHAT)?;
+        if w.len() != cols {
+            return Err(err(WHAT, format!("{} weights for rows of {cols}", w.len())));
+        }
+        let dev = &xs.device;
+        let y = output(dev, rows * cols)?;
+        let f = dev.get_or_load_custom_func("rms_norm", MODULE, ptx()?)?;
+        let (cols64, rc) = (cols as u64, 1.0f32 / cols as f32);
+        let mut b = f.builder();
+        b.arg(&x).arg(&w).arg(&y).arg(&cols64).arg(&rc).arg(&eps);
+        // SAFETY: x and y hold rows × cols floats, w cols; one block per row.
+        unsafe { b.launch(per_row(rows, 256)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev.clone()),
+            xl.shape().clone(),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rms_norm_backward(
+        xs: &CudaStorage,
+        xl: &Layout,
+        ws: &CudaStorage,
+        wl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        eps: f32,
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "RMS norm's gradient";
+        let (rows, cols) = rows_cols(xl, WHAT)?;
+        let x = view(xs, xl, WHAT)?;
+        let w = view(ws, wl, WHAT)?;
+        let g = view(gs, gl, WHAT)?;
+        if w.len() != cols || g.len() != x.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let n = rows * cols;
+        let dev = &xs.device;
+        let out = output(dev, 2 * n)?;
+        let f = dev.get_or_load_custom_func("rms_norm_bwd", MODULE, ptx()?)?;
+        let (n64, cols64, rc) = (n as u64, cols as u64, 1.0f32 / cols as f32);
+        let mut b = f.builder();
+        b.arg(&x).arg(&w).arg(&g).arg(&out);
+        b.arg(&n64).arg(&cols64).arg(&rc).arg(&eps);
+        // SAFETY: x and g hold n floats, w cols, out 2n; one block per row.
+        unsafe { b.launch(per_row(rows, 256)) }.map_err(|e| err(WHAT, e))?;
+        let mut dims = vec![2];
+        dims.extend_from_slice(xl.dims());
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev.clone()),
+            Shape::from(dims),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope(
+        xs: &CudaStorage,
+        xl: &Layout,
+        cs: &CudaStorage,
+        cl: &Layout,
+        ss: &CudaStorage,
+        sl: &Layout,
+        back: bool,
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "the rotary embedding";
+        let (rows, hd) = rows_cols(xl, WHAT)?;
+        let (seq, table_hd) = cl.shape().dims2()?;
+        let x = view(xs, xl, WHAT)?;
+        let cos = view(cs, cl, WHAT)?;
+        let sin = view(ss, sl, WHAT)?;
+        let seq_of_x = xl.dims().get(xl.dims().len().wrapping_sub(2)).copied();
+        if hd % 2 != 0
+            || table_hd != hd
+            || sin.len() != cos.len()
+            || seq_of_x != Some(seq)
+            || rows % seq != 0
+        {
+            return Err(err(WHAT, "the tables do not match the rows"));
+        }
+        let n = rows * hd;
+        let dev = &xs.device;
+        let y = output(dev, n)?;
+        let f = dev.get_or_load_custom_func("rope", MODULE, ptx()?)?;
+        let (n64, seq64, hd64, flag) = (n as u64, seq as u64, hd as u64, i32::from(back));
+        let mut b = f.builder();
+        b.arg(&x).arg(&cos).arg(&sin).arg(&y);
+        b.arg(&n64).arg(&seq64).arg(&hd64).arg(&flag);
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 65_535) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: x and y hold n floats, cos and sin seq × hd; grid-stride over n.
+        unsafe { b.launch(cfg) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev.clone()),
+            xl.shape().clone(),
+        ))
+    }
+
+    pub fn causal_softmax(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "the attention softmax";
+        let (rows, seq) = rows_cols(l, WHAT)?;
+        let x = view(s, l, WHAT)?;
+        let dev = &s.device;
+        let p = output(dev, rows * seq)?;
+        let f = dev.get_or_load_custom_func("causal_softmax", MODULE, ptx()?)?;
+        let seq64 = seq as u64;
+        let mut b = f.builder();
+        b.arg(&x).arg(&p).arg(&seq64);
+        // SAFETY: x and p hold rows × seq floats; one block per row.
+        unsafe { b.launch(per_row(rows, 128)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(p, dev.clone()),
+            l.shape().clone(),
+        ))
+    }
+
+    pub fn causal_softmax_backward(
+        ps: &CudaStorage,
+        pl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "the attention softmax's gradient";
+        let (rows, seq) = rows_cols(pl, WHAT)?;
+        let p = view(ps, pl, WHAT)?;
+        let g = view(gs, gl, WHAT)?;
+        if g.len() != p.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let dev = &ps.device;
+        let dx = output(dev, rows * seq)?;
+        let f = dev.get_or_load_custom_func("causal_softmax_bwd", MODULE, ptx()?)?;
+        let seq64 = seq as u64;
+        let mut b = f.builder();
+        b.arg(&p).arg(&g).arg(&dx).arg(&seq64);
+        // SAFETY: p, g and dx hold rows × seq floats; one block per row.
+        unsafe { b.launch(per_row(rows, 128)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(dx, dev.clone()),
+            pl.shape().clone(),
+        ))
+    }
+
+    pub fn cross_entropy(
+        s: &CudaStorage,
+        l: &Layout,
+        targets: &[u32],
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "cross-entropy";
+        let (rows, vocab) = rows_cols(l, WHAT)?;
+        check_targets(targets, rows, vocab)?;
+        let x = view(s, l, WHAT)?;
+        let dev = &s.device;
+        let t = targets_on(dev, targets)?;
+        let loss = output(dev, rows)?;
+        let f = dev.get_or_load_custom_func("cross_entropy", MODULE, ptx()?)?;
+        let vocab64 = vocab as u64;
+        let mut b = f.builder();
+        b.arg(&x).arg(&t).arg(&loss).arg(&vocab64);
+        // SAFETY: x holds rows × vocab floats, t and loss rows values (targets < vocab, checked).
+        unsafe { b.launch(per_row(rows, 512)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(loss, dev.clone()),
+            Shape::from(rows),
+        ))
+    }
+
+    pub fn cross_entropy_backward(
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        targets: &[u32],
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "cross-entropy's gradient";
+        let (rows, vocab) = rows_cols(xl, WHAT)?;
+        check_targets(targets, rows, vocab)?;
+        let x = view(xs, xl, WHAT)?;
+        let g = view(gs, gl, WHAT)?;
+        if g.len() != rows {
+            return Err(err(WHAT, format!("{} gradients for {rows} rows", g.len())));
+        }
+        let dev = &xs.device;
+        let t = targets_on(dev, targets)?;
+        let dx = output(dev, rows * vocab)?;
+        let f = dev.get_or_load_custom_func("cross_entropy_bwd", MODULE, ptx()?)?;
+        let vocab64 = vocab as u64;
+        let mut b = f.builder();
+        b.arg(&x).arg(&t).arg(&g).arg(&dx).arg(&vocab64);
+        // SAFETY: x and dx hold rows × vocab floats, t and g rows values (targets < vocab).
+        unsafe { b.launch(per_row(rows, 512)) }.map_err(|e| err(WHAT, e))?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(dx, dev.clone()),
+            xl.shape().clone(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// On the CPU the fused ops refuse with an error that says why, and never panic.
+    #[test]
+    fn fused_ops_refuse_the_cpu() {
+        let x = Tensor::zeros((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::ones(4, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let cos = Tensor::ones((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        for r in [
+            int8_rows(&x),
+            rms_norm(&x, &w, 1e-5),
+            causal_softmax(&x),
+            rope(&x, &cos, &cos),
+            cross_entropy_rows(&x, &[0, 3]),
+        ] {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("CUDA"), "{e}");
+        }
+        // Targets are checked before anything runs.
+        let e = cross_entropy_rows(&x, &[0, 4]).unwrap_err().to_string();
+        assert!(e.contains("outside the vocabulary"), "{e}");
+    }
+}
