@@ -618,6 +618,7 @@ mod vbmi {
 /// kernels.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::backend::avx2::{hsum, widen_add};
     use crate::quant::T1Planes;
     use std::arch::x86_64::*;
 
@@ -682,22 +683,6 @@ mod avx2 {
             s = _mm256_add_epi16(s, _mm256_maddubs_epi16(*code, xv));
         }
         s
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
-    }
-
-    /// i16 lanes widened to i32 and added to `acc`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
     }
 
     /// Where half-chunk `k` of a row meets its activations: chunk `k / 2`, half `k % 2`.

@@ -14,7 +14,7 @@ const I16_BLOCKS: usize = 8;
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hsum(v: __m256i) -> i32 {
+pub(crate) fn hsum(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
@@ -55,7 +55,7 @@ unsafe fn block16(c: &[__m256i; 4], x: *const i8) -> __m256i {
 /// i16 lanes widened to i32 and added to `acc`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
+pub(crate) fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
 }
 
