@@ -13,8 +13,14 @@
 #   4. A stripped, gzipped copy, target/cuda/tritlab-cuda.gz, to carry to the GPU machine.
 #
 # Usage: scripts/build-cuda.sh           build the binary (steps 1-4)
-#        scripts/build-cuda.sh --check   only type-check the `cuda` feature (steps 1-2, then
-#                                        `cargo check`), which needs no linking; CI runs this
+#        scripts/build-cuda.sh --check   only type-check the `cuda` feature; CI runs this
+#
+# --check needs neither the toolkit nor the stubs: type-checking links nothing, and the only
+# CUDA C++ it would compile is candle's own kernels (candle-kernels' build script: PTX, and a
+# static library of quantised-matmul kernels that takes nvcc most of a quarter of an hour on two
+# cores). A stand-in `nvcc` writes those outputs empty, so the check costs what checking the Rust
+# code costs, in the main target directory, where the build scripts and procedural macros of the
+# ordinary build are reused. Only the real build above compiles candle's kernels.
 # On the GPU machine: gunzip it, and run it with LD_LIBRARY_PATH holding the directories of
 # libcuda.so.1 and of the CUDA 13 libraries (libcublas.so.13 …), e.g. a PyTorch environment's
 # nvidia/cu13/lib. See docs/GPU.md.
@@ -29,9 +35,47 @@ case "$mode" in
 esac
 
 target="${CARGO_TARGET_DIR:-$repo/target}"
+cuda_version="13.0"
+
+if [[ "$mode" == "--check" ]]; then
+  stand_in="$target/cuda-check/bin"
+  mkdir -p "$stand_in"
+  # What candle-kernels' build script (through cudaforge) asks of nvcc: its version, its GPU
+  # codes, PTX into --output-directory, objects and a library at -o. Every output is empty.
+  cat >"$stand_in/nvcc" <<'SH'
+#!/usr/bin/env bash
+# A stand-in for nvcc used by `scripts/build-cuda.sh --check`: writes empty outputs.
+out="" dir="" sources=()
+while (($#)); do
+  case "$1" in
+    --version) echo "Cuda compilation tools, release 13.0, V13.0.0 (type-check stand-in)"; exit 0 ;;
+    --list-gpu-code) printf 'sm_80\nsm_90\n'; exit 0 ;;
+    -o) out="$2"; shift ;;
+    --output-directory) dir="$2"; shift ;;
+    *.cu) sources+=("$1") ;;
+  esac
+  shift
+done
+if [[ -n "$out" ]]; then
+  case "$out" in
+    *.a) ar rcs "$out" ;;
+    *) : >"$out" ;;
+  esac
+fi
+for source in "${sources[@]}"; do
+  [[ -n "$dir" ]] && { name="${source##*/}"; : >"$dir/${name%.cu}.ptx"; }
+done
+exit 0
+SH
+  chmod +x "$stand_in/nvcc"
+  export NVCC="$stand_in/nvcc" PATH="$stand_in:$PATH"
+  export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+  export CUDARC_CUDA_VERSION="${cuda_version%%.*}0${cuda_version#*.}0"
+  export TRITLAB_CUDA_TOOLKIT="$cuda_version"
+  exec cargo check --release --locked -p tritlab-train --features cuda --all-targets
+fi
 toolkit="${TRITLAB_CUDA_TOOLKIT_DIR:-$target/cuda-toolkit}"
 root="$toolkit/nvidia/cu13"
-cuda_version="13.0"
 
 # 1. The toolkit from PyPI, kept between runs.
 if [[ ! -x "$root/bin/nvcc" || ! -f "$root/include/crt/host_config.h" ]]; then
@@ -105,11 +149,6 @@ export CUDARC_CUDA_VERSION="${cuda_version%%.*}0${cuda_version#*.}0"
 export TRITLAB_CUDA_TOOLKIT="$cuda_version"
 # A target directory of its own: the `cuda` feature changes candle, and with it everything above.
 export CARGO_TARGET_DIR="$target/cuda"
-
-if [[ "$mode" == "--check" ]]; then
-  cargo check --release --locked -p tritlab-train --features cuda --all-targets
-  exit 0
-fi
 
 cargo build --release --locked -p tritlab --features cuda
 # The training-step benchmark too (phases, tokens/s, model FLOPs utilisation on the GPU).

@@ -8,6 +8,8 @@
 #   FUZZ_JOBS           build jobs (default: cargo's)
 # New corpus entries go to fuzz/target/corpus/TARGET (ignored); the committed seeds in
 # fuzz/corpus/TARGET are only read. Crashing inputs land in fuzz/artifacts/TARGET/.
+# The instrumented build goes to fuzz/target, apart from the ordinary build in target/. (Without
+# nightly or libFuzzer, `cargo test -p tritlab-fuzz` replays every corpus and mutations of it.)
 # docs/FUZZING.md explains the targets, and how to reproduce and minimise a crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +28,10 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-# The fuzz crate's lock file is committed: refuse to build if it is out of date.
-cargo +nightly metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
-
-# -a: debug assertions, so integer overflow in a reader panics instead of wrapping.
-build=(cargo +nightly fuzz build -a)
+# -a: debug assertions, so integer overflow in a reader panics instead of wrapping. The libFuzzer
+# binaries are behind the crate's `libfuzzer` feature, so the ordinary workspace build skips them.
+fuzz=(--features libfuzzer --target-dir fuzz/target)
+build=(cargo +nightly fuzz build -a "${fuzz[@]}")
 [[ -n "${FUZZ_JOBS:-}" ]] && build+=(--jobs "$FUZZ_JOBS")
 start=$(date +%s)
 "${build[@]}"
@@ -65,7 +66,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$work" "fuzz/corpus/$target"
   log="$logs/$target.log"
   # shellcheck disable=SC2046
-  if cargo +nightly fuzz run -a "$target" "$work" "fuzz/corpus/$target" -- \
+  if cargo +nightly fuzz run -a "${fuzz[@]}" "$target" "$work" "fuzz/corpus/$target" -- \
       -max_total_time="$seconds" -rss_limit_mb="$rss" -print_final_stats=1 \
       $(options_for "$target") >"$log" 2>&1; then
     result=ok

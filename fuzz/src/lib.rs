@@ -1,4 +1,11 @@
-//! Shared pieces of tritlab's fuzz targets (one per reader, in `fuzz_targets/`).
+//! tritlab's fuzz targets: one module per reader in [`targets`], each with a `run(data)` that
+//! checks the reader's properties on one input and panics when one fails.
+//!
+//! The same functions run in two ways. `fuzz_targets/` wraps each in libFuzzer (`cargo fuzz`,
+//! nightly, AddressSanitizer; the `libfuzzer` feature), for long coverage-guided runs
+//! (`scripts/fuzz.sh`). `tests/replay.rs` runs each over its committed corpus and over a fixed
+//! set of mutations of it, in the ordinary test build, so a reader that starts to panic on a
+//! known input fails `cargo test` without a second, instrumented build of the stack.
 //!
 //! Two readers are compiled here from their own source files instead of through their crates:
 //!
@@ -27,16 +34,16 @@ mod config;
 #[allow(dead_code)]
 mod convert;
 #[path = "../../host/plugin-host/src/types.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod types;
 
-pub mod plugin_convert;
-
-/// A file path private to this process, for readers that only take paths. libFuzzer runs one
-/// input at a time per process, so one path per purpose is enough; `-fork`/`-jobs` workers are
-/// separate processes and get their own.
+/// A file path private to this process and thread, for readers that only take paths. libFuzzer
+/// runs one input at a time per process and `-fork`/`-jobs` workers are separate processes; the
+/// test harness runs targets on several threads of one process, so the thread is in the name.
 pub fn scratch_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tritlab-fuzz-{}", std::process::id()));
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    let dir = std::env::temp_dir().join(format!("tritlab-fuzz-{}-{thread}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the fuzz scratch directory");
     dir.join(name)
 }
@@ -55,5 +62,6 @@ pub fn on_boundary(text: &str, index: usize) -> bool {
     index <= text.len() && text.is_char_boundary(index)
 }
 
+pub mod targets;
 pub mod train;
 pub mod workbook;

@@ -3,6 +3,8 @@
 //! What a plugin returns is untrusted: every `*_from_wit` conversion must either refuse it with a
 //! reason or return a value that keeps the limits it was given. What the host sends converts
 //! without loss: an annotation that passed the check goes back into WIT unchanged.
+//!
+//! Input: structured through `arbitrary`: small limits, then one conversion case.
 
 use arbitrary::{Arbitrary, Unstructured};
 
