@@ -18,6 +18,7 @@
 #   3. GPU against CPU: the WikiText-2 setting (small preset, GPT-2 tokenizer, 16 × 128 tokens,
 #      training on test.txt, validating on valid.txt) for STEPS steps on both, loss per step and
 #      validation perplexity side by side, and the CPU's check of the GPU run (trit chain, losses).
+# STAGES (default "1 2 3") picks the stages; stage 3 compares with stage 2's first run.
 set -euo pipefail
 
 bin_dir="$(cd "$1" && pwd)"
@@ -44,6 +45,10 @@ fi
 export LD_LIBRARY_PATH="$TRITLAB_CUDA_LIBS:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
+stages=" ${STAGES:-1 2 3} "
+stage() { [[ "$stages" == *" $1 "* ]]; }
+
+if stage 1; then
 echo "== 1. the training step, by phase" | tee "$out/bench.txt"
 bench() {
   env TRITLAB_BENCH_DEVICE=cuda:0 TRITLAB_BENCH_PEAK_TFLOPS="$peak" TRITLAB_BENCH_STEPS=4 \
@@ -65,10 +70,13 @@ for mm in ${MATMULS:-}; do
     TRITLAB_BENCH_MATMUL="$mm" TRITLAB_BENCH_HOST_WORLD=0
 done
 
+fi
+
 wiki=(--data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokenizer.json"
   --preset small --seq 128 --batch 16 --steps "$steps" --checkpoint-every 10
   --eval-every 10 --eval-sequences 32)
 
+if stage 2 || stage 3; then
 echo "== 2. determinism on the GPU" | tee "$out/determinism.txt"
 # Twice each, then `replay verify` of the first: f32 products (gpu-a, gpu-b), then each of
 # DETERMINISM_MATMULS (gpu-tf32-a, gpu-tf32-b …).
@@ -92,7 +100,9 @@ for run in gpu-a; do
   cp "$work/$run/metrics.jsonl" "$out/metrics-$run.jsonl"
   cp "$work/$run/run.json" "$out/run-$run.json"
 done
+fi
 
+if stage 3; then
 echo "== 3. the same run on the CPU ($(nproc) threads)" | tee "$out/cpu-vs-gpu.txt"
 # Bounded, so that a slow CPU still leaves time for the rest: the steps it finished are compared.
 timeout "${CPU_SECONDS:-600}" "$tritlab" train "${wiki[@]}" --out "$work/cpu" 2>&1 | tail -3 \
@@ -122,4 +132,5 @@ for s in sorted(set(ge) & set(ce)):
 PY
 echo "-- the GPU run checked on the CPU" | tee -a "$out/cpu-vs-gpu.txt"
 "$tritlab" replay verify --run "$work/gpu-a" --device cpu --to "${CHECK_TO:-$steps}" 2>&1 | tail -2 | tee -a "$out/cpu-vs-gpu.txt" || true
+fi
 rm -rf "$work"

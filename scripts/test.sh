@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Runs a step and prints how long it took, so that a slow run shows where its time went.
+timed() {
+  local name="$1" start
+  shift
+  start=$(date +%s)
+  "$@"
+  echo "test.sh: $name took $(($(date +%s) - start)) s"
+}
+
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
 }
@@ -28,7 +37,7 @@ export TRITLAB_REQUIRE_NBFORMAT=1
 
 # Plugins are WebAssembly components the plugin host's tests load.
 if [[ -x scripts/build-plugins.sh ]]; then
-  scripts/build-plugins.sh
+  timed plugins scripts/build-plugins.sh
 fi
 
 # Guard rails: formatting, then every lint as an error (workspace lints forbid `unsafe` outside
@@ -38,43 +47,44 @@ for component in rustfmt clippy; do
     || rustup component add "$component"
 done
 cargo fmt --all --check
-cargo clippy --workspace --release --locked --all-targets -- -D warnings
+timed clippy cargo clippy --workspace --release --locked --all-targets -- -D warnings
 # The `cuda` feature (training on NVIDIA GPUs, docs/GPU.md) type-checked, so the GPU path cannot rot
 # on machines without one. It reuses what clippy just checked; candle's CUDA kernels are not
 # compiled (see the script). On by default in CI; elsewhere set TRITLAB_CHECK_CUDA=1.
 if [[ "${TRITLAB_CHECK_CUDA:-${CI:-}}" == "1" || "${TRITLAB_CHECK_CUDA:-${CI:-}}" == "true" ]]; then
-  scripts/build-cuda.sh --check
+  timed cuda-check scripts/build-cuda.sh --check
 fi
 
-# One build of every target (libraries, binaries, tests, benches, examples) with one feature
+# One build of what the tests run (libraries, binaries, tests, examples) with one feature
 # resolution: the workbook runner and the GUI smoke test below use the binaries it makes instead of
-# building the stack again with the smaller feature sets a `-p` build would resolve.
-cargo build --workspace --release --locked --all-targets
-cargo test --workspace --release --locked
+# building the stack again with the smaller feature sets a `-p` build would resolve. The benches
+# are type-checked by clippy above and not built: each links the whole graph again.
+timed build cargo build --workspace --release --locked --lib --bins --tests --examples
+timed test cargo test --workspace --release --locked
 target_dir="${CARGO_TARGET_DIR:-target}"
 
 # Every shipped workbook, run headless and exported to HTML, ipynb (validated) and Markdown.
-TRITLAB_BIN="$target_dir/release/tritlab" scripts/run-workbooks.sh
+TRITLAB_BIN="$target_dir/release/tritlab" timed workbooks scripts/run-workbooks.sh
 # The Jupyter kernel under jupyter_client and nbclient (from PyPI), on the notebooks just exported.
-TRITLAB_BIN="$target_dir/release/tritlab" scripts/test-jupyter.sh
+TRITLAB_BIN="$target_dir/release/tritlab" timed jupyter scripts/test-jupyter.sh
 # `tritlab serve` under the official OpenAI Python client (from PyPI): streamed completions and
 # chat completions equal `tritlab generate` / `tritlab chat`, errors, SIGTERM.
-TRITLAB_BIN="$target_dir/release/tritlab" scripts/test-server.sh
+TRITLAB_BIN="$target_dir/release/tritlab" timed server scripts/test-server.sh
 
 # The NEON kernels, checked against the scalar reference under qemu-user, and the workbench in a
 # real window under Xvfb. On by default in CI; elsewhere set TRITLAB_TEST_AARCH64=1 and
 # TRITLAB_TEST_GUI=1.
 ci="${CI:-}"
 if [[ "${TRITLAB_TEST_AARCH64:-$ci}" == "1" || "${TRITLAB_TEST_AARCH64:-$ci}" == "true" ]]; then
-  scripts/test-aarch64.sh
+  timed aarch64 scripts/test-aarch64.sh
 fi
 if [[ "${TRITLAB_TEST_GUI:-$ci}" == "1" || "${TRITLAB_TEST_GUI:-$ci}" == "true" ]]; then
-  SMOKE_BINARY="$target_dir/release/examples/workbench" scripts/gui-smoke.sh
+  SMOKE_BINARY="$target_dir/release/examples/workbench" timed gui-smoke scripts/gui-smoke.sh
 fi
 # The tests above replay every fuzz target's corpus and mutations of it (fuzz/tests/replay.rs).
 # Coverage-guided libFuzzer runs need nightly and a sanitizer build of the whole stack (about
 # 20 minutes on two cores): set TRITLAB_FUZZ_SECONDS=N to run each target N seconds after the tests.
 fuzz_seconds="${TRITLAB_FUZZ_SECONDS:-0}"
 if [[ "$fuzz_seconds" != "0" ]]; then
-  scripts/fuzz.sh "$fuzz_seconds"
+  timed fuzz scripts/fuzz.sh "$fuzz_seconds"
 fi

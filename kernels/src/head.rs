@@ -714,25 +714,45 @@ mod head_x86 {
         acc.map(|a| fold512(a))
     }
 
-    /// The two halves of each 16-weight vector of [`decode512`], on 256-bit vectors.
+    /// Eight bf16 weights from `ptr` as f32 (exact: bf16 is f32's upper half).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn bf16x8(ptr: *const u8) -> __m256 {
+        let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(ptr as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))
+    }
+
+    /// Eight int8 weights from `ptr` as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn i8x8(ptr: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(ptr as *const __m128i)))
+    }
+
+    /// The two halves of each 16-weight vector of [`decode512`], on 256-bit vectors. Written
+    /// out without closures: a closure (as `array::from_fn` or `map` take) does not carry this
+    /// function's target features, and the intrinsics in it would become calls.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn decode256(p: HeadPrecision, row: *const u8, b: usize) -> [__m256; 4] {
         match p {
             HeadPrecision::Bf16 => {
                 let ptr = row.add(b * 64);
-                std::array::from_fn(|k| {
-                    let v =
-                        _mm256_cvtepu16_epi32(_mm_loadu_si128(ptr.add(16 * k) as *const __m128i));
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))
-                })
+                [
+                    bf16x8(ptr),
+                    bf16x8(ptr.add(16)),
+                    bf16x8(ptr.add(32)),
+                    bf16x8(ptr.add(48)),
+                ]
             }
             HeadPrecision::Int8 => {
                 let ptr = row.add(b * 32);
-                std::array::from_fn(|k| {
-                    let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ptr.add(8 * k) as *const __m128i));
-                    _mm256_cvtepi32_ps(v)
-                })
+                [
+                    i8x8(ptr),
+                    i8x8(ptr.add(8)),
+                    i8x8(ptr.add(16)),
+                    i8x8(ptr.add(24)),
+                ]
             }
             HeadPrecision::Q4 | HeadPrecision::Q6 => {
                 let ptr = row.add(b * p.block_bytes());
@@ -763,7 +783,13 @@ mod head_x86 {
                     }
                     _mm256_set1_epi32(32)
                 };
-                c.map(|ci| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(ci, bias))))
+                let [c0, c1, c2, c3] = c;
+                [
+                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(c0, bias))),
+                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(c1, bias))),
+                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(c2, bias))),
+                    _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(c3, bias))),
+                ]
             }
         }
     }
@@ -788,23 +814,57 @@ mod head_x86 {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn rows256<const P: u8>(bytes: &[u8], stride: usize, x: &[f32], out: &mut [f32]) {
+        let prefetch = crate::backend::prefetch_distance();
+        let mut r = 0;
+        while r + 4 <= out.len() {
+            let res = tile256::<P, 4>(bytes.as_ptr().add(r * stride), stride, x, prefetch);
+            out[r..r + 4].copy_from_slice(&res);
+            r += 4;
+        }
+        while r < out.len() {
+            out[r] = tile256::<P, 1>(bytes.as_ptr().add(r * stride), stride, x, prefetch)[0];
+            r += 1;
+        }
+    }
+
+    /// `R` consecutive rows from `rows`: their canonical sums. Each row keeps the sixteen
+    /// canonical partial sums as two 8-lane halves (`lo`: columns 0..8 of each 16, `hi`: 8..16),
+    /// so the result is the scalar reference's to the bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile256<const P: u8, const R: usize>(
+        rows: *const u8,
+        stride: usize,
+        x: &[f32],
+        prefetch: usize,
+    ) -> [f32; R] {
         let p = const { precision::<P>() };
         let blocks = x.len() / 32;
-        let prefetch = crate::backend::prefetch_distance();
-        for (row, o) in bytes.chunks_exact(stride).zip(out.iter_mut()) {
-            // Partial sums 0..8 and 8..16 of the canonical sixteen.
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for b in 0..blocks {
-                let at = row.as_ptr().add(b * p.block_bytes());
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        for b in 0..blocks {
+            let xp = x.as_ptr().add(32 * b);
+            let xs = [
+                _mm256_loadu_ps(xp),
+                _mm256_loadu_ps(xp.add(8)),
+                _mm256_loadu_ps(xp.add(16)),
+                _mm256_loadu_ps(xp.add(24)),
+            ];
+            for i in 0..R {
+                let row = rows.add(i * stride);
+                let at = row.add(b * p.block_bytes());
                 _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(prefetch) as *const i8);
-                let w = decode256(p, row.as_ptr(), b);
-                let xp = x.as_ptr().add(32 * b);
-                lo = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xp), lo);
-                hi = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xp.add(8)), hi);
-                lo = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xp.add(16)), lo);
-                hi = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xp.add(24)), hi);
+                let w = decode256(p, row, b);
+                lo[i] = _mm256_fmadd_ps(w[0], xs[0], lo[i]);
+                hi[i] = _mm256_fmadd_ps(w[1], xs[1], hi[i]);
+                lo[i] = _mm256_fmadd_ps(w[2], xs[2], lo[i]);
+                hi[i] = _mm256_fmadd_ps(w[3], xs[3], hi[i]);
             }
-            *o = fold256(_mm256_add_ps(lo, hi));
         }
+        let mut sums = [0.0f32; R];
+        for i in 0..R {
+            sums[i] = fold256(_mm256_add_ps(lo[i], hi[i]));
+        }
+        sums
     }
 }

@@ -310,7 +310,7 @@ const REFERENCE_INTRO: &str = "\
 
 <!-- Written from the command table in host/session/src/lang/table.rs; the tests fail when this
 file and the table differ. Regenerate with
-TRITLAB_UPDATE_DOCS=1 cargo test -p tritlab-session --test help. -->
+TRITLAB_UPDATE_DOCS=1 cargo test -p tritlab-session --test integration help. -->
 
 The REPL and the workbench take the same commands, one per line. `help` lists them and
 `help COMMAND` explains one; both are written from the same table as this page.

@@ -2,7 +2,7 @@
 
 use tritlab_workbook::{Block, CellKind, Image, MemoryAssets, Output, Rgb, Trit, Workbook};
 
-const SPEC: &str = include_str!("../../../workbooks/README.md");
+const SPEC: &str = include_str!("../../../../workbooks/README.md");
 const FOLDER: &str = "first-look.tritlab.assets";
 
 /// The bodies of the spec's ````markdown blocks.

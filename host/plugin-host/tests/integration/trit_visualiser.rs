@@ -1,6 +1,6 @@
 //! Contract tests of the bundled `trit-visualiser` through the real host.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

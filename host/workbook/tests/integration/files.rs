@@ -1,6 +1,6 @@
 //! Saving and loading workbooks with their asset folder; a failed save keeps the old file.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! trits it gets on its own, and a [`Sequence`] fed by batched steps with a chunked prompt
 //! chooses the same tokens as [`generate_ids`].
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

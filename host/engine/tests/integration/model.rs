@@ -1,6 +1,6 @@
 //! The model on synthetic checkpoints: KV-cache decoding, sampling, synth → load → generate.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tritlab_engine::{

@@ -1,6 +1,6 @@
 //! The log file: round trips, torn tails at every byte, corruption, foreign files, versions.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! Needs Python's nbformat (Debian: python3-nbformat). Without it the test says it was skipped,
 //! unless TRITLAB_REQUIRE_NBFORMAT=1, which turns the skip into a failure (CI sets it).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

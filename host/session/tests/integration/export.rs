@@ -2,7 +2,7 @@
 //! format from a checkpoint, from a GGUF file and from a replay step. Trits and scales are
 //! copied, never quantised again, so every round trip gives the same logits bit for bit.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

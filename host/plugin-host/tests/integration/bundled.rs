@@ -1,6 +1,6 @@
 //! Loading the bundled plugins as the workbench does, and the template.
 
-mod common;
+use crate::common;
 
 use common::{bundled, host_with, plugin_dir, temp_dir, token};
 use tritlab_plugin_host::{

@@ -1,6 +1,6 @@
 //! The exporters on a workbook holding every kind of output.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::Path;

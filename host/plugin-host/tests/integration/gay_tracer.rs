@@ -6,7 +6,7 @@
 //! generator seeded with the legacy seed `0x6761795f636f6c6f` ("gay_colo"):
 //! 0xf061ebbc2ca74d78 then 0x34dc5aa0b7117465.
 
-mod common;
+use crate::common;
 
 use common::{host_with, token};
 use tritlab_plugin_host::{PluginError, PluginKind, Rgba, TrainingStep, Trit};

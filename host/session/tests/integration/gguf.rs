@@ -2,7 +2,7 @@
 //! `tokenizer.json`) loads with a warning; the commands that run on token ids work, those that
 //! read or write text are usage errors that say why. `verify` reports GGUF files.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tritlab_session::{ErrorKind, Execution, LiveEvent, Session, SessionConfig};

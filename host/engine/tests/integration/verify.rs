@@ -1,6 +1,6 @@
 //! `verify` tells stored ternary weights, latent weights quantised at load, and non-ternary ones apart.
 
-mod common;
+use crate::common;
 
 use common::*;
 use safetensors::Dtype;

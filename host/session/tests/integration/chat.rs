@@ -1,7 +1,7 @@
 //! `chat`: a conversation kept in the session, rendered by a chat template, continued, reset
 //! and forgotten when another model is loaded.
 
-mod common;
+use crate::common;
 
 use common::{run, session};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Bad checkpoints give clear errors that name the file and the tensor, never a panic.
 
-mod common;
+use crate::common;
 
 use common::*;
 use safetensors::Dtype;

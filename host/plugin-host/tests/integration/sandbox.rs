@@ -5,7 +5,7 @@
 //! survive, keep serving the other plugins, and disable it if it keeps
 //! failing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! `eval ppl` and `load --head-precision` through a session on the default model.
 
-mod common;
+use crate::common;
 
 use common::{session, tables};
 use std::path::{Path, PathBuf};

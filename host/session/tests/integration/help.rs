@@ -223,6 +223,6 @@ fn reference_document_is_current() {
         actual == expected,
         "docs/COMMANDS.md differs from the command table; regenerate it with\n\
          tritlab help --markdown > docs/COMMANDS.md, or\n\
-         TRITLAB_UPDATE_DOCS=1 cargo test --release -p tritlab-session --test help"
+         TRITLAB_UPDATE_DOCS=1 cargo test --release -p tritlab-session --test integration help"
     );
 }

@@ -1,6 +1,6 @@
 //! The ternary layers' packings: T1 (1.6 bits per trit) gives the same model as I2, bit for bit.
 
-mod common;
+use crate::common;
 
 use common::*;
 use safetensors::tensor::Dtype;

@@ -2,7 +2,7 @@
 //! `manual_forward` in tests/fixtures/bitnet/make_fixtures.py), read straight from the files:
 //! its own unpacking, no kernels, no KV cache, no parallelism.
 
-mod common;
+use crate::common;
 
 use common::*;
 use safetensors::{Dtype, SafeTensors};

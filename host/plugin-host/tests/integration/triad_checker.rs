@@ -1,6 +1,6 @@
 //! Contract tests of the bundled `triad-checker` through the real host.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The output head's run-time formats and perplexity evaluation on real checkpoints.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::ops::ControlFlow;
