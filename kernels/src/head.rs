@@ -548,8 +548,10 @@ pub(crate) fn fold16(s: [f32; 16]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod head_x86 {
     //! The decoders produce, per 32-column block, two vectors of 16 exact f32 weights (columns
-    //! 0..16 and 16..32); AVX2 holds each as two 8-lane halves. Four rows are interleaved so that
-    //! one load of the input serves four rows and four independent FMA chains hide the latency.
+    //! 0..16 and 16..32); AVX2 holds each as two 8-lane halves. Rows are interleaved so that one
+    //! load of the input serves several rows and independent FMA chains hide the latency: four
+    //! with AVX-512's 32 registers, two with AVX2's 16 (four rows would need all 16 for the
+    //! accumulators, the input and the weights, and spill).
 
     use super::HeadPrecision;
     use std::arch::x86_64::*;
@@ -816,10 +818,10 @@ mod head_x86 {
     unsafe fn rows256<const P: u8>(bytes: &[u8], stride: usize, x: &[f32], out: &mut [f32]) {
         let prefetch = crate::backend::prefetch_distance();
         let mut r = 0;
-        while r + 4 <= out.len() {
-            let res = tile256::<P, 4>(bytes.as_ptr().add(r * stride), stride, x, prefetch);
-            out[r..r + 4].copy_from_slice(&res);
-            r += 4;
+        while r + 2 <= out.len() {
+            let res = tile256::<P, 2>(bytes.as_ptr().add(r * stride), stride, x, prefetch);
+            out[r..r + 2].copy_from_slice(&res);
+            r += 2;
         }
         while r < out.len() {
             out[r] = tile256::<P, 1>(bytes.as_ptr().add(r * stride), stride, x, prefetch)[0];
