@@ -703,7 +703,7 @@ impl Model {
     /// with the shared f32 epilogue, attention over one query row, the head's per-row product)
     /// is independent of the other rows, so each item's logits are bit for bit those of
     /// [`forward_with`](Self::forward_with) on that item alone (property-tested in
-    /// `tests/batch.rs`). Returns one logits vector per item, in order (empty for
+    /// `tests/integration/batch.rs`). Returns one logits vector per item, in order (empty for
     /// [`Logits::None`]). On error no cache is changed.
     pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>> {
         let c = &self.config;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-const MARKER: &str = "<!-- crate graph: checked by host/app/tests/architecture.rs -->";
+const MARKER: &str = "<!-- crate graph: checked by host/app/tests/integration/architecture.rs -->";
 
 fn documented(doc: &str) -> Graph {
     let start = doc
