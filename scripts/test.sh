@@ -63,13 +63,18 @@ else
   # which lints them as it compiles them, so the ~700 dependencies are compiled once instead of
   # being checked for clippy first. Only for a fresh target: cargo would take a crate compiled
   # earlier without the driver as up to date, and skip its lints. The benches are built too, so
-  # that they are linted; the tests run with the same driver, so nothing is compiled twice.
+  # that they are linted; the tests run with the same driver (cargo compiles again what a
+  # different one compiled), so nothing is compiled twice.
   clippy_driver="$(rustc --print sysroot)/bin/clippy-driver"
   [[ -x "$clippy_driver" ]] || { echo "test.sh: no clippy-driver at $clippy_driver" >&2; exit 1; }
-  export RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-  timed build-and-clippy "${build[@]}" --bench '*'
-  timed test cargo test --workspace --release --locked
-  unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+  # The driver comes through cargo's configuration, not RUSTC_WORKSPACE_WRAPPER: the tests
+  # inherit the environment, and the Rust cells' tests run cargo themselves, which would lint
+  # the cells' code as errors. CLIPPY_ARGS alone (the driver's flags) does nothing to them.
+  driver=(--config "build.rustc-workspace-wrapper=\"$clippy_driver\"")
+  export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+  timed build-and-clippy cargo "${driver[@]}" "${build[@]:1}" --bench '*'
+  timed test cargo "${driver[@]}" test --workspace --release --locked
+  unset CLIPPY_ARGS
 fi
 # The `cuda` feature (training on NVIDIA GPUs, docs/GPU.md) type-checked, so the GPU path cannot rot
 # on machines without one. candle's CUDA kernels are not compiled (see the script). On by default
