@@ -98,6 +98,14 @@ fn main() {
         rayon::current_num_threads()
     );
     println!("device: {}, {} products", record.describe(), matmul.name());
+    println!(
+        "allocator: {}",
+        if tritlab_kernels::mem::retain_freed_memory() {
+            "freed memory kept for the next step (TRITLAB_RETAIN_FREED=0 hands it back)"
+        } else {
+            "the C allocator's defaults"
+        }
+    );
     let flops_per_token = 6.0 * world.numel() as f64
         + 12.0 * (config.num_hidden_layers * config.hidden_size * seq) as f64;
     let peak: Option<f64> = std::env::var("TRITLAB_BENCH_PEAK_TFLOPS")

@@ -229,9 +229,14 @@ impl Network {
 
     /// The graph on `device`. On the CPU the quantisers and the loss are the kernels' own custom
     /// ops (see [`crate::ops`]); on a GPU they are the same formulas in tensor operations, so no
-    /// step leaves the device between the forward and the backward pass.
+    /// step leaves the device between the forward and the backward pass. The first graph of a
+    /// process asks the allocator to keep freed memory
+    /// ([`tritlab_kernels::mem::retain_freed_memory`]).
     pub fn on(config: BitNetConfig, device: Device) -> crate::Result<Self> {
         let activation = config.activation(std::path::Path::new("config.json"))?;
+        // Each step allocates and frees a buffer for every value and gradient of the graph; keep
+        // the freed memory for the next step instead of faulting it in again (see the function).
+        tritlab_kernels::mem::retain_freed_memory();
         let specs = param_specs(&config);
         Ok(Network {
             rope: Rope::new(config.head_dim(), config.rope_theta()),
