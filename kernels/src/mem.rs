@@ -18,6 +18,9 @@
 //! does not fit in the current chunk's remainder opens a new chunk (of its own size, rounded up
 //! to 2 MiB, when it is larger than a chunk). A dropped buffer gives its pages back at once; a
 //! chunk is unmapped when the last buffer carved from it is dropped.
+//!
+//! The module also sets how the C allocator treats freed memory for workloads that allocate the
+//! same large buffers again and again ([`retain_freed_memory`], used by training).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
