@@ -37,12 +37,15 @@ pub const HUGE_PAGES_ENV: &str = "TRITLAB_HUGE_PAGES";
 /// Whether large buffers go on huge pages: yes unless [`HUGE_PAGES_ENV`] says no. Read once.
 pub fn huge_pages_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        !matches!(
-            std::env::var(HUGE_PAGES_ENV).as_deref().map(str::trim),
-            Ok("0" | "off" | "no")
-        )
-    })
+    *ENABLED.get_or_init(|| !env_says_off(HUGE_PAGES_ENV))
+}
+
+/// Whether the environment variable `name` turns a memory setting off (`0`, `off` or `no`).
+fn env_says_off(name: &str) -> bool {
+    matches!(
+        std::env::var(name).as_deref().map(str::trim),
+        Ok("0" | "off" | "no")
+    )
 }
 
 /// Environment variable that keeps the C allocator's defaults (`0`, `off` or `no`) where
@@ -70,15 +73,13 @@ const RETAIN_MMAP_THRESHOLD: i32 = 1 << 30;
 /// buffers live changes.
 pub fn retain_freed_memory() -> bool {
     static RETAINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *RETAINED.get_or_init(|| {
-        if matches!(
-            std::env::var(RETAIN_FREED_ENV).as_deref().map(str::trim),
-            Ok("0" | "off" | "no")
-        ) {
-            return false;
-        }
-        set_allocator_retention()
-    })
+    *RETAINED.get_or_init(|| retain_freed_enabled() && set_allocator_retention())
+}
+
+/// Whether [`retain_freed_memory`] may change the allocator: yes unless [`RETAIN_FREED_ENV`]
+/// says no.
+pub fn retain_freed_enabled() -> bool {
+    !env_says_off(RETAIN_FREED_ENV)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -5,10 +5,10 @@
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 fn main() {
     use std::hint::black_box;
-    use tritlab_kernels::mem::{retain_freed_memory, RETAIN_FREED_ENV};
+    use tritlab_kernels::mem::{retain_freed_enabled, retain_freed_memory, RETAIN_FREED_ENV};
 
-    if std::env::var_os(RETAIN_FREED_ENV).is_some() {
-        println!("allocator: skipped ({RETAIN_FREED_ENV} is set)");
+    if !retain_freed_enabled() {
+        println!("allocator: skipped ({RETAIN_FREED_ENV} turns retention off)");
         return;
     }
     // Above glibc's largest adaptive `mmap` threshold (32 MiB), so by default it is mapped on
