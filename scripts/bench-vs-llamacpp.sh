@@ -104,6 +104,8 @@ def tritlab(t, h):
     r["peak"] = int(by["peak resident memory"][1]) if by["peak resident memory"][1].isdigit() else None
     r["weights"] = int(by["weights"][1])
     r["per_token"] = int(by["read per decoded token"][1])
+    r["single"] = by["single-token products"][1] if "single-token products" in by else "unknown"
+
     return r
 
 gguf_bytes = os.path.getsize(sys.argv[7])
@@ -140,7 +142,8 @@ for t in threads:
         m = tritlab(t, h)
         if m["peak"]:
             notes.append(f"tritlab, {t} thread(s), {label(h)}: weights {m['weights'] / 1e6:.1f} MB, "
-                         f"peak resident memory {m['peak'] / 1e6:.1f} MB, kernels {m['kernels']}")
+                         f"peak resident memory {m['peak'] / 1e6:.1f} MB, kernels {m['kernels']}, "
+                         f"single-token products: {m['single']}")
 print()
 print(f"Median tokens/s over {repeat} runs (min–max); prefill = a {prompt}-token prompt in one pass "
       f"(llama-bench pp{prompt}), decode = {gen} tokens one at a time (llama-bench tg{gen}).")

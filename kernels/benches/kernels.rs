@@ -25,6 +25,7 @@
 use rayon::ThreadPool;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use tritlab_kernels::tune::Setting;
 use tritlab_kernels::{
     Backend, HeadMatrix, HeadPrecision, Packing, QuantizedActivations, TernaryMatrix, WeightScale,
 };
@@ -235,8 +236,9 @@ fn main() {
             .map_or("unknown".into(), |s| s.trim().to_string())
     );
     let bw_buf = tritlab_kernels::probe::bandwidth_buffer(cold_bytes.max(512 << 20));
-    // The prefetch distance is measured, not assumed: a cold cycle of 2560x6912 products on all
-    // threads, as a decode step streams its layers.
+    // The single-token settings (rows side by side, prefetch distance) are measured, not
+    // assumed: the kernels tune them on the first products a process runs, here a cold cycle
+    // of 2560x6912 products on all threads, as a decode step streams its layers.
     {
         let (rows, cols) = (2560, 6912);
         let mut rng = SplitMix(7);
@@ -251,23 +253,29 @@ fn main() {
         let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
         let q = QuantizedActivations::quantize(&x, 1, cols).expect("valid activations");
         let mut y = vec![0.0f32; rows];
-        let (best, medians) = pools[pools.len() - 1].1.install(|| {
-            tritlab_kernels::probe::tune_prefetch(3, || {
-                for w in &set {
-                    w.matmul(&q, &mut y).expect("valid shapes");
-                }
-                black_box(&y);
-            })
+        let calls = pools[pools.len() - 1].1.install(|| {
+            let mut calls = 0;
+            while tritlab_kernels::tune::report().chosen.is_none() && calls < 20_000 {
+                set.iter()
+                    .for_each(|w| w.matmul(&q, &mut y).expect("valid shapes"));
+                calls += set.len();
+            }
+            calls
         });
-        let bytes = (set.len() * m.packed_bytes()) as f64;
-        println!(
-            "prefetch distance: {best} B, measured on a cold I2 decode cycle ({})",
-            medians
+        black_box(&y);
+        let report = tritlab_kernels::tune::report();
+        println!("single-token settings: {report}, after {calls} calls of a cold 2560x6912 cycle");
+        if !report.relative.is_empty() {
+            let each: Vec<String> = report
+                .relative
                 .iter()
-                .map(|(d, s)| format!("{} KiB {:.1} GB/s", d >> 10, bytes / s / 1e9))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+                .map(|(s, r, n)| format!("{s}: {r:.2}× ({n} calls)"))
+                .collect();
+            println!(
+                "  time of each setting, relative to the fastest: {}",
+                each.join("; ")
+            );
+        }
     }
     let ctx = Ctx {
         budget,
@@ -333,12 +341,26 @@ fn gemv_section(ctx: &Ctx) {
                         black_box(&y);
                     })
                 });
-                for kernel in ["I2", "T1"] {
+                // "I2-def": I2 with the untuned default setting, beside the tuned one.
+                let tuned = tritlab_kernels::tune::current() != Setting::DEFAULT;
+                for kernel in ["I2", "I2-def", "T1"] {
+                    if kernel == "I2-def" && !tuned {
+                        continue;
+                    }
                     let bandwidth = ctx.read_bw(pool);
                     let (secs, bytes) = pool.install(|| {
                         if kernel == "I2" {
                             let s = time_case(ctx.budget, i2s.len(), hot, |k| {
                                 i2s[k].matmul(&q, &mut y).expect("valid shapes");
+                                black_box(&y);
+                            });
+                            (s, i2.packed_bytes())
+                        } else if kernel == "I2-def" {
+                            let backend = tritlab_kernels::Backend::active();
+                            let s = time_case(ctx.budget, i2s.len(), hot, |k| {
+                                i2s[k]
+                                    .matmul_streaming(backend, Setting::DEFAULT, &q, &mut y)
+                                    .expect("valid shapes");
                                 black_box(&y);
                             });
                             (s, i2.packed_bytes())
@@ -367,6 +389,7 @@ fn gemv_section(ctx: &Ctx) {
             }
         }
     }
+    println!("I2 = the single-token setting tuned at start; I2-def = the untuned default ({}), shown when they differ.", Setting::DEFAULT);
     println!("GB/s = packed weight bytes per second (I2: 0.25 B/weight, T1: 0.2 B/weight plus row padding to 64 bytes); f32 streams 4 B/weight.");
     println!("%read-bw = that rate over the read bandwidth (median of passes over the probe buffer) measured just before it, same threads.");
 }

@@ -19,6 +19,8 @@
 //! * [`head`] — [`HeadMatrix`], the output head (bf16, int8, Q6, Q4) as an f32 GEMV.
 //! * [`mem`] — weight buffers on 2 MiB pages, so streaming them is not held up at every 4 KiB.
 //! * [`probe`] — the machine's read bandwidth, the bound decoding is held to.
+//! * [`tune`] — single-token products tuned to the host while they run (rows side by side,
+//!   prefetch distance).
 
 pub mod amx;
 pub mod backend;
@@ -33,6 +35,7 @@ pub mod probe;
 pub mod quant;
 mod t1;
 pub mod trit;
+pub mod tune;
 
 pub use backend::Backend;
 pub use error::{KernelError, Result};

@@ -382,6 +382,29 @@ impl TernaryMatrix {
         x: &QuantizedActivations,
         y: &mut [f32],
     ) -> Result<()> {
+        self.matmul_inner(backend, None, x, y)
+    }
+
+    /// [`matmul_with`](Self::matmul_with), a single token's rows read as `stream` says instead
+    /// of as [`crate::tune`] chooses: benchmarks and tests compare the settings this way. Every
+    /// setting gives the same result.
+    pub fn matmul_streaming(
+        &self,
+        backend: Backend,
+        stream: crate::tune::Setting,
+        x: &QuantizedActivations,
+        y: &mut [f32],
+    ) -> Result<()> {
+        self.matmul_inner(backend, Some(stream), x, y)
+    }
+
+    fn matmul_inner(
+        &self,
+        backend: Backend,
+        stream: Option<crate::tune::Setting>,
+        x: &QuantizedActivations,
+        y: &mut [f32],
+    ) -> Result<()> {
         backend.ensure_supported()?;
         if x.cols() != self.cols {
             return Err(KernelError::Shape {
@@ -416,7 +439,15 @@ impl TernaryMatrix {
             .collect();
         match &self.scale {
             WeightScale::PerTensor(ws) => {
-                self.matmul_per_tensor(backend, &tokens, x.scales(), *ws, y)
+                let tuned = match stream {
+                    Some(stream) => TunedCall {
+                        stream,
+                        ticket: None,
+                    },
+                    None => tuned_call(backend, x.tokens(), &[self]),
+                };
+                self.matmul_per_tensor(backend, &tokens, x.scales(), *ws, y, tuned.stream);
+                tuned.finish();
             }
             WeightScale::PerGroup { group_size, scales } => {
                 self.matmul_per_group(backend, &tokens, x.scales(), *group_size, scales, y)
@@ -460,6 +491,7 @@ impl TernaryMatrix {
         xs: &[f32],
         ws: f32,
         y: &mut [f32],
+        stream: crate::tune::Setting,
     ) {
         let ntok = tokens.len();
         let factors: Vec<f32> = xs.iter().map(|s| s * ws).collect();
@@ -467,18 +499,18 @@ impl TernaryMatrix {
         let run = |r0: usize, acc: &mut [i32]| {
             let rows = acc.len() / ntok;
             let bytes = &self.codes[r0 * self.stride..(r0 + rows) * self.stride];
-            backend::dots(backend, bytes, self.stride, tokens, acc);
+            backend::dots(backend, bytes, self.stride, tokens, acc, stream);
         };
         if ntok == 1 {
             // One token: outputs are contiguous per row range, so tasks write straight into `y`.
             let token = &tokens[0];
             let f = factors[0];
             if chunk >= self.rows {
-                self.gemv_rows(backend, token, f, 0, y);
+                self.gemv_rows(backend, stream, token, f, 0, y);
             } else {
                 y.par_chunks_mut(chunk)
                     .enumerate()
-                    .for_each(|(ci, yc)| self.gemv_rows(backend, token, f, ci * chunk, yc));
+                    .for_each(|(ci, yc)| self.gemv_rows(backend, stream, token, f, ci * chunk, yc));
             }
             return;
         }
@@ -547,6 +579,7 @@ impl TernaryMatrix {
     fn gemv_rows(
         &self,
         backend: Backend,
+        stream: crate::tune::Setting,
         token: &TokenView,
         factor: f32,
         r0: usize,
@@ -563,6 +596,7 @@ impl TernaryMatrix {
                 self.stride,
                 std::slice::from_ref(token),
                 &mut acc[..n],
+                stream,
             );
             for (o, &a) in ys.iter_mut().zip(&acc[..n]) {
                 *o = a as f32 * factor;
@@ -626,7 +660,8 @@ impl TernaryMatrix {
         } else {
             &[]
         };
-        let prefetch = backend::prefetch_distance();
+        let tuned = tuned_call(backend, 1, matrices);
+        let (stream, prefetch) = (tuned.stream, tuned.stream.prefetch);
         let mut tasks: Vec<(&TernaryMatrix, f32, usize, &mut [f32])> = Vec::new();
         for ((m, ws), y) in matrices.iter().zip(scales).zip(outputs.iter_mut()) {
             let chunk = m.rows_per_task(1);
@@ -637,7 +672,7 @@ impl TernaryMatrix {
         tasks
             .into_par_iter()
             .for_each(|(m, f, r0, yc)| match m.packing {
-                Packing::I2 => m.gemv_rows(backend, &token, f, r0, yc),
+                Packing::I2 => m.gemv_rows(backend, stream, &token, f, r0, yc),
                 Packing::T1 => crate::t1::gemv_rows(
                     m.t1_rows(),
                     backend,
@@ -649,6 +684,7 @@ impl TernaryMatrix {
                     yc,
                 ),
             });
+        tuned.finish();
         Ok(())
     }
 
@@ -658,5 +694,37 @@ impl TernaryMatrix {
         let mut y = vec![0.0; tokens * self.rows];
         self.matmul(&q, &mut y)?;
         Ok(y)
+    }
+}
+
+/// A single-token product timed for [`crate::tune`]: the I2 products whose speed the tuner's
+/// settings change, on the SIMD backends that read them. Anything else runs untimed.
+struct TunedCall {
+    stream: crate::tune::Setting,
+    ticket: Option<(crate::tune::Ticket, std::time::Instant)>,
+}
+
+fn tuned_call(backend: Backend, tokens: usize, matrices: &[&TernaryMatrix]) -> TunedCall {
+    let tuned = tokens == 1
+        && matches!(backend, Backend::Avx2 | Backend::Avx512Vnni)
+        && matrices.iter().all(|m| m.packing == Packing::I2);
+    if !tuned {
+        return TunedCall {
+            stream: crate::tune::current(),
+            ticket: None,
+        };
+    }
+    let (stream, ticket) = crate::tune::begin(matrices.iter().map(|m| m.codes.len()).sum());
+    TunedCall {
+        stream,
+        ticket: ticket.map(|t| (t, std::time::Instant::now())),
+    }
+}
+
+impl TunedCall {
+    fn finish(self) {
+        if let Some((ticket, start)) = self.ticket {
+            crate::tune::finish(ticket, start.elapsed());
+        }
     }
 }

@@ -41,7 +41,7 @@ pub fn huge_pages_enabled() -> bool {
 }
 
 /// Whether the environment variable `name` turns a memory setting off (`0`, `off` or `no`).
-fn env_says_off(name: &str) -> bool {
+pub(crate) fn env_says_off(name: &str) -> bool {
     matches!(
         std::env::var(name).as_deref().map(str::trim),
         Ok("0" | "off" | "no")

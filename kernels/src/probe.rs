@@ -46,54 +46,6 @@ pub fn last_level_cache_bytes() -> Option<usize> {
     best
 }
 
-/// Prefetch distances [`tune_prefetch`] tries, in bytes.
-pub const PREFETCH_CANDIDATES: [usize; 6] =
-    [1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10];
-
-/// Finds the software prefetch distance at which `work` runs fastest, sets it
-/// ([`crate::backend::set_prefetch_distance`]) and returns it with every candidate's median
-/// seconds per call.
-///
-/// Why measure, and why with the real work: the distance that hides memory latency is
-/// bandwidth × latency, and both differ between hosts (a server's DRAM latency can be twice a
-/// desktop's). And it is the *kernel's* loop that needs it: a bare read loop keeps enough misses
-/// in flight from its out-of-order window alone and barely notices the distance, while a GEMV
-/// with a longer loop body ran at half speed without software prefetch on the same host. So
-/// `work` should be the decode itself, over weights well beyond the last-level cache (a decode
-/// step of the model at start-up; the benchmark uses a cycle of matrices twice the cache's
-/// size). Each candidate is timed in `rounds` interleaved rounds of at least three calls, so
-/// that a shared machine's drift falls on all of them alike; within 2% the shorter distance wins
-/// (it disturbs the caches least). Software prefetch is never turned off here.
-pub fn tune_prefetch(rounds: usize, mut work: impl FnMut()) -> (usize, Vec<(usize, f64)>) {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); PREFETCH_CANDIDATES.len()];
-    for _ in 0..rounds.max(1) {
-        for (k, &d) in PREFETCH_CANDIDATES.iter().enumerate() {
-            crate::backend::set_prefetch_distance(d);
-            work(); // the first call after a change warms nothing up but the new setting
-            for _ in 0..3 {
-                let t = Instant::now();
-                work();
-                samples[k].push(t.elapsed().as_secs_f64());
-            }
-        }
-    }
-    let medians: Vec<(usize, f64)> = PREFETCH_CANDIDATES
-        .iter()
-        .zip(samples.iter_mut())
-        .map(|(&d, s)| {
-            s.sort_by(|a, b| a.total_cmp(b));
-            (d, s[s.len() / 2])
-        })
-        .collect();
-    let fastest = medians.iter().map(|m| m.1).fold(f64::INFINITY, f64::min);
-    let best = medians
-        .iter()
-        .find(|m| m.1 <= fastest * 1.02)
-        .map_or(crate::backend::DEFAULT_PREFETCH_DISTANCE, |m| m.0);
-    crate::backend::set_prefetch_distance(best);
-    (best, medians)
-}
-
 /// Bytes per second at which the current rayon pool's threads read `buf` together: the median
 /// of repeated passes over at least `budget`, at least five passes. Use a buffer far larger than
 /// the last-level cache (e.g. 512 MB). The median, not the best pass, because the kernels'

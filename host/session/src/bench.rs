@@ -104,6 +104,12 @@ impl Session {
                 tritlab_kernels::Backend::active().name().to_string(),
                 "",
             ),
+            // What the kernels chose for reading weights while the runs decoded.
+            fact(
+                "single-token products",
+                tritlab_kernels::tune::report().to_string(),
+                "",
+            ),
             fact("output head", model.output_head().to_string(), ""),
             fact("packing", model.packing().to_string(), ""),
             fact("weights", weights.to_string(), "bytes"),

@@ -60,7 +60,7 @@ pub(crate) fn widen_add(acc: __m256i, s16: __m256i) -> __m256i {
 }
 
 /// One token against `R` rows: returns Σ code·q per row. Each row is a stream from memory, so
-/// it is prefetched `prefetch` bytes ahead (the distance [`super::prefetch_distance`] measured),
+/// it is prefetched `prefetch` bytes ahead (the distance [`crate::tune`] measured),
 /// and the token's activations, read once per block, serve all `R` rows.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -119,16 +119,24 @@ unsafe fn tile<const T: usize>(w: *const u8, x: [*const i8; T], blocks: usize) -
 /// # Safety
 /// The CPU must support AVX2; shapes as documented on [`super::dots`].
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn dots(rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
+pub(crate) unsafe fn dots(
+    rows: &[u8],
+    stride: usize,
+    tokens: &[TokenView],
+    out: &mut [i32],
+    stream: crate::tune::Setting,
+) {
     let nrows = rows.len() / stride;
     let ntok = tokens.len();
     let blocks = stride / BLOCK_BYTES;
     let row = |r: usize| rows.as_ptr().add(r * stride);
     if ntok == 1 {
-        let prefetch = super::prefetch_distance();
+        let prefetch = stream.prefetch;
         let (x, sum) = (tokens[0].natural.as_ptr(), tokens[0].sum);
         let mut r = 0;
-        while r + 4 <= nrows {
+        // One row at a time reads the rows as one sequential stream ([`crate::tune`]).
+        let four = stream.rows == 4;
+        while four && r + 4 <= nrows {
             let d = gemv_tile::<4>(std::array::from_fn(|i| row(r + i)), x, blocks, prefetch);
             for (o, v) in out[r..r + 4].iter_mut().zip(d) {
                 *o = v - sum;

@@ -198,14 +198,22 @@ macro_rules! run_tile {
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI; shapes as documented on [`super::dots`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn dots(rows: &[u8], stride: usize, tokens: &[TokenView], out: &mut [i32]) {
+pub(crate) unsafe fn dots(
+    rows: &[u8],
+    stride: usize,
+    tokens: &[TokenView],
+    out: &mut [i32],
+    stream: crate::tune::Setting,
+) {
     let nrows = rows.len() / stride;
     let ntok = tokens.len();
     if ntok == 1 {
-        let prefetch = super::prefetch_distance();
+        let prefetch = stream.prefetch;
         let token = &tokens[0];
         let mut r = 0;
-        while r + 4 <= nrows {
+        // One row at a time reads the rows as one sequential stream ([`crate::tune`]).
+        let four = stream.rows == 4;
+        while four && r + 4 <= nrows {
             run_gemv_tile!(4, rows, stride, r, token, prefetch, out);
             r += 4;
         }

@@ -135,7 +135,9 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// Bytes ahead of the current position at which single-token kernels prefetch each row.
+/// Bytes ahead of the current position at which the output head and T1 products prefetch
+/// (the I2 products take theirs from [`crate::tune::Setting`]); the tuner sets it to what it
+/// chose.
 static PREFETCH_DISTANCE: AtomicUsize = AtomicUsize::new(DEFAULT_PREFETCH_DISTANCE);
 
 /// The prefetch distance until [`set_prefetch_distance`] says otherwise: 8 KiB keeps about
@@ -149,7 +151,7 @@ pub fn prefetch_distance() -> usize {
 
 /// Sets the prefetch distance (rounded to whole 64-byte lines, at most 64 KiB; 0 turns software
 /// prefetch off). The right distance is bandwidth × latency, which differs between hosts, so it
-/// is a run-time setting: [`crate::probe::tune_prefetch`] measures it on the real work.
+/// is a run-time setting: [`crate::tune`] measures it on the real work.
 pub fn set_prefetch_distance(bytes: usize) {
     PREFETCH_DISTANCE.store((bytes.min(64 << 10) / 64) * 64, Ordering::Relaxed);
 }
@@ -170,6 +172,7 @@ pub(crate) struct TokenView<'a> {
 }
 
 /// Σ trit·q for `out.len() / tokens.len()` rows against each token: `out[r * tokens.len() + t]`.
+/// `stream` says how a single token reads the rows (AVX2 and AVX-512; see [`crate::tune`]).
 ///
 /// # Safety contract (checked by callers in `matrix`)
 /// `rows` holds whole rows of `stride` bytes; every token row is `stride * 4` values long.
@@ -179,6 +182,7 @@ pub(crate) fn dots(
     stride: usize,
     tokens: &[TokenView],
     out: &mut [i32],
+    stream: crate::tune::Setting,
 ) {
     // The SIMD paths are `target_feature` functions: calling one on a CPU without the feature
     // is undefined behaviour, so this is checked in every build (a cached CPUID look-up).
@@ -207,10 +211,10 @@ pub(crate) fn dots(
     match backend {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
-        Backend::Avx2 => unsafe { avx2::dots(rows, stride, tokens, out) },
+        Backend::Avx2 => unsafe { avx2::dots(rows, stride, tokens, out, stream) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Backend::Avx512Vnni => unsafe { avx512::dots(rows, stride, tokens, out) },
+        Backend::Avx512Vnni => unsafe { avx512::dots(rows, stride, tokens, out, stream) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Backend::Neon => unsafe { neon::dots(rows, stride, tokens, out) },

@@ -232,3 +232,79 @@ fn matmul_many_equals_separate_products() {
     let mut short = vec![0.0; 3];
     assert!(TernaryMatrix::matmul_many(&[&mats[0]], &q, &mut [short.as_mut_slice()]).is_err());
 }
+
+#[test]
+fn every_stream_setting_gives_the_same_products() {
+    // Rows read one at a time or four side by side, at every prefetch distance the tuner tries
+    // (and none): the same exact sums. Row counts straddle the four-row tile.
+    for (rows, cols) in [(1usize, 128usize), (7, 700), (64, 2560), (67, 384)] {
+        let t: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 5 + i / 11) % 3) as i8 - 1)
+            .collect();
+        let x: Vec<i8> = (0..cols).map(|i| (i * 37 % 256) as u8 as i8).collect();
+        let m = TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.7)).unwrap();
+        let q = QuantizedActivations::from_int8(&x, &[0.3], 1, cols).unwrap();
+        let expected = reference(&t, rows, cols, &x, &[0.3], m.scale());
+        let mut settings = tritlab_kernels::tune::CANDIDATES.to_vec();
+        settings.push(tritlab_kernels::tune::Setting {
+            rows: 1,
+            prefetch: 0,
+        });
+        settings.push(tritlab_kernels::tune::Setting {
+            rows: 4,
+            prefetch: 0,
+        });
+        for backend in Backend::supported() {
+            for &s in &settings {
+                let mut y = vec![f32::NAN; rows];
+                m.matmul_streaming(backend, s, &q, &mut y).unwrap();
+                assert_eq!(bits(&y), bits(&expected), "{backend}, {s}, {rows}x{cols}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_tuner_chooses_and_results_do_not_change() {
+    // Enough single-token products for the tuner to choose (unless the environment turned it
+    // off), every one equal to the first.
+    let (rows, cols) = (96, 1024);
+    let t: Vec<i8> = (0..rows * cols)
+        .map(|i| ((i * 3 + i / 5) % 3) as i8 - 1)
+        .collect();
+    let m = TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.2)).unwrap();
+    let x: Vec<f32> = (0..cols)
+        .map(|i| ((i * 13) % 29) as f32 / 7.0 - 2.0)
+        .collect();
+    let q = QuantizedActivations::quantize(&x, 1, cols).unwrap();
+    let mut first = vec![0.0; rows];
+    m.matmul(&q, &mut first).unwrap();
+    let simd = Backend::active() != Backend::Scalar && Backend::active() != Backend::Neon;
+    for _ in 0..20_000 {
+        let mut y = vec![f32::NAN; rows];
+        m.matmul(&q, &mut y).unwrap();
+        assert_eq!(bits(&y), bits(&first));
+        if tritlab_kernels::tune::report().chosen.is_some() {
+            break;
+        }
+    }
+    let report = tritlab_kernels::tune::report();
+    if simd {
+        assert!(
+            report.chosen.is_some(),
+            "no choice after 20,000 calls: {report}"
+        );
+        if report.enabled {
+            assert_eq!(
+                report.relative.len(),
+                tritlab_kernels::tune::CANDIDATES.len()
+            );
+        }
+    }
+    assert_eq!(
+        tritlab_kernels::tune::current(),
+        report
+            .chosen
+            .unwrap_or(tritlab_kernels::tune::Setting::DEFAULT)
+    );
+}
