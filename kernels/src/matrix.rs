@@ -140,17 +140,31 @@ impl TernaryMatrix {
         let stride = blocks * BLOCK_BYTES;
         // 0x55 = four codes of 1 = four zero trits: the padding.
         let mut codes = WeightBytes::filled(rows * stride, 0x55);
-        for r in 0..rows {
-            let src = &trits[r * cols..(r + 1) * cols];
-            let dst = &mut codes[r * stride..(r + 1) * stride];
-            for (c, &t) in src.iter().enumerate() {
-                let (blk, within) = (c / BLOCK_COLS, c % BLOCK_COLS);
-                let (i, b) = (within / 32, within % 32);
-                let byte = &mut dst[blk * BLOCK_BYTES + b];
-                let shift = 2 * i;
-                *byte = (*byte & !(3 << shift)) | (((t + 1) as u8) << shift);
-            }
-        }
+        // Rows in parallel, each byte written once from its four columns (the loop over a
+        // whole block vectorises): loading a 2B model packs two billion trits.
+        codes
+            .par_chunks_mut(stride)
+            .zip(trits.par_chunks(cols))
+            .for_each(|(dst, src)| {
+                let whole = cols / BLOCK_COLS;
+                for (d, s) in dst
+                    .chunks_exact_mut(BLOCK_BYTES)
+                    .zip(src.chunks_exact(BLOCK_COLS))
+                    .take(whole)
+                {
+                    for (b, byte) in d.iter_mut().enumerate() {
+                        let code = |i: usize| (s[32 * i + b] + 1) as u8;
+                        *byte = code(0) | code(1) << 2 | code(2) << 4 | code(3) << 6;
+                    }
+                }
+                // The last, partial block: column by column over the zero padding.
+                let tail = &mut dst[whole * BLOCK_BYTES..];
+                for (within, &t) in src[whole * BLOCK_COLS..].iter().enumerate() {
+                    let (i, b) = (within / 32, within % 32);
+                    let shift = 2 * i;
+                    tail[b] = (tail[b] & !(3 << shift)) | (((t + 1) as u8) << shift);
+                }
+            });
         Ok(Self {
             rows,
             cols,

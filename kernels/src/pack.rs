@@ -20,6 +20,7 @@
 
 use crate::error::{KernelError, Result};
 use crate::trit::validate_trits;
+use rayon::prelude::*;
 
 /// Bytes needed to hold `len` trits in I2.
 pub const fn i2_len(len: usize) -> usize {
@@ -181,21 +182,38 @@ pub fn hf_unpack(packed: &[u8], out_features: usize, in_features: usize) -> Resu
         });
     }
     let mut trits = vec![0i8; out_features * in_features];
-    for r in 0..out_features {
+    let source = |r: usize| {
         let (pr, shift) = (r % slab, 2 * (r / slab));
-        let src = &packed[pr * in_features..(pr + 1) * in_features];
-        let dst = &mut trits[r * in_features..(r + 1) * in_features];
-        for (c, (d, &b)) in dst.iter_mut().zip(src).enumerate() {
-            let code = (b >> shift) & 3;
-            if code == 3 {
-                return Err(KernelError::BadByte {
-                    format: "HF BitNet packed weight",
-                    offset: pr * in_features + c,
-                    value: b,
-                });
+        (pr, shift, &packed[pr * in_features..(pr + 1) * in_features])
+    };
+    // Rows in parallel without a branch per weight (a 2B model has two billion): each row
+    // notes whether it saw the invalid code 3, and the first such row is searched again for
+    // the error's offset.
+    let first_bad = trits
+        .par_chunks_mut(in_features)
+        .enumerate()
+        .filter_map(|(r, dst)| {
+            let (_, shift, src) = source(r);
+            let mut bad = 0u8;
+            for (d, &b) in dst.iter_mut().zip(src) {
+                let code = (b >> shift) & 3;
+                bad |= u8::from(code == 3);
+                *d = code as i8 - 1;
             }
-            *d = code as i8 - 1;
-        }
+            (bad != 0).then_some(r)
+        })
+        .min();
+    if let Some(r) = first_bad {
+        let (pr, shift, src) = source(r);
+        let c = src
+            .iter()
+            .position(|&b| (b >> shift) & 3 == 3)
+            .expect("the row saw code 3");
+        return Err(KernelError::BadByte {
+            format: "HF BitNet packed weight",
+            offset: pr * in_features + c,
+            value: src[c],
+        });
     }
     Ok(trits)
 }
@@ -238,6 +256,40 @@ mod tests {
         let expected: [i8; 16] = [0, -1, -1, 1, -1, 1, -1, 1, 1, 0, 0, -1, 1, -1, 1, -1];
         assert_eq!(trits, expected);
         assert_eq!(hf_pack(&trits, 8, 2).unwrap(), packed);
+    }
+
+    #[test]
+    fn hf_unpack_names_the_first_invalid_code_in_row_order() {
+        // 8 rows of 3 columns in two packed rows; code 3 in the top bit pair of packed byte 1
+        // (row 6, column 1) and in the low pair of packed byte 5 (row 1, column 2): row 1 comes
+        // first in row order, though its byte comes later.
+        let mut packed = [0x55u8; 6];
+        packed[1] = 0xd5;
+        packed[5] = 0x57;
+        let err = hf_unpack(&packed, 8, 3).unwrap_err();
+        assert_eq!(
+            err,
+            KernelError::BadByte {
+                format: "HF BitNet packed weight",
+                offset: 5,
+                value: 0x57
+            }
+        );
+        packed[5] = 0x55;
+        let err = hf_unpack(&packed, 8, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KernelError::BadByte {
+                    offset: 1,
+                    value: 0xd5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        packed[1] = 0x55;
+        assert_eq!(hf_unpack(&packed, 8, 3).unwrap(), vec![0; 24]);
     }
 
     #[test]

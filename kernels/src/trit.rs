@@ -149,32 +149,84 @@ impl TritCounts {
     }
 }
 
+/// Trits checked and counted per pass: the counters of a pass fit in `u32`, and a pass is long
+/// enough for the compiler's vector loop to dominate.
+const PASS: usize = 1 << 16;
+
 /// Counts the trits in a slice. Values outside {-1, 0, +1} are rejected.
+///
+/// Loading a 2B-parameter model counts two billion trits, so the loop has no branch per value:
+/// each pass adds comparisons into counters and ORs an "invalid" flag, which the compiler turns
+/// into vector code; only a pass that saw an invalid value is searched again for its index.
 pub fn count_trits(trits: &[i8]) -> Result<TritCounts> {
     let mut counts = TritCounts::default();
-    for (index, &t) in trits.iter().enumerate() {
-        if !(-1..=1).contains(&t) {
-            return Err(KernelError::NotATrit { index, value: t });
+    for (pass, chunk) in trits.chunks(PASS).enumerate() {
+        let (mut neg, mut pos, mut bad) = (0u32, 0u32, 0u8);
+        for &t in chunk {
+            neg += u32::from(t == -1);
+            pos += u32::from(t == 1);
+            // -1, 0, 1 become 0, 1, 2; anything else is above 2.
+            bad |= u8::from((t as u8).wrapping_add(1) > 2);
         }
-        counts.add(t);
+        if bad != 0 {
+            validate_trits(chunk).map_err(|e| match e {
+                KernelError::NotATrit { index, value } => KernelError::NotATrit {
+                    index: pass * PASS + index,
+                    value,
+                },
+                other => other,
+            })?;
+        }
+        counts.neg += u64::from(neg);
+        counts.pos += u64::from(pos);
+        counts.zero += (chunk.len() as u32 - neg - pos) as u64;
     }
     Ok(counts)
 }
 
 /// Checks that every value is a trit.
 pub fn validate_trits(trits: &[i8]) -> Result<()> {
-    match trits.iter().position(|t| !(-1..=1).contains(t)) {
-        Some(index) => Err(KernelError::NotATrit {
-            index,
-            value: trits[index],
-        }),
-        None => Ok(()),
+    for (pass, chunk) in trits.chunks(PASS).enumerate() {
+        let bad = chunk
+            .iter()
+            .fold(0u8, |bad, &t| bad | u8::from((t as u8).wrapping_add(1) > 2));
+        if bad != 0 {
+            let index = chunk
+                .iter()
+                .position(|t| !(-1..=1).contains(t))
+                .expect("a pass that saw an invalid value has one");
+            return Err(KernelError::NotATrit {
+                index: pass * PASS + index,
+                value: chunk[index],
+            });
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_errors_across_passes() {
+        // Longer than two passes, with every value at the pass edges.
+        let n = 2 * PASS + 77;
+        let trits: Vec<i8> = (0..n).map(|i| ((i * 7 + i / 3) % 3) as i8 - 1).collect();
+        let c = count_trits(&trits).unwrap();
+        let naive = |v: i8| trits.iter().filter(|&&t| t == v).count() as u64;
+        assert_eq!((c.neg, c.zero, c.pos), (naive(-1), naive(0), naive(1)));
+        assert!(validate_trits(&trits).is_ok());
+        for (at, value) in [(0, 2i8), (PASS - 1, -2), (PASS, 127), (2 * PASS + 75, -128)] {
+            let mut bad = trits.clone();
+            bad[at] = value;
+            bad[n - 1] = 3; // a later invalid value must not be the one reported
+            let expected = Err(KernelError::NotATrit { index: at, value });
+            assert_eq!(count_trits(&bad).map(|_| ()), expected);
+            assert_eq!(validate_trits(&bad), expected);
+        }
+        assert_eq!(count_trits(&[]).unwrap(), TritCounts::default());
+    }
 
     #[test]
     fn gf3_sum_is_canonical() {
