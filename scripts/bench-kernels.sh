@@ -4,7 +4,7 @@
 # comparable next to the load they were taken under.
 #   scripts/bench-kernels.sh [runs] [extra cargo bench args...]
 # Environment (passed through): TRITLAB_BENCH_SECTIONS, TRITLAB_BENCH_FILTER, TRITLAB_BENCH_SECONDS,
-# TRITLAB_BENCH_COLD_MB, TRITLAB_KERNEL, TRITLAB_HUGE_PAGES.
+# TRITLAB_BENCH_COLD_MB, TRITLAB_KERNEL, TRITLAB_HUGE_PAGES, TRITLAB_TUNE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-2}"

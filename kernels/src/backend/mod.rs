@@ -176,6 +176,7 @@ pub(crate) struct TokenView<'a> {
 ///
 /// # Safety contract (checked by callers in `matrix`)
 /// `rows` holds whole rows of `stride` bytes; every token row is `stride * 4` values long.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn dots(
     backend: Backend,
     rows: &[u8],
