@@ -301,8 +301,9 @@ pub fn report() -> Report {
     }
 }
 
-/// Forgets what was measured and measures again (unless tuning is off): for a benchmark that
-/// wants the choice made on its own work.
+/// Forgets what was measured and measures again (unless tuning is off). The engine calls it
+/// when it loads a model: a choice made on a small model's products, which ran from cache, says
+/// nothing about streaming a large one from memory.
 pub fn restart() {
     let mut state = lock();
     if !matches!(*state, State::Off) {

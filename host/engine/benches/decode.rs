@@ -382,6 +382,7 @@ fn main() {
         file_bytes as f64 / 1e6,
         kv_bytes as f64 / 1e6
     );
+    println!("single-token products: {}", tritlab_kernels::tune::report());
     println!("read GB/s = mean of the read bandwidth (median of passes over 512 MB) just before and just after");
     println!("a second decode run, decode@bw; decode/bound = decode@bw over (read bandwidth / bytes per token).");
 }

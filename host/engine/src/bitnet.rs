@@ -404,13 +404,18 @@ impl Model {
     /// single `.safetensors` file with `config.json` beside it.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if gguf_load::is_gguf(path) {
-            return gguf_load::load(path);
-        }
-        let (config_path, weights_path) = resolve(path)?;
-        let config = BitNetConfig::from_file(&config_path)?;
-        let weights = WeightSet::open(&weights_path)?;
-        Self::from_weights(config, &config_path, &weights, path)
+        let model = if gguf_load::is_gguf(path) {
+            gguf_load::load(path)?
+        } else {
+            let (config_path, weights_path) = resolve(path)?;
+            let config = BitNetConfig::from_file(&config_path)?;
+            let weights = WeightSet::open(&weights_path)?;
+            Self::from_weights(config, &config_path, &weights, path)?
+        };
+        // How to stream one token's weights was measured on the previous model's shapes, which
+        // may have fitted in cache: measure again on this one's first decoded tokens.
+        tritlab_kernels::tune::restart();
+        Ok(model)
     }
 
     /// Builds the model from a parsed config and opened weights.
