@@ -617,11 +617,13 @@ fn product(pairs: &[(&[u16], &[u16])], rows: usize, cols: usize, depth: usize, c
     });
 }
 
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
 /// Palette 1, tiles 0–7 of 16 rows × 64 bytes: 0–3 accumulate, 4–5 hold the left operand,
 /// 6–7 the right.
+#[cfg(target_arch = "x86_64")]
 static CONFIG: TileConfig = {
     let mut c = [0u8; 64];
     c[0] = 1;

@@ -242,6 +242,7 @@ impl PartialEq for QuantizedActivations {
 /// Activations regrouped to meet the digits of T1 bytes, one row per token (see
 /// `t1::digit_planes`).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct T1Planes {
     tokens: usize,
     stride: usize,
@@ -249,6 +250,7 @@ pub(crate) struct T1Planes {
 }
 
 impl T1Planes {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn tokens(&self) -> usize {
         self.tokens
     }

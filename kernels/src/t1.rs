@@ -134,6 +134,7 @@ pub(crate) fn digit_planes(x: &[i8], cols: usize, planes: &mut [i8]) {
 
 /// How T1 bytes become codes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Decoder {
     /// Byte permutes (AVX-512 VBMI).
     Vbmi,
@@ -214,6 +215,7 @@ pub(crate) fn gemv_rows(
 
 /// `y = ws · scale_x · (W · q)` for every token of `x` (`y` is `[tokens, rows]`), on the
 /// current rayon pool. Shapes are checked by the caller.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn matmul(
     m: Rows,
     backend: Backend,
