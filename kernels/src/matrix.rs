@@ -61,7 +61,7 @@ pub enum Packing {
     /// 2 bits per trit, in the blocked layout described above.
     #[default]
     I2,
-    /// Base 3, five trits per byte (1.6 bits per trit), rows padded to 64 bytes (see [`crate::t1`]).
+    /// Base 3, five trits per byte (1.6 bits per trit), rows padded to 64 bytes (see the `t1` module).
     T1,
 }
 

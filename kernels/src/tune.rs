@@ -3,7 +3,7 @@
 //! Decoding streams every weight from memory once per token, and how fast a loop streams
 //! depends on the host as much as on the loop: how far ahead software prefetch must ask is
 //! bandwidth × latency, and whether the hardware prefetcher follows four interleaved rows or
-//! only one sequential stream differs between CPUs (see [`crate::backend::gemv_rows`]). A
+//! only one sequential stream differs between CPUs (see [`Setting`]). A
 //! constant tuned on one machine ran at half the bandwidth on the next. It has to be the
 //! kernel's own loop that is timed: a bare read loop keeps enough misses in flight from its
 //! out-of-order window alone and barely notices the distance, while the GEMV, with a longer
@@ -39,7 +39,7 @@ pub const TUNE_ENV: &str = "TRITLAB_TUNE";
 /// `prefetch`: how far ahead each row is prefetched, bandwidth × latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
-    /// Rows read side by side: 1 or 4.
+    /// Rows read side by side: 4, or one at a time for any other value.
     pub rows: usize,
     /// Software prefetch distance in bytes (a multiple of 64; 0 turns prefetching off).
     pub prefetch: usize,
