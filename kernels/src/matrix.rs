@@ -399,9 +399,9 @@ impl TernaryMatrix {
         self.matmul_inner(backend, None, x, y)
     }
 
-    /// [`matmul_with`](Self::matmul_with), a single token's rows read as `stream` says instead
-    /// of as [`crate::tune`] chooses: benchmarks and tests compare the settings this way. Every
-    /// setting gives the same result.
+    /// [`matmul_with`](Self::matmul_with), an I2 matrix's rows read for a single token as
+    /// `stream` says instead of as [`crate::tune`] chooses: benchmarks and tests compare the
+    /// settings this way. Every setting gives the same result (T1 matrices ignore it).
     pub fn matmul_streaming(
         &self,
         backend: Backend,
