@@ -9,10 +9,14 @@
 //! with the world on the GPU, and TRITLAB_BENCH_PEAK_TFLOPS, the device's peak, to print the model
 //! FLOPs utilisation).
 //!
-//! The QAT step runs on both product paths in the same run (`f32`, and `ternary` where the CPU
-//! has AMX), taking turns step by step so that a drifting machine load meets both alike, and the
-//! ratio of their tokens/s is printed; `TRITLAB_BENCH_PATHS` picks what runs
-//! (default `f32,ternary,baseline`; `baseline` is the full-precision step).
+//! The QAT step runs on several paths in the same run, taking turns step by step so that a
+//! drifting machine load meets them alike, and each one's tokens/s is printed as a ratio to the
+//! `f32` path's. `TRITLAB_BENCH_PATHS` picks them (default `f32,f32-fused,ternary,baseline`):
+//! `f32` is candle's f32 products with the layers in candle's operations (the step before the
+//! fused graph, as runs recorded then replay it); `f32-fused` the same products with the fused
+//! graph (`tritlab_train::Graph::Fused`, what a new f32 run computes); `ternary` the ternary
+//! kernels' products with the fused graph (CPUs with AMX) and `ternary-ops` with candle's
+//! operations; `baseline` the full-precision step.
 //!
 //! Model FLOPs per token are PaLM's count: 6 per parameter (forward and backward, the tied
 //! embedding counted once, as the output projection) plus 12 · layers · d_model · seq for the
@@ -25,7 +29,7 @@ use tritlab_train::export::ternary_layers;
 #[cfg(feature = "cuda")]
 use tritlab_train::model::QuantOps;
 use tritlab_train::model::{param_specs, Network, Precision, World};
-use tritlab_train::{optim, Kernels, Preset, TrainOptions, WeightQuant};
+use tritlab_train::{optim, Graph, Kernels, Preset, TrainOptions, WeightQuant};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -75,11 +79,16 @@ fn main() {
         .unwrap_or_default();
     tritlab_train::device::set_tf32(matmul == tritlab_train::Matmul::Tf32);
     let record = tritlab_train::DeviceRecord::of(device, &opened);
-    let net = Network::on(config.clone(), opened.clone())
-        .expect("network")
-        .with_matmul(matmul);
-    let ternary_net =
-        Network::on(config.clone(), opened).and_then(|n| n.with_kernels(Kernels::Ternary));
+    let network = |graph: Graph| {
+        Network::on(config.clone(), opened.clone())
+            .expect("network")
+            .with_matmul(matmul)
+            .with_graph(graph)
+    };
+    let net = network(Graph::Ops);
+    let fused_net = network(Graph::Fused);
+    let ternary = |graph: Graph| network(graph).with_kernels(Kernels::Ternary);
+    let (ternary_ops, ternary_fused) = (ternary(Graph::Ops), ternary(Graph::Fused));
     let world = World::init(&param_specs(&config), 1);
     let opts = TrainOptions::new(preset);
     let tokens: Vec<u32> = (0..batch * seq + 1)
@@ -128,20 +137,29 @@ fn main() {
         }
     }
     let qat = Precision::Ternary(WeightQuant::Tensor.granularity());
-    let paths =
-        std::env::var("TRITLAB_BENCH_PATHS").unwrap_or_else(|_| "f32,ternary,baseline".into());
+    let paths = std::env::var("TRITLAB_BENCH_PATHS")
+        .unwrap_or_else(|_| "f32,f32-fused,ternary,baseline".into());
     let mut runs: Vec<(&str, &Network, Precision)> = Vec::new();
-    if paths.split(',').any(|p| p == "f32") {
-        runs.push(("QAT, f32 path", &net, qat));
-    }
-    if paths.split(',').any(|p| p == "ternary") {
-        match &ternary_net {
-            Ok(n) => runs.push(("QAT, ternary", n, qat)),
-            Err(e) => println!("QAT, ternary path: not run ({e})"),
+    for path in paths.split(',') {
+        match path {
+            "f32" => runs.push(("QAT, f32 path", &net, qat)),
+            "f32-fused" => runs.push(("QAT, f32, fused", &fused_net, qat)),
+            "ternary" | "ternary-ops" => {
+                let (label, n) = if path == "ternary" {
+                    ("QAT, ternary", &ternary_fused)
+                } else {
+                    ("QAT, ternary, ops", &ternary_ops)
+                };
+                match n {
+                    Ok(n) => runs.push((label, n, qat)),
+                    Err(e) => println!("{label}: not run ({e})"),
+                }
+            }
+            "baseline" => runs.push(("f32 baseline", &net, Precision::Full)),
+            other => panic!(
+                "TRITLAB_BENCH_PATHS: unknown path {other:?} (f32, f32-fused, ternary, ternary-ops, baseline)"
+            ),
         }
-    }
-    if paths.split(',').any(|p| p == "baseline") {
-        runs.push(("f32 baseline", &net, Precision::Full));
     }
     // The paths take turns, step by step, each on its own copy of the world: on a shared
     // machine whose load drifts, every path then sees the same conditions.
@@ -205,11 +223,21 @@ fn main() {
             line("forward+backward alone", best[0])
         );
     }
-    if let [(_, f32_path), (_, ternary)] = qat_tokens_per_s[..] {
-        println!(
-            "ternary / f32 path: {:.2}× the tokens/s of the QAT step",
-            ternary / f32_path
-        );
+    // Every other QAT step against the f32 path with candle's operations (the step as it was
+    // before the fused graph and the ternary kernels).
+    if let Some(&(_, base)) = qat_tokens_per_s
+        .iter()
+        .find(|(label, _)| *label == "QAT, f32 path")
+    {
+        for &(label, tps) in qat_tokens_per_s
+            .iter()
+            .filter(|(l, _)| *l != "QAT, f32 path")
+        {
+            println!(
+                "{label} / f32 path: {:.2}× the tokens/s of the QAT step",
+                tps / base
+            );
+        }
     }
 }
 

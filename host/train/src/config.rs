@@ -205,6 +205,41 @@ impl std::fmt::Display for Kernels {
     }
 }
 
+/// How a CPU graph computes the element-wise chains of a layer: the RMS norms, the rotary
+/// embeddings and the attention softmax. Both compute the same formulas and sum in different
+/// orders, so a run records the one it used (`run.json`'s `options.graph`) and resumes and
+/// replays on it. (A world kept on a GPU always computes with the fused operations.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Graph {
+    /// candle's operations, a node of the autograd graph for each step of each formula. CPU runs
+    /// from before the choice was recorded computed this way.
+    #[default]
+    Ops,
+    /// Each chain as one operation forward and one backward ([`crate::fused`]): fewer passes
+    /// over the activations and far fewer gradients for backprop to add up. New runs.
+    Fused,
+}
+
+impl Graph {
+    pub fn name(self) -> &'static str {
+        match self {
+            Graph::Ops => "ops",
+            Graph::Fused => "fused",
+        }
+    }
+
+    pub fn is_ops(&self) -> bool {
+        *self == Graph::Ops
+    }
+}
+
+impl std::fmt::Display for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The most tokens one optimiser step may process (`batch × seq`): far beyond what trains on a
 /// CPU, and small enough that the batch's buffers can never overflow.
 pub const MAX_BATCH_TOKENS: usize = 1 << 24;
@@ -252,6 +287,10 @@ pub struct TrainOptions {
     /// The products' implementation (runs from before it was recorded: f32).
     #[serde(default)]
     pub kernels: Kernels,
+    /// How the layers' element-wise chains are computed (runs from before it was recorded:
+    /// candle's operations).
+    #[serde(default, skip_serializing_if = "Graph::is_ops")]
+    pub graph: Graph,
 }
 
 impl TrainOptions {
@@ -280,6 +319,7 @@ impl TrainOptions {
             eval_sequences: 64,
             matmul: Matmul::F32,
             kernels: Kernels::F32,
+            graph: Graph::Fused,
         }
     }
 

@@ -1,41 +1,39 @@
-//! Fused CUDA kernels for the training graph of a world kept on the GPU.
+//! Fused operations of the training graph: each element-wise chain as one pass forward and one
+//! backward, on the GPU (CUDA kernels) and on the CPU.
 //!
-//! Written as candle tensor operations, each of these is a chain of small element-wise kernels
-//! (and their backward passes a longer one), every link reading and writing the whole tensor:
-//! the int8 activation quantiser is a dozen kernels, an RMS norm seven, the causal softmax of the
-//! attention scores six over `[batch, heads, seq, seq]`, and the loss six over the
-//! `[tokens, 50,257]` logits. Here each is one kernel forward and one backward, with the same
-//! formulas:
+//! Written as candle tensor operations, each of these is a chain of small element-wise passes
+//! (and their backward passes a longer one), every link reading and writing the whole tensor and
+//! every node of the graph adding its gradient into a fresh zeroed one: the int8 activation
+//! quantiser is a dozen operations, an RMS norm seven, the causal softmax of the attention scores
+//! six over `[batch, heads, seq, seq]`, and the loss six over the `[tokens, 50,257]` logits. Here
+//! each is one operation forward and one backward, with the same formulas:
 //!
 //! - [`int8_rows`]: per-token absmax int8 fake quantisation, straight through (the gradient is
 //!   the identity, as for `w − detach(w) + detach(q)`);
 //! - [`rms_norm`]: `x · (Σx²/d + ε)^-½ · w`, whose backward pass writes the input's gradient and
-//!   each row's share of the weight's, which candle's column sum (a fixed block reduction)
-//!   adds up;
+//!   each row's share of the weight's, which candle's column sum adds up;
 //! - [`rope`]: the rotary embedding `x · cos + rotate_half(x) · sin`, whose backward pass is
 //!   element-wise too;
 //! - [`causal_softmax`]: the attention's softmax with the causal mask applied by position;
 //! - [`cross_entropy_rows`]: each token's next-token loss from its row of logits; the gradient
-//!   `(softmax − one-hot) · g` is written in one pass, and validation computes its losses on the
-//!   GPU, downloading one float per token instead of the logits.
+//!   `(softmax − one-hot) · g` is written in one pass, and validation on a GPU computes its
+//!   losses there, downloading one float per token instead of the logits.
 //!
-//! Determinism: every sum is a block reduction in a fixed tree (one block per row, the same
-//! block size every time), with no atomics, so a GPU computes the same bits run after run. The
-//! sums are in another order than candle's, so a run recorded with the unfused graph does not
-//! replay bit for bit with this one (and the other way round); both are the same formulas, so
-//! losses agree to rounding.
+//! Which graphs use them: a world kept on a GPU ([`crate::model::QuantOps::Prequantized`] on a
+//! CUDA device) uses all five; a CPU run recorded with [`crate::Graph::Fused`] (every CPU run
+//! since they were written) uses the RMS norm, the rotary embedding and the softmax, and keeps the
+//! kernels' own quantisers and loss ([`crate::ops`]), which were single operations already.
 //!
-//! They compute on CUDA GPUs only: the CPU path keeps the kernels' own custom ops
-//! ([`crate::ops`]), and a graph uses these only for a world kept on a GPU
-//! ([`crate::model::QuantOps::Prequantized`] on a CUDA device).
+//! Determinism: every sum is over one row, in an order fixed by the row's length alone: on a GPU a
+//! block reduction in a fixed tree (one block per row, the same block size every time, no
+//! atomics); on the CPU eight interleaved partial sums added in a fixed tree, rows spread over
+//! threads, so the result does not depend on the thread count either. The sums are in another
+//! order than candle's, so a run recorded with the unfused graph does not replay bit for bit with
+//! this one (and the other way round), which is why a run records its graph; both are the same
+//! formulas, so losses agree to rounding. The CPU and the GPU sum in different orders too.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
-
-/// Why an op did not run on the CPU.
-fn cuda_only(op: &str) -> candle_core::Error {
-    candle_core::Error::Msg(format!("{op}: a fused kernel for CUDA GPUs only"))
-}
 
 /// Per-token int8 fake quantisation of a `[.., cols]` tensor, straight-through.
 pub fn int8_rows(x: &Tensor) -> Result<Tensor> {
@@ -85,8 +83,6 @@ struct RmsNorm {
 /// The backward pass of [`RmsNorm`] on `(x, w, dy)`: `[2, rows, cols]`, the input's gradient
 /// and then `dy · x · inv`, whose column sums are the weight's gradient.
 struct RmsNormBackward {
-    // Read by the CUDA kernel's launch only.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     eps: f32,
 }
 struct Rope;
@@ -100,8 +96,6 @@ struct RowCrossEntropy {
 }
 /// The backward pass of [`RowCrossEntropy`] on `(logits, g)`: `(softmax − one-hot) · g_row`.
 struct RowCrossEntropyBackward {
-    // Read by the CUDA kernel's launch only.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     targets: Arc<Vec<u32>>,
 }
 
@@ -109,8 +103,8 @@ impl CustomOp1 for Int8Rows {
     fn name(&self) -> &'static str {
         "fused-int8-activations"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        host::int8_rows(s, l)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -132,12 +126,12 @@ impl CustomOp2 for RmsNorm {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::rms_norm(xs, xl, ws, wl, self.eps)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -174,14 +168,14 @@ impl CustomOp3 for RmsNormBackward {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::rms_norm_backward(xs, xl, ws, wl, gs, gl, self.eps)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -203,14 +197,14 @@ impl CustomOp3 for Rope {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+        cs: &CpuStorage,
+        cl: &Layout,
+        ss: &CpuStorage,
+        sl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::rope(xs, xl, cs, cl, ss, sl, false)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -246,14 +240,14 @@ impl CustomOp3 for RopeBackward {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        cs: &CpuStorage,
+        cl: &Layout,
+        ss: &CpuStorage,
+        sl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::rope(gs, gl, cs, cl, ss, sl, true)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -273,8 +267,8 @@ impl CustomOp1 for CausalSoftmax {
     fn name(&self) -> &'static str {
         "fused-causal-softmax"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        host::causal_softmax(s, l)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -298,12 +292,12 @@ impl CustomOp2 for CausalSoftmaxBackward {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::causal_softmax_backward(ps, pl, gs, gl)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -321,8 +315,8 @@ impl CustomOp1 for RowCrossEntropy {
     fn name(&self) -> &'static str {
         "fused-cross-entropy"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        host::cross_entropy(s, l, &self.targets)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -348,12 +342,12 @@ impl CustomOp2 for RowCrossEntropyBackward {
     }
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        host::cross_entropy_backward(xs, xl, gs, gl, &self.targets)
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -364,6 +358,327 @@ impl CustomOp2 for RowCrossEntropyBackward {
         gl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         imp::cross_entropy_backward(xs, xl, gs, gl, &self.targets)
+    }
+}
+
+/// The CPU side: rows spread over rayon's threads, each row's sums in an order fixed by its length
+/// alone (eight interleaved partial sums, then a fixed tree), so any thread count gives the same
+/// bits, and the compiler can keep the eight sums in one vector register.
+mod host {
+    use super::*;
+    use rayon::prelude::*;
+
+    const LANES: usize = 8;
+
+    fn err(what: &str, e: impl std::fmt::Display) -> candle_core::Error {
+        candle_core::Error::Msg(format!("{what}: {e}"))
+    }
+
+    /// A contiguous f32 tensor's elements.
+    fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+        let data = s.as_slice::<f32>()?;
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| err(what, "the input is not contiguous"))?;
+        Ok(&data[start..end])
+    }
+
+    /// The last dimension and the number of rows before it.
+    fn rows_cols(l: &Layout, what: &str) -> Result<(usize, usize)> {
+        let cols = *l
+            .dims()
+            .last()
+            .ok_or_else(|| err(what, "a scalar has no rows"))?;
+        if cols == 0 {
+            return Err(err(what, "rows of length 0"));
+        }
+        Ok((l.shape().elem_count() / cols, cols))
+    }
+
+    fn tree(a: [f32; LANES]) -> f32 {
+        ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+    }
+
+    /// `Σ f(aᵢ, bᵢ)` in the fixed order.
+    fn sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let (ta, tb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for l in 0..LANES {
+                acc[l] += f(x[l], y[l]);
+            }
+        }
+        for (l, (&x, &y)) in ta.iter().zip(tb).enumerate() {
+            acc[l] += f(x, y);
+        }
+        tree(acc)
+    }
+
+    fn max_of(row: &[f32]) -> f32 {
+        row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    }
+
+    /// `(max, ln Σ exp(x − max))` of a row.
+    fn max_lse(row: &[f32]) -> (f32, f32) {
+        let m = max_of(row);
+        (m, sum2(row, row, |x, _| (x - m).exp()).ln())
+    }
+
+    fn out(data: Vec<f32>, shape: Shape) -> Result<(CpuStorage, Shape)> {
+        Ok((CpuStorage::F32(data), shape))
+    }
+
+    pub fn int8_rows(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "int8 activations";
+        let (_, cols) = rows_cols(l, WHAT)?;
+        let x = values(s, l, WHAT)?;
+        let mut y = vec![0.0f32; x.len()];
+        let eps = tritlab_kernels::quant::QUANT_EPS;
+        y.par_chunks_mut(cols)
+            .zip(x.par_chunks(cols))
+            .for_each(|(o, r)| {
+                let m = r.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let inv = 127.0 / m.max(eps);
+                let back = 1.0 / inv;
+                for (o, &v) in o.iter_mut().zip(r) {
+                    *o = (v * inv).round_ties_even().clamp(-128.0, 127.0) * back;
+                }
+            });
+        out(y, l.shape().clone())
+    }
+
+    fn rms_inv(r: &[f32], rc: f32, eps: f32) -> f32 {
+        1.0 / (sum2(r, r, |a, b| a * b) * rc + eps).sqrt()
+    }
+
+    pub fn rms_norm(
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        eps: f32,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "rms norm";
+        let (_, cols) = rows_cols(xl, WHAT)?;
+        let (x, w) = (values(xs, xl, WHAT)?, values(ws, wl, WHAT)?);
+        if w.len() != cols {
+            return Err(err(WHAT, format!("{} weights for rows of {cols}", w.len())));
+        }
+        let rc = 1.0f32 / cols as f32;
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(cols)
+            .zip(x.par_chunks(cols))
+            .for_each(|(o, r)| {
+                let inv = rms_inv(r, rc, eps);
+                for ((o, &v), &w) in o.iter_mut().zip(r).zip(w) {
+                    *o = (v * inv) * w;
+                }
+            });
+        out(y, xl.shape().clone())
+    }
+
+    /// `[2, ..]`: the input's gradient, then each row's share of the weight's.
+    pub fn rms_norm_backward(
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        eps: f32,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "rms norm backward";
+        let (_, cols) = rows_cols(xl, WHAT)?;
+        let (x, w, g) = (
+            values(xs, xl, WHAT)?,
+            values(ws, wl, WHAT)?,
+            values(gs, gl, WHAT)?,
+        );
+        if w.len() != cols || g.len() != x.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let rc = 1.0f32 / cols as f32;
+        let n = x.len();
+        let mut o = vec![0.0f32; 2 * n];
+        let (dx, dw) = o.split_at_mut(n);
+        dx.par_chunks_mut(cols)
+            .zip(dw.par_chunks_mut(cols))
+            .zip(x.par_chunks(cols).zip(g.par_chunks(cols)))
+            .for_each(|((dx, dw), (r, g))| {
+                let inv = rms_inv(r, rc, eps);
+                let gw: Vec<f32> = g.iter().zip(w).map(|(&g, &w)| g * w).collect();
+                let dot = sum2(&gw, r, |a, b| a * b);
+                let k = ((inv * inv) * inv) * (dot * rc);
+                for j in 0..cols {
+                    dx[j] = inv * (w[j] * g[j]) - r[j] * k;
+                    dw[j] = g[j] * (r[j] * inv);
+                }
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(xl.dims());
+        out(o, Shape::from(dims))
+    }
+
+    /// The rotary embedding (or, `back`, its transpose) of `[.., seq, hd]` rows.
+    pub fn rope(
+        xs: &CpuStorage,
+        xl: &Layout,
+        cs: &CpuStorage,
+        cl: &Layout,
+        ss: &CpuStorage,
+        sl: &Layout,
+        back: bool,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "rotary embedding";
+        let (rows, hd) = rows_cols(xl, WHAT)?;
+        let (seq, table_hd) = cl.shape().dims2()?;
+        let (x, cos, sin) = (
+            values(xs, xl, WHAT)?,
+            values(cs, cl, WHAT)?,
+            values(ss, sl, WHAT)?,
+        );
+        let seq_of_x = xl.dims().get(xl.dims().len().wrapping_sub(2)).copied();
+        if hd % 2 != 0
+            || table_hd != hd
+            || sin.len() != cos.len()
+            || seq_of_x != Some(seq)
+            || rows % seq != 0
+        {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let h = hd / 2;
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(hd)
+            .zip(x.par_chunks(hd))
+            .enumerate()
+            .for_each(|(row, (o, r))| {
+                let t = (row % seq) * hd;
+                let (c, s) = (&cos[t..t + hd], &sin[t..t + hd]);
+                for j in 0..hd {
+                    o[j] = if back {
+                        let v = if j < h {
+                            r[j + h] * s[j + h]
+                        } else {
+                            -(r[j - h] * s[j - h])
+                        };
+                        r[j] * c[j] + v
+                    } else {
+                        let rot = if j < h { -r[j + h] } else { r[j - h] };
+                        r[j] * c[j] + rot * s[j]
+                    };
+                }
+            });
+        out(y, xl.shape().clone())
+    }
+
+    pub fn causal_softmax(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "causal softmax";
+        let (_, seq) = rows_cols(l, WHAT)?;
+        let x = values(s, l, WHAT)?;
+        let mut p = vec![0.0f32; x.len()];
+        p.par_chunks_mut(seq)
+            .zip(x.par_chunks(seq))
+            .enumerate()
+            .for_each(|(row, (o, r))| {
+                let visible = &r[..=row % seq];
+                let m = max_of(visible);
+                let sum = sum2(visible, visible, |v, _| (v - m).exp());
+                for (o, &v) in o.iter_mut().zip(visible) {
+                    *o = (v - m).exp() / sum;
+                }
+            });
+        out(p, l.shape().clone())
+    }
+
+    /// `p · (dp − Σ p·dp)` over the visible keys, 0 after them.
+    pub fn causal_softmax_backward(
+        ps: &CpuStorage,
+        pl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "causal softmax backward";
+        let (_, seq) = rows_cols(pl, WHAT)?;
+        let (p, g) = (values(ps, pl, WHAT)?, values(gs, gl, WHAT)?);
+        if p.len() != g.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let mut dx = vec![0.0f32; p.len()];
+        dx.par_chunks_mut(seq)
+            .zip(p.par_chunks(seq).zip(g.par_chunks(seq)))
+            .enumerate()
+            .for_each(|(row, (o, (p, g)))| {
+                let t = row % seq + 1;
+                let (p, g) = (&p[..t], &g[..t]);
+                let dot = sum2(p, g, |a, b| a * b);
+                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                    *o = p * (g - dot);
+                }
+            });
+        out(dx, pl.shape().clone())
+    }
+
+    fn check_targets(targets: &[u32], rows: usize, vocab: usize) -> Result<()> {
+        if targets.len() != rows || targets.iter().any(|&t| t as usize >= vocab) {
+            return Err(err(
+                "cross-entropy",
+                format!(
+                    "{} targets for {rows} rows of {vocab} logits",
+                    targets.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn cross_entropy(
+        s: &CpuStorage,
+        l: &Layout,
+        targets: &[u32],
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "cross-entropy";
+        let (rows, vocab) = rows_cols(l, WHAT)?;
+        check_targets(targets, rows, vocab)?;
+        let x = values(s, l, WHAT)?;
+        let loss: Vec<f32> = x
+            .par_chunks(vocab)
+            .zip(targets.par_iter())
+            .map(|(r, &t)| {
+                let (m, lse) = max_lse(r);
+                lse - (r[t as usize] - m)
+            })
+            .collect();
+        out(loss, Shape::from(rows))
+    }
+
+    /// `(softmax − one-hot) · g`, one row per target.
+    pub fn cross_entropy_backward(
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        targets: &[u32],
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "cross-entropy backward";
+        let (rows, vocab) = rows_cols(xl, WHAT)?;
+        check_targets(targets, rows, vocab)?;
+        let (x, g) = (values(xs, xl, WHAT)?, values(gs, gl, WHAT)?);
+        if g.len() != rows {
+            return Err(err(WHAT, format!("{} gradients for {rows} rows", g.len())));
+        }
+        let mut dx = vec![0.0f32; x.len()];
+        dx.par_chunks_mut(vocab)
+            .zip(x.par_chunks(vocab))
+            .zip(targets.par_iter().zip(g.par_iter()))
+            .for_each(|((o, r), (&t, &gr))| {
+                let (m, lse) = max_lse(r);
+                for (o, &v) in o.iter_mut().zip(r) {
+                    *o = ((v - m) - lse).exp() * gr;
+                }
+                o[t as usize] -= gr;
+            });
+        out(dx, xl.shape().clone())
     }
 }
 
@@ -860,26 +1175,204 @@ extern "C" __global__ void cross_entropy_bwd(const float* x, const unsigned int*
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device, Var, D};
 
-    /// On the CPU the fused ops refuse with an error that says why, and never panic.
+    /// Values in [-2, 2) from a fixed sequence.
+    fn tensor(seed: u64, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// `a` and `b` agree within `tol` of `b`'s largest magnitude.
+    fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let (a, b) = (flat(a), flat(b));
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= tol * scale, "{what}: {worst} of {scale}");
+    }
+
+    /// `f`'s value at `inputs` and the gradients of `Σ f · r` with respect to the inputs listed in
+    /// `wrt`, for a fixed random `r`.
+    fn value_and_grads(
+        inputs: &[Tensor],
+        wrt: &[usize],
+        f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> (Tensor, Vec<Tensor>) {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&ts).unwrap();
+        let r = tensor(99, y.dims());
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = wrt
+            .iter()
+            .map(|&i| grads.get(vars[i].as_tensor()).unwrap().clone())
+            .collect();
+        (y, g)
+    }
+
+    /// Each fused op against the candle operations it replaces: values, and the gradients
+    /// backprop computes through them. Rows of lengths that are not multiples of the eight
+    /// partial sums test the tails.
     #[test]
-    fn fused_ops_refuse_the_cpu() {
-        let x = Tensor::zeros((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let w = Tensor::ones(4, candle_core::DType::F32, &Device::Cpu).unwrap();
-        let cos = Tensor::ones((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
-        for r in [
-            int8_rows(&x),
-            rms_norm(&x, &w, 1e-5),
-            causal_softmax(&x),
-            rope(&x, &cos, &cos),
-            cross_entropy_rows(&x, &[0, 3]),
-        ] {
-            let e = r.unwrap_err().to_string();
-            assert!(e.contains("CUDA"), "{e}");
+    fn the_fused_ops_compute_candles_formulas_on_the_cpu() {
+        // RMS norm.
+        let (x, w) = (tensor(1, &[5, 37]), tensor(2, &[37]));
+        let fused = value_and_grads(&[x.clone(), w.clone()], &[0, 1], |t| {
+            rms_norm(&t[0], &t[1], 1e-5)
+        });
+        let ops = value_and_grads(&[x, w], &[0, 1], |t| {
+            let inv = (t[0].sqr()?.mean_keepdim(D::Minus1)? + 1e-5)?
+                .sqrt()?
+                .recip()?;
+            t[0].broadcast_mul(&inv)?.broadcast_mul(&t[1])
+        });
+        assert_close("rms norm", &fused.0, &ops.0, 1e-6);
+        assert_close("rms norm dx", &fused.1[0], &ops.1[0], 1e-5);
+        assert_close("rms norm dw", &fused.1[1], &ops.1[1], 1e-5);
+
+        // Rotary embedding of [batch, heads, seq, head_dim], with the model's table layout (each
+        // half's angles repeated).
+        let (seq, hd) = (6, 10);
+        let angles: Vec<f32> = (0..seq * hd)
+            .map(|i| ((i / hd) as f32) * 0.3 * (1.0 + (i % (hd / 2)) as f32))
+            .collect();
+        let a = Tensor::from_vec(angles, (seq, hd), &Device::Cpu).unwrap();
+        let (cos, sin) = (a.cos().unwrap(), a.sin().unwrap());
+        let x = tensor(3, &[2, 3, seq, hd]);
+        let fused = value_and_grads(std::slice::from_ref(&x), &[0], |t| rope(&t[0], &cos, &sin));
+        let ops = value_and_grads(&[x], &[0], |t| {
+            let x1 = t[0].narrow(D::Minus1, 0, hd / 2)?;
+            let x2 = t[0].narrow(D::Minus1, hd / 2, hd / 2)?;
+            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+            t[0].broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+        });
+        assert_close("rope", &fused.0, &ops.0, 1e-6);
+        assert_close("rope dx", &fused.1[0], &ops.1[0], 1e-6);
+
+        // Causal softmax of [batch, heads, seq, seq] scores.
+        let seq = 9;
+        let scores = tensor(4, &[2, 3, seq, seq]);
+        let mut m = vec![0.0f32; seq * seq];
+        for t in 0..seq {
+            for k in t + 1..seq {
+                m[t * seq + k] = f32::NEG_INFINITY;
+            }
         }
-        // Targets are checked before anything runs.
+        let mask = Tensor::from_vec(m, (seq, seq), &Device::Cpu).unwrap();
+        let fused = value_and_grads(std::slice::from_ref(&scores), &[0], |t| {
+            causal_softmax(&t[0])
+        });
+        let ops = value_and_grads(&[scores], &[0], |t| {
+            let s = t[0].broadcast_add(&mask)?;
+            let max = s.max_keepdim(D::Minus1)?.detach();
+            let e = s.broadcast_sub(&max)?.exp()?;
+            e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+        });
+        assert_close("softmax", &fused.0, &ops.0, 1e-6);
+        assert_close("softmax dx", &fused.1[0], &ops.1[0], 1e-5);
+
+        // Cross-entropy of each row against its target.
+        let logits = tensor(5, &[4, 41]);
+        let targets = [0u32, 40, 7, 7];
+        let fused = value_and_grads(std::slice::from_ref(&logits), &[0], |t| {
+            cross_entropy_rows(&t[0], &targets)
+        });
+        let ids = Tensor::new(&targets, &Device::Cpu).unwrap();
+        let ops = value_and_grads(&[logits], &[0], |t| {
+            let max = t[0].max_keepdim(D::Minus1)?.detach();
+            let shifted = t[0].broadcast_sub(&max)?;
+            let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+            let picked = shifted.gather(&ids.unsqueeze(1)?, 1)?;
+            (lse - picked)?.squeeze(1)
+        });
+        assert_close("cross-entropy", &fused.0, &ops.0, 1e-6);
+        assert_close("cross-entropy dx", &fused.1[0], &ops.1[0], 1e-6);
+    }
+
+    /// The fused quantiser is the kernels' per-token quantiser, bit for bit, and passes the
+    /// gradient straight through.
+    #[test]
+    fn int8_rows_is_the_kernels_quantiser() {
+        let mut x = flat(&tensor(6, &[3, 19]));
+        x[19..38].iter_mut().for_each(|v| *v = 0.0); // an all-zero row meets the epsilon
+        let t = Tensor::from_vec(x.clone(), (3, 19), &Device::Cpu).unwrap();
+        let (q, g) = value_and_grads(&[t], &[0], |t| int8_rows(&t[0]));
+        let q = flat(&q);
+        for (row, qs) in x.chunks(19).zip(q.chunks(19)) {
+            let mut codes = [0i8; 19];
+            let scale = tritlab_kernels::quant::quantize_token(row, &mut codes);
+            for (&c, &v) in codes.iter().zip(qs) {
+                assert_eq!((f32::from(c) * scale).to_bits(), v.to_bits());
+            }
+        }
+        assert_eq!(flat(&g[0]), flat(&tensor(99, &[3, 19])));
+    }
+
+    /// Rows go to threads whole, each row's sums in a fixed order: one thread or four give the
+    /// same bits, forward and backward.
+    #[test]
+    fn the_cpu_ops_give_the_same_bits_on_any_number_of_threads() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (x, w) = (tensor(7, &[64, 200]), tensor(8, &[200]));
+                let (y, g) = value_and_grads(&[x, w], &[0, 1], |t| {
+                    causal_softmax(
+                        &rms_norm(&t[0], &t[1], 1e-5)?
+                            .reshape((2, 32, 200))?
+                            .narrow(2, 0, 32)?,
+                    )
+                });
+                [flat(&y), flat(&g[0]), flat(&g[1])]
+                    .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+            })
+        };
+        assert_eq!(run(1), run(4));
+    }
+
+    /// Bad shapes and targets are errors that say what is wrong, never panics.
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        let e = rms_norm(
+            &x,
+            &Tensor::ones(3, DType::F32, &Device::Cpu).unwrap(),
+            1e-5,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("3 weights for rows of 4"), "{e}");
+        let table = Tensor::ones((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let e = rope(&x, &table, &table).unwrap_err().to_string();
+        assert!(e.contains("the shapes do not match"), "{e}");
         let e = cross_entropy_rows(&x, &[0, 4]).unwrap_err().to_string();
         assert!(e.contains("outside the vocabulary"), "{e}");
+        let e = cross_entropy_rows(&x, &[0]).unwrap_err().to_string();
+        assert!(e.contains("1 targets for 2 rows"), "{e}");
+        let ints = Tensor::zeros((2, 4), DType::U32, &Device::Cpu).unwrap();
+        assert!(causal_softmax(&ints).is_err());
     }
 }

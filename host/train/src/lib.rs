@@ -31,7 +31,7 @@ pub mod scheme;
 pub mod timeline;
 mod trainer;
 
-pub use config::{Kernels, Matmul, Preset, RunConfig, TrainOptions, WeightQuant};
+pub use config::{Graph, Kernels, Matmul, Preset, RunConfig, TrainOptions, WeightQuant};
 pub use device::{DeviceRecord, DeviceSpec};
 pub use error::{write_atomic, Result, TrainError};
 pub use run::{LiveWorld, NewRun, Run, RunLock, ShapeOverrides, TokenizerSource};

@@ -16,7 +16,7 @@
 //!
 //! The full-precision twin runs the same graph with both quantisers left out.
 
-use crate::config::Kernels;
+use crate::config::{Graph, Kernels};
 use crate::ops::{
     self, BitLinear, CrossEntropy, HeadLoss, HeadProduct, Int8Activations, TernaryWeights,
 };
@@ -215,6 +215,8 @@ pub struct Network {
     matmul: crate::config::Matmul,
     /// How the ternary graph's products are computed (the twin's are always f32).
     kernels: Kernels,
+    /// How the layers' element-wise chains are computed.
+    graph: Graph,
 }
 
 fn ce(what: &str, e: candle_core::Error) -> crate::TrainError {
@@ -256,6 +258,7 @@ impl Network {
             device,
             matmul: crate::config::Matmul::F32,
             kernels: Kernels::F32,
+            graph: Graph::Ops,
         })
     }
 
@@ -282,6 +285,18 @@ impl Network {
 
     pub fn kernels(&self) -> Kernels {
         self.kernels
+    }
+
+    /// Chooses how the layers' RMS norms, rotary embeddings and attention softmax are computed:
+    /// candle's operations or the fused ones ([`crate::fused`]), on any device. (The graph of a
+    /// world kept on a GPU fuses them whatever this says.)
+    pub fn with_graph(mut self, graph: Graph) -> Self {
+        self.graph = graph;
+        self
+    }
+
+    pub fn graph(&self) -> Graph {
+        self.graph
     }
 
     /// Chooses the quantisers' implementation: tensor operations work on every device, the
@@ -322,10 +337,17 @@ impl Network {
         self.quant_ops
     }
 
-    /// Whether the graph uses the fused CUDA kernels ([`crate::fused`]): the graph of a world kept
-    /// on a CUDA GPU. Other graphs keep their operations, so their runs replay as recorded.
+    /// Whether the whole graph is fused ([`crate::fused`], the activation quantiser and the loss
+    /// too): the graph of a world kept on a CUDA GPU. Other graphs keep their quantisers and
+    /// loss, so their runs replay as recorded.
     pub fn fused(&self) -> bool {
         self.quant_ops == QuantOps::Prequantized && self.device.is_cuda()
+    }
+
+    /// Whether the layers' RMS norms, rotary embeddings and attention softmax are fused
+    /// operations: a graph of [`Graph::Fused`], or a fused one ([`Network::fused`]).
+    pub fn fused_layers(&self) -> bool {
+        self.graph == Graph::Fused || self.fused()
     }
 
     /// The world's values as autograd variables, in spec order.
@@ -477,7 +499,7 @@ impl Network {
         let group = heads / kv_heads;
         let n = batch * seq;
         let (cos, sin) = self.rope_tables(seq)?;
-        let fused = self.fused();
+        let fused = self.fused_layers();
         // The fused softmax masks by position; the unfused graph adds this mask.
         let mask = if fused {
             None
@@ -536,7 +558,7 @@ impl Network {
         let prequantized =
             self.quant_ops == QuantOps::Prequantized && matches!(precision, Precision::Ternary(_));
         let input = |x: Tensor| -> candle_core::Result<Tensor> {
-            if prequantized && fused {
+            if prequantized && self.fused() {
                 crate::fused::int8_rows(&x)
             } else if prequantized {
                 ops::tensor::int8_activations(&x)

@@ -39,12 +39,13 @@ fn compare(run: &Run, logged: &StepRecord, recomputed: &StepRecord) -> Result<()
             logged: logged.world_after.to_string(),
             recomputed: recomputed.world_after.to_string(),
             hint: format!(
-                " (logged loss {}, recomputed {}; the run used {} threads, this process {}; products on the {} path)",
+                " (logged loss {}, recomputed {}; the run used {} threads, this process {}; products on the {} path, layers on the {} graph)",
                 logged.loss,
                 recomputed.loss,
                 run.config.threads,
                 rayon::current_num_threads(),
-                run.options().kernels
+                run.options().kernels,
+                run.options().graph
             ),
         });
     }

@@ -333,6 +333,7 @@ impl Run {
         };
         let mut network = Network::on(config.model.clone(), device)?
             .with_matmul(matmul)
+            .with_graph(o.graph)
             .with_kernels(o.kernels)
             .map_err(|e| match e {
                 TrainError::Device(m) => TrainError::Device(format!(

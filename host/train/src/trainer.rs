@@ -247,10 +247,11 @@ impl Trainer {
                         logged: logged.world_after.to_string(),
                         recomputed: record.world_after.to_string(),
                         hint: format!(
-                            " (the run used {} threads; this process uses {}; products on the {} path)",
+                            " (the run used {} threads; this process uses {}; products on the {} path, layers on the {} graph)",
                             self.run.config.threads,
                             rayon::current_num_threads(),
-                            self.run.options().kernels
+                            self.run.options().kernels,
+                            self.run.options().graph
                         ),
                     });
                 }

@@ -782,3 +782,109 @@ fn a_ternary_run_follows_the_f32_run_and_replays_bit_for_bit() {
     let report = replay::verify(&f.out, None, None, None, &mut |_, _| {}).unwrap();
     assert_eq!(report.verified, steps);
 }
+
+/// The fused graph (one operation for each RMS norm, rotary embedding and attention softmax)
+/// against candle's operations: the same formulas summed in other orders, so the same loss and
+/// gradients to rounding in full precision, and, with int8 activations, up to the rounding ties
+/// a last-bit difference tips.
+#[test]
+fn the_fused_graph_computes_the_ops_graphs_gradients() {
+    use tritlab_train::model::{param_specs, Network, Precision, World};
+    use tritlab_train::Graph;
+    let config = Preset::Tiny.config(300, 16);
+    let world = World::init(&param_specs(&config), 9);
+    let tokens: Vec<u32> = (0..4 * 16 + 1).map(|i| ((i * 37) % 300) as u32).collect();
+    let (inputs, targets) = (&tokens[..64], &tokens[1..]);
+    let ops = Network::new(config.clone()).unwrap();
+    let fused = Network::new(config).unwrap().with_graph(Graph::Fused);
+    assert_eq!((ops.graph(), fused.graph()), (Graph::Ops, Graph::Fused));
+    for (precision, loss_tol, grad_tol) in [
+        (Precision::Full, 1e-6, 1e-4),
+        (
+            Precision::Ternary(tritlab_kernels::ScaleGranularity::PerTensor),
+            1e-4,
+            2e-2,
+        ),
+    ] {
+        let (la, ga) = ops
+            .gradients(&world, inputs, targets, 4, 16, precision)
+            .unwrap();
+        let (lb, gb) = fused
+            .gradients(&world, inputs, targets, 4, 16, precision)
+            .unwrap();
+        assert!(
+            (la - lb).abs() <= loss_tol * la.abs(),
+            "{precision:?}: loss {la} vs {lb}"
+        );
+        assert_ne!(
+            ga, gb,
+            "{precision:?}: the graphs should sum in different orders"
+        );
+        for ((a, b), spec) in ga.iter().zip(&gb).zip(&ops.specs) {
+            let norm: f64 = a.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+            let diff: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                diff <= grad_tol * norm.max(1e-30),
+                "{precision:?} {}: the gradients differ by {:.2e} of their norm",
+                spec.name,
+                diff / norm
+            );
+        }
+    }
+}
+
+/// A new run computes on the fused graph and says so in run.json; a run.json without the field
+/// (every CPU run from before it) computes with candle's operations; each replays on its own
+/// graph bit for bit, and a run relabelled to the other graph is caught at its first step.
+#[test]
+fn a_run_records_its_graph_and_replays_on_it() {
+    use tritlab_train::Graph;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 6;
+    let fused = new_run(dir.path(), "fused", steps, 5);
+    assert_eq!(fused.options.graph, Graph::Fused);
+    let mut ops = new_run(dir.path(), "ops", steps, 5);
+    ops.options.graph = Graph::Ops;
+    drop(train(&fused));
+    drop(train(&ops));
+
+    let json = std::fs::read_to_string(fused.out.join("run.json")).unwrap();
+    assert!(json.contains("\"graph\": \"fused\""), "{json}");
+    let json = std::fs::read_to_string(ops.out.join("run.json")).unwrap();
+    assert!(!json.contains("\"graph\""), "{json}");
+    let config = tritlab_train::RunConfig::read(&ops.out).unwrap();
+    assert_eq!(config.options.graph, Graph::Ops);
+
+    let (a, _) = tritlab_train::Run::open(&fused.out)
+        .unwrap()
+        .read_log()
+        .unwrap();
+    let (b, _) = tritlab_train::Run::open(&ops.out)
+        .unwrap()
+        .read_log()
+        .unwrap();
+    assert!(
+        (a[0].loss - b[0].loss).abs() <= 1e-4 * a[0].loss.abs(),
+        "first losses {} and {}",
+        a[0].loss,
+        b[0].loss
+    );
+    assert_ne!(a[0].world_after, b[0].world_after);
+    for run in [&fused.out, &ops.out] {
+        let report = replay::verify(run, None, None, None, &mut |_, _| {}).unwrap();
+        assert_eq!(report.verified, steps);
+    }
+
+    edit_run_json(&fused.out, |v| {
+        v["options"].as_object_mut().unwrap().remove("graph");
+    });
+    let e = error_of("relabelled", || {
+        replay::verify(&fused.out, Some(1), Some(1), None, &mut |_, _| {}).map(|_| ())
+    });
+    assert!(e.contains("layers on the ops graph"), "{e}");
+}
