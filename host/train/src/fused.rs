@@ -15,14 +15,16 @@
 //! - [`rope`]: the rotary embedding `x · cos + rotate_half(x) · sin`, whose backward pass is
 //!   element-wise too;
 //! - [`causal_softmax`]: the attention's softmax with the causal mask applied by position;
+//! - [`gated`]: the feed-forward's gated unit `act(gate) · up` (SwiGLU's `silu`, or `relu²`),
+//!   whose backward pass writes both inputs' gradients in one pass;
 //! - [`cross_entropy_rows`]: each token's next-token loss from its row of logits; the gradient
 //!   `(softmax − one-hot) · g` is written in one pass, and validation on a GPU computes its
 //!   losses there, downloading one float per token instead of the logits.
 //!
 //! Which graphs use them: a world kept on a GPU ([`crate::model::QuantOps::Prequantized`] on a
 //! CUDA device) uses all five; a CPU run recorded with [`crate::Graph::Fused`] (every CPU run
-//! since they were written) uses the RMS norm, the rotary embedding and the softmax, and keeps the
-//! kernels' own quantisers and loss ([`crate::ops`]), which were single operations already.
+//! since they were written) uses the RMS norm, the rotary embedding, the softmax and the gated unit, and keeps
+//! the kernels' own quantisers and loss ([`crate::ops`]), which were single operations already.
 //!
 //! Determinism: every sum is over one row, in an order fixed by the row's length alone: on a GPU a
 //! block reduction in a fixed tree (one block per row, the same block size every time, no
@@ -34,6 +36,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
+use tritlab_engine::Activation;
 
 /// Per-token int8 fake quantisation of a `[.., cols]` tensor, straight-through.
 pub fn int8_rows(x: &Tensor) -> Result<Tensor> {
@@ -57,6 +60,19 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// dimensions) is query position `r mod seq`: keys after it get probability 0.
 pub fn causal_softmax(scores: &Tensor) -> Result<Tensor> {
     scores.contiguous()?.apply_op1(CausalSoftmax)
+}
+
+/// The feed-forward's gated unit `act(gate) · up`, element by element, for tensors of one shape.
+pub fn gated(gate: &Tensor, up: &Tensor, activation: Activation) -> Result<Tensor> {
+    if gate.dims() != up.dims() {
+        candle_core::bail!(
+            "gated unit: gate {:?} and up {:?} differ in shape",
+            gate.dims(),
+            up.dims()
+        );
+    }
+    gate.contiguous()?
+        .apply_op2(&up.contiguous()?, Gated { activation })
 }
 
 /// Each row's cross-entropy against its target, `[rows]`; the targets are checked on the host.
@@ -91,6 +107,14 @@ struct RopeBackward;
 struct CausalSoftmax;
 /// The backward pass of [`CausalSoftmax`] on `(p, dp)`: `p · (dp − Σ p·dp)`.
 struct CausalSoftmaxBackward;
+/// `act(gate) · up`: `silu(g) = g / (1 + e^-g)`, or `relu(g)²`.
+struct Gated {
+    activation: Activation,
+}
+/// The backward pass of [`Gated`] on `(gate, up, dy)`: `[2, ..]`, the gate's gradient, then up's.
+struct GatedBackward {
+    activation: Activation,
+}
 struct RowCrossEntropy {
     targets: Arc<Vec<u32>>,
 }
@@ -308,6 +332,76 @@ impl CustomOp2 for CausalSoftmaxBackward {
         gl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         imp::causal_softmax_backward(ps, pl, gs, gl)
+    }
+}
+
+impl CustomOp2 for Gated {
+    fn name(&self) -> &'static str {
+        "fused-gated-unit"
+    }
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        host::gated(gs, gl, us, ul, self.activation)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        us: &candle_core::CudaStorage,
+        ul: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::gated(gs, gl, us, ul, None, self.activation)
+    }
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = gate.apply_op3(
+            up,
+            &grad.contiguous()?,
+            GatedBackward {
+                activation: self.activation,
+            },
+        )?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+    }
+}
+
+impl CustomOp3 for GatedBackward {
+    fn name(&self) -> &'static str {
+        "fused-gated-unit-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        host::gated_backward(gs, gl, us, ul, ds, dl, self.activation)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        us: &candle_core::CudaStorage,
+        ul: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        imp::gated(gs, gl, us, ul, Some((ds, dl)), self.activation)
     }
 }
 
@@ -619,6 +713,84 @@ mod host {
         out(dx, pl.shape().clone())
     }
 
+    /// `(act(g), act'(g))`, written as candle computes them (`silu`: `g / (1 + e^-g)`, its
+    /// derivative `s · (1 + g · (1 − s))` with `s = 1 / (1 + e^-g)`; `relu²`: `r · r`, `2r`).
+    fn activation(g: f32, activation: Activation) -> (f32, f32) {
+        match activation {
+            Activation::Silu => {
+                let s = 1.0 / (1.0 + (-g).exp());
+                (g / (1.0 + (-g).exp()), s * (1.0 + g * (1.0 - s)))
+            }
+            Activation::Relu2 => {
+                let r = g.max(0.0);
+                (r * r, 2.0 * r)
+            }
+        }
+    }
+
+    pub fn gated(
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+        act: Activation,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "gated unit";
+        let (g, u) = (values(gs, gl, WHAT)?, values(us, ul, WHAT)?);
+        if g.len() != u.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let mut y = vec![0.0f32; g.len()];
+        y.par_chunks_mut(4096)
+            .zip(g.par_chunks(4096).zip(u.par_chunks(4096)))
+            .for_each(|(y, (g, u))| {
+                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                    *y = activation(g, act).0 * u;
+                }
+            });
+        out(y, gl.shape().clone())
+    }
+
+    /// `[2, ..]`: `dy · up · act'(gate)`, then `dy · act(gate)`.
+    pub fn gated_backward(
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+        act: Activation,
+    ) -> Result<(CpuStorage, Shape)> {
+        const WHAT: &str = "gated unit backward";
+        let (g, u, d) = (
+            values(gs, gl, WHAT)?,
+            values(us, ul, WHAT)?,
+            values(ds, dl, WHAT)?,
+        );
+        if g.len() != u.len() || g.len() != d.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let n = g.len();
+        let mut o = vec![0.0f32; 2 * n];
+        let (dg, du) = o.split_at_mut(n);
+        dg.par_chunks_mut(4096)
+            .zip(du.par_chunks_mut(4096))
+            .zip(
+                g.par_chunks(4096)
+                    .zip(u.par_chunks(4096).zip(d.par_chunks(4096))),
+            )
+            .for_each(|((dg, du), (g, (u, d)))| {
+                for i in 0..g.len() {
+                    let (a, da) = activation(g[i], act);
+                    dg[i] = (d[i] * u[i]) * da;
+                    du[i] = d[i] * a;
+                }
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(gl.dims());
+        out(o, Shape::from(dims))
+    }
+
     fn check_targets(targets: &[u32], rows: usize, vocab: usize) -> Result<()> {
         if targets.len() != rows || targets.iter().any(|&t| t as usize >= vocab) {
             return Err(err(
@@ -790,6 +962,38 @@ extern "C" __global__ void rope(const float* x, const float* cos, const float* s
             float rot = j < h ? -x[i + h] : x[i - h];
             y[i] = x[i] * cos[t + j] + rot * sin[t + j];
         }
+    }
+}
+
+// The gated unit, act 0 = silu (g / (1 + e^-g); derivative s * (1 + g * (1 - s)), s = 1 / (1 + e^-g)),
+// 1 = relu^2 (r * r; 2r). Forward: y = act(g) * u. Backward: out[i] = (dy * u) * act'(g), out[n + i] = dy * act(g).
+__device__ __forceinline__ void gate_act(float g, int act, float* a, float* da) {
+    if (act == 0) {
+        float e = expf(-g);
+        float s = 1.0f / (1.0f + e);
+        *a = g / (1.0f + e);
+        *da = s * (1.0f + g * (1.0f - s));
+    } else {
+        float r = fmaxf(g, 0.0f);
+        *a = r * r;
+        *da = 2.0f * r;
+    }
+}
+
+extern "C" __global__ void gated(const float* g, const float* u, float* y, u64 n, int act) {
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        float a, da;
+        gate_act(g[i], act, &a, &da);
+        y[i] = a * u[i];
+    }
+}
+
+extern "C" __global__ void gated_bwd(const float* g, const float* u, const float* dy, float* out, u64 n, int act) {
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        float a, da;
+        gate_act(g[i], act, &a, &da);
+        out[i] = (dy[i] * u[i]) * da;
+        out[n + i] = dy[i] * a;
     }
 }
 
@@ -1072,6 +1276,66 @@ extern "C" __global__ void cross_entropy_bwd(const float* x, const unsigned int*
         ))
     }
 
+    /// The gated unit, or with `dy` its backward pass (`[2, ..]`: the gate's gradient, then up's).
+    pub fn gated(
+        gs: &CudaStorage,
+        gl: &Layout,
+        us: &CudaStorage,
+        ul: &Layout,
+        dy: Option<(&CudaStorage, &Layout)>,
+        activation: Activation,
+    ) -> Result<(CudaStorage, Shape)> {
+        const WHAT: &str = "the gated unit";
+        let (g, u) = (view(gs, gl, WHAT)?, view(us, ul, WHAT)?);
+        if g.len() != u.len() {
+            return Err(err(WHAT, "the shapes do not match"));
+        }
+        let n = g.len();
+        let dev = &gs.device;
+        let act = match activation {
+            Activation::Silu => 0i32,
+            Activation::Relu2 => 1i32,
+        };
+        let n64 = n as u64;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 65_535) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        match dy {
+            None => {
+                let y = output(dev, n)?;
+                let f = dev.get_or_load_custom_func("gated", MODULE, ptx()?)?;
+                let mut b = f.builder();
+                b.arg(&g).arg(&u).arg(&y).arg(&n64).arg(&act);
+                // SAFETY: g, u and y hold n floats; grid-stride over n.
+                unsafe { b.launch(cfg) }.map_err(|e| err(WHAT, e))?;
+                Ok((
+                    CudaStorage::wrap_cuda_slice(y, dev.clone()),
+                    gl.shape().clone(),
+                ))
+            }
+            Some((ds, dl)) => {
+                let d = view(ds, dl, WHAT)?;
+                if d.len() != n {
+                    return Err(err(WHAT, "the shapes do not match"));
+                }
+                let out = output(dev, 2 * n)?;
+                let f = dev.get_or_load_custom_func("gated_bwd", MODULE, ptx()?)?;
+                let mut b = f.builder();
+                b.arg(&g).arg(&u).arg(&d).arg(&out).arg(&n64).arg(&act);
+                // SAFETY: g, u and d hold n floats, out 2n; grid-stride over n.
+                unsafe { b.launch(cfg) }.map_err(|e| err(WHAT, e))?;
+                let mut dims = vec![2];
+                dims.extend_from_slice(gl.dims());
+                Ok((
+                    CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                    Shape::from(dims),
+                ))
+            }
+        }
+    }
+
     pub fn causal_softmax(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         const WHAT: &str = "the attention softmax";
         let (rows, seq) = rows_cols(l, WHAT)?;
@@ -1291,6 +1555,24 @@ mod tests {
         assert_close("softmax", &fused.0, &ops.0, 1e-6);
         assert_close("softmax dx", &fused.1[0], &ops.1[0], 1e-5);
 
+        // The gated unit, both activations.
+        let (gate, up) = (tensor(10, &[3, 4, 21]), tensor(11, &[3, 4, 21]));
+        for act in [Activation::Silu, Activation::Relu2] {
+            let fused = value_and_grads(&[gate.clone(), up.clone()], &[0, 1], |t| {
+                gated(&t[0], &t[1], act)
+            });
+            let ops = value_and_grads(&[gate.clone(), up.clone()], &[0, 1], |t| {
+                let a = match act {
+                    Activation::Silu => t[0].silu()?,
+                    Activation::Relu2 => t[0].relu()?.sqr()?,
+                };
+                a * &t[1]
+            });
+            assert_close("gated unit", &fused.0, &ops.0, 1e-6);
+            assert_close("gated unit d gate", &fused.1[0], &ops.1[0], 1e-6);
+            assert_close("gated unit d up", &fused.1[1], &ops.1[1], 1e-6);
+        }
+
         // Cross-entropy of each row against its target.
         let logits = tensor(5, &[4, 41]);
         let targets = [0u32, 40, 7, 7];
@@ -1370,6 +1652,8 @@ mod tests {
         assert!(e.contains("the shapes do not match"), "{e}");
         let e = cross_entropy_rows(&x, &[0, 4]).unwrap_err().to_string();
         assert!(e.contains("outside the vocabulary"), "{e}");
+        let e = gated(&x, &table, Activation::Silu).unwrap_err().to_string();
+        assert!(e.contains("differ in shape"), "{e}");
         let e = cross_entropy_rows(&x, &[0]).unwrap_err().to_string();
         assert!(e.contains("1 targets for 2 rows"), "{e}");
         let ints = Tensor::zeros((2, 4), DType::U32, &Device::Cpu).unwrap();

@@ -617,11 +617,16 @@ impl Network {
 
             let y = input(rms(&h, l.post_attention_layernorm)?)?;
             let gate = linear(&y, l.gate_proj)?;
-            let gate = match self.activation {
-                Activation::Relu2 => gate.relu()?.sqr()?,
-                Activation::Silu => gate.silu()?,
+            let unit = if fused {
+                crate::fused::gated(&gate, &linear(&y, l.up_proj)?, self.activation)?
+            } else {
+                let gate = match self.activation {
+                    Activation::Relu2 => gate.relu()?.sqr()?,
+                    Activation::Silu => gate.silu()?,
+                };
+                (gate * linear(&y, l.up_proj)?)?
             };
-            let ff = input(rms(&(gate * linear(&y, l.up_proj)?)?, l.ffn_sub_norm)?)?;
+            let ff = input(rms(&unit, l.ffn_sub_norm)?)?;
             h = (h + linear(&ff, l.down_proj)?)?;
         }
         Ok((rms(&h, w.norm)?.contiguous()?, w.embed.clone()))
