@@ -705,7 +705,18 @@ fn the_ternary_path_computes_the_f32_paths_gradients() {
         .gradients(&world, inputs, targets, 4, 16, precision)
         .unwrap();
     assert!((la - lb).abs() <= 1e-4 * la.abs(), "loss {la} vs {lb}");
-    for ((a, b), spec) in ga.iter().zip(&gb).zip(&f32_path.specs) {
+    assert_gradients_close(&ga, &gb, &f32_path.specs, 2e-2, "");
+}
+
+/// Each parameter's gradients `a` and `b` differ by at most `tol` of `a`'s L2 norm.
+fn assert_gradients_close(
+    a: &[Vec<f32>],
+    b: &[Vec<f32>],
+    specs: &[tritlab_train::model::ParamSpec],
+    tol: f64,
+    what: &str,
+) {
+    for ((a, b), spec) in a.iter().zip(b).zip(specs) {
         let norm: f64 = a.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
         let diff: f64 = a
             .iter()
@@ -714,8 +725,8 @@ fn the_ternary_path_computes_the_f32_paths_gradients() {
             .sum::<f64>()
             .sqrt();
         assert!(
-            diff <= 2e-2 * norm,
-            "{}: the gradients differ by {:.2e} of their norm",
+            diff <= tol * norm.max(1e-30),
+            "{what}{}: the gradients differ by {:.2e} of their norm",
             spec.name,
             diff / norm
         );
@@ -820,21 +831,7 @@ fn the_fused_graph_computes_the_ops_graphs_gradients() {
             ga, gb,
             "{precision:?}: the graphs should sum in different orders"
         );
-        for ((a, b), spec) in ga.iter().zip(&gb).zip(&ops.specs) {
-            let norm: f64 = a.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
-            let diff: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| f64::from(x - y).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            assert!(
-                diff <= grad_tol * norm.max(1e-30),
-                "{precision:?} {}: the gradients differ by {:.2e} of their norm",
-                spec.name,
-                diff / norm
-            );
-        }
+        assert_gradients_close(&ga, &gb, &ops.specs, grad_tol, &format!("{precision:?} "));
     }
 }
 
