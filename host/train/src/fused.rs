@@ -22,9 +22,9 @@
 //!   losses there, downloading one float per token instead of the logits.
 //!
 //! Which graphs use them: a world kept on a GPU ([`crate::model::QuantOps::Prequantized`] on a
-//! CUDA device) uses all five; a CPU run recorded with [`crate::Graph::Fused`] (every CPU run
-//! since they were written) uses the RMS norm, the rotary embedding, the softmax and the gated unit, and keeps
-//! the kernels' own quantisers and loss ([`crate::ops`]), which were single operations already.
+//! CUDA device) uses all six; a run recorded with [`crate::Graph::Fused`] (every new run) uses
+//! the RMS norm, the rotary embedding, the softmax and the gated unit, and on the CPU keeps the
+//! kernels' own quantisers and loss ([`crate::ops`]), which were single operations already.
 //!
 //! Determinism: every sum is over one row, in an order fixed by the row's length alone: on a GPU a
 //! block reduction in a fixed tree (one block per row, the same block size every time, no
