@@ -205,8 +205,8 @@ impl std::fmt::Display for Kernels {
     }
 }
 
-/// How a CPU graph computes the element-wise chains of a layer: the RMS norms, the rotary
-/// embeddings and the attention softmax. Both compute the same formulas and sum in different
+/// How a graph computes the element-wise chains of a layer: the RMS norms, the rotary
+/// embeddings, the attention softmax and the feed-forward's gated unit. Both compute the same formulas and sum in different
 /// orders, so a run records the one it used (`run.json`'s `options.graph`) and resumes and
 /// replays on it. (A world kept on a GPU always computes with the fused operations.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

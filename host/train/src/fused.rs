@@ -718,8 +718,9 @@ mod host {
     fn activation(g: f32, activation: Activation) -> (f32, f32) {
         match activation {
             Activation::Silu => {
-                let s = 1.0 / (1.0 + (-g).exp());
-                (g / (1.0 + (-g).exp()), s * (1.0 + g * (1.0 - s)))
+                let e = (-g).exp();
+                let s = 1.0 / (1.0 + e);
+                (g / (1.0 + e), s * (1.0 + g * (1.0 - s)))
             }
             Activation::Relu2 => {
                 let r = g.max(0.0);

@@ -287,7 +287,8 @@ impl Network {
         self.kernels
     }
 
-    /// Chooses how the layers' RMS norms, rotary embeddings and attention softmax are computed:
+    /// Chooses how the layers' RMS norms, rotary embeddings, attention softmax and gated unit are
+    /// computed:
     /// candle's operations or the fused ones ([`crate::fused`]), on any device. (The graph of a
     /// world kept on a GPU fuses them whatever this says.)
     pub fn with_graph(mut self, graph: Graph) -> Self {
@@ -344,7 +345,7 @@ impl Network {
         self.quant_ops == QuantOps::Prequantized && self.device.is_cuda()
     }
 
-    /// Whether the layers' RMS norms, rotary embeddings and attention softmax are fused
+    /// Whether the layers' RMS norms, rotary embeddings, attention softmax and gated unit are fused
     /// operations: a graph of [`Graph::Fused`], or a fused one ([`Network::fused`]).
     pub fn fused_layers(&self) -> bool {
         self.graph == Graph::Fused || self.fused()
