@@ -17,8 +17,14 @@
 #      DETERMINISM_MATMULS (default "tf32": `train --matmul tf32`, which replay takes from run.json);
 #   3. GPU against CPU: the WikiText-2 setting (small preset, GPT-2 tokenizer, 16 × 128 tokens,
 #      training on test.txt, validating on valid.txt) for STEPS steps on both, loss per step and
-#      validation perplexity side by side, and the CPU's check of the GPU run (trit chain, losses).
-# STAGES (default "1 2 3") picks the stages; stage 3 compares with stage 2's first run.
+#      validation perplexity side by side, and the CPU's check of the GPU run (trit chain, losses);
+#   4. micro-batches over the GPUs: the 125M shape at sequence 512, batch 16, in MICRO micro-batches
+#      (default 2 × the GPU count) on the first GPU alone, then data-parallel over every GPU
+#      (`--devices 0,1,…`, NCCL): the two morphism logs must be byte-identical, the tokens/s of each
+#      and their ratio are printed, and `replay verify` recomputes the data-parallel run on one GPU.
+#      With one GPU the second run is NCCL with a single rank. Then `--devices 0` with one
+#      micro-batch against stage 2's plain run: the exchange adds nothing to the bits.
+# STAGES (default "1 2 3 4") picks the stages; stages 3 and 4 compare with stage 2's first run.
 set -euo pipefail
 
 bin_dir="$(cd "$1" && pwd)"
@@ -42,10 +48,17 @@ tritlab="$work/tritlab"
 if [[ -z "${TRITLAB_CUDA_LIBS:-}" ]]; then
   TRITLAB_CUDA_LIBS="$(python3 -c 'import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')"
 fi
-export LD_LIBRARY_PATH="$TRITLAB_CUDA_LIBS:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+# NCCL (libnccl.so.2, data parallelism): PyTorch's copy, wherever its NVIDIA packages put it.
+if [[ -z "${TRITLAB_NCCL_LIBS:-}" ]]; then
+  TRITLAB_NCCL_LIBS="$(python3 -c '
+import glob, os, nvidia
+hits = [os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(os.path.join(d, "**", "libnccl.so.2"), recursive=True)]
+print(hits[0] if hits else "")')"
+fi
+export LD_LIBRARY_PATH="$TRITLAB_CUDA_LIBS:$TRITLAB_NCCL_LIBS:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
-stages=" ${STAGES:-1 2 3} "
+stages=" ${STAGES:-1 2 3 4} "
 stage() { [[ "$stages" == *" $1 "* ]]; }
 
 if stage 1; then
@@ -132,5 +145,41 @@ for s in sorted(set(ge) & set(ce)):
 PY
 echo "-- the GPU run checked on the CPU" | tee -a "$out/cpu-vs-gpu.txt"
 "$tritlab" replay verify --run "$work/gpu-a" --device cpu --to "${CHECK_TO:-$steps}" 2>&1 | tail -2 | tee -a "$out/cpu-vs-gpu.txt" || true
+fi
+if stage 4; then
+echo "== 4. micro-batches and data parallelism" | tee "$out/data-parallel.txt"
+gpus="$(nvidia-smi -L | wc -l)"
+list="$(seq -s, 0 $((gpus - 1)))"
+micro="${MICRO:-$((2 * gpus))}"
+shape=(--data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokenizer.json"
+  --preset small --layers 12 --hidden 768 --intermediate 2048 --heads 12 --kv-heads 12
+  --seq 512 --batch 16 --steps "${DP_STEPS:-24}" --checkpoint-every 1000 --eval-sequences 8
+  --micro-batches "$micro")
+echo "-- $micro micro-batches on cuda:0 alone" | tee -a "$out/data-parallel.txt"
+"$tritlab" train "${shape[@]}" --device cuda:0 --out "$work/dp-one" 2>&1 | tail -3 | tee -a "$out/data-parallel.txt"
+echo "-- $micro micro-batches over --devices $list" | tee -a "$out/data-parallel.txt"
+"$tritlab" train "${shape[@]}" --devices "$list" --out "$work/dp-all" 2>&1 | tail -3 | tee -a "$out/data-parallel.txt"
+if cmp -s "$work/dp-one/morphisms.tml" "$work/dp-all/morphisms.tml"; then
+  echo "one GPU and $gpus GPU(s): byte-identical morphism logs" | tee -a "$out/data-parallel.txt"
+else
+  echo "one GPU and $gpus GPU(s): the morphism logs DIFFER" | tee -a "$out/data-parallel.txt"
+fi
+python3 - "$out/data-parallel.txt" <<'PY' | tee -a "$out/data-parallel.txt"
+import re, sys
+rates = [float(m) for m in re.findall(r"\(([0-9.]+) tokens/s\)", open(sys.argv[1]).read())]
+if len(rates) >= 2:
+    print(f"tokens/s: {rates[0]:.0f} on one GPU, {rates[1]:.0f} data-parallel ({rates[1] / rates[0]:.2f}x)")
+PY
+"$tritlab" replay verify --run "$work/dp-all" 2>&1 | tail -1 | tee -a "$out/data-parallel.txt"
+cp "$work/dp-all/run.json" "$out/run-dp.json"
+if [[ -d "$work/gpu-a" ]]; then
+  echo "-- --devices 0 with one micro-batch against stage 2's plain run" | tee -a "$out/data-parallel.txt"
+  "$tritlab" train "${wiki[@]}" --devices 0 --out "$work/dp-plain" 2>&1 | tail -3 | tee -a "$out/data-parallel.txt"
+  if cmp -s "$work/gpu-a/morphisms.tml" "$work/dp-plain/morphisms.tml"; then
+    echo "through NCCL and without: byte-identical morphism logs" | tee -a "$out/data-parallel.txt"
+  else
+    echo "through NCCL and without: the morphism logs DIFFER" | tee -a "$out/data-parallel.txt"
+  fi
+fi
 fi
 rm -rf "$work"

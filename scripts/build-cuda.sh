@@ -6,7 +6,7 @@
 #      runtime, as the Python wheels NVIDIA publishes on PyPI, unpacked into target/cuda-toolkit. The 13.0 series, so that the PTX candle compiles is
 #      not newer than what a CUDA 13.0 driver loads.
 #   2. Link-time stubs of the libraries candle links by name (the driver, cuBLAS, cuBLASLt, cuRAND,
-#      NVRTC), made from the function names cudarc declares: the real libraries are on the GPU
+#      NVRTC, NCCL), made from the function names cudarc declares: the real libraries are on the GPU
 #      machine and are found there at run time.
 #   3. `cargo build --release --features cuda` into target/cuda, with kernels for compute capability
 #      CUDA_COMPUTE_CAP (default 90, Hopper).
@@ -114,7 +114,9 @@ meta = json.load(sys.stdin)
 dirs = [os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["name"] == "cudarc"]
 print(dirs[0] if dirs else "")')"
 [[ -n "$cudarc_dir" ]] || { echo "build-cuda: cudarc is not in the dependency graph" >&2; exit 1; }
-if [[ ! -f "$stubs/.from" || "$(cat "$stubs/.from")" != "$cudarc_dir" ]]; then
+# Made again when cudarc or the list of libraries below changes.
+stub_key="$cudarc_dir: cuda cublas cublasLt curand nvrtc nccl"
+if [[ ! -f "$stubs/.from" || "$(cat "$stubs/.from")" != "$stub_key" ]]; then
   mkdir -p "$stubs"
   python3 - "$cudarc_dir/src" "$stubs" <<'PY'
 import re, subprocess, sys, pathlib
@@ -126,6 +128,7 @@ libs = {
     "cublasLt": ("cublaslt", "libcublasLt.so.13"),
     "curand": ("curand", "libcurand.so.10"),
     "nvrtc": ("nvrtc", "libnvrtc.so.13"),
+    "nccl": ("nccl", "libnccl.so.2"),
 }
 for link, (module, soname) in libs.items():
     names = set()
@@ -138,7 +141,7 @@ for link, (module, soname) in libs.items():
                     str(out / f"lib{link}.so"), str(c)], check=True)
     print(f"build-cuda: stub lib{link}.so ({soname}): {len(names)} functions", file=sys.stderr)
 PY
-  echo "$cudarc_dir" > "$stubs/.from"
+  echo "$stub_key" > "$stubs/.from"
 fi
 
 export CUDA_ROOT="$root"

@@ -150,6 +150,7 @@ impl Session {
         o.eval_every = s.eval_every;
         o.eval_sequences = s.eval_sequences as usize;
         o.matmul = s.matmul;
+        o.micro_batches = s.micro_batches as usize;
         o.kernels = match s.kernels {
             // The ternary path runs on the CPU only: a GPU run computes in f32.
             lang::ProductKernels::Auto if s.device.is_cpu() => Kernels::preferred(),
@@ -179,6 +180,7 @@ impl Session {
             },
             threads: rayon::current_num_threads(),
             device: s.device,
+            devices: s.devices.clone(),
         })
     }
 

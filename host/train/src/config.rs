@@ -291,6 +291,19 @@ pub struct TrainOptions {
     /// candle's operations).
     #[serde(default, skip_serializing_if = "Graph::is_ops")]
     pub graph: Graph,
+    /// Gradient accumulation: each batch's sequences split into this many equal micro-batches,
+    /// whose gradients are computed one after another (or on several devices at once, see
+    /// [`crate::parallel`]) and summed in micro-batch order. Runs without the field: 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub micro_batches: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl TrainOptions {
@@ -320,6 +333,7 @@ impl TrainOptions {
             matmul: Matmul::F32,
             kernels: Kernels::F32,
             graph: Graph::Fused,
+            micro_batches: 1,
         }
     }
 
@@ -359,6 +373,12 @@ impl TrainOptions {
             return bad(format!(
                 "Adam epsilon {} must be a positive number",
                 self.adam_eps
+            ));
+        }
+        if self.micro_batches == 0 || !self.batch_size.is_multiple_of(self.micro_batches) {
+            return bad(format!(
+                "--micro-batches {} must divide --batch {} (each micro-batch holds the same number of sequences)",
+                self.micro_batches, self.batch_size
             ));
         }
         if self.checkpoint_every == 0 {
@@ -428,6 +448,11 @@ pub struct RunConfig {
     /// keep it on the host.
     #[serde(default, skip_serializing_if = "crate::scheme::WorldScheme::is_host")]
     pub world: crate::scheme::WorldScheme,
+    /// The devices of a data-parallel run, rank 0 (`device`) first; empty for a run on one
+    /// device. A record: the bits of a step do not depend on how many devices computed it
+    /// ([`crate::parallel`]), so the run also resumes and replays on one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_parallel: Vec<crate::device::DeviceSpec>,
 }
 
 impl RunConfig {

@@ -74,6 +74,37 @@ impl DeviceWorld {
     pub fn download(&self) -> Result<World> {
         match *self {}
     }
+    pub fn apply(&mut self, _: &[Tensor], _: f64, _: &TrainOptions, _: Precision) -> Result<f64> {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+impl crate::parallel::Replica for DeviceWorld {
+    fn step_count(&self) -> u64 {
+        match *self {}
+    }
+    fn micro_gradients(
+        &mut self,
+        _: &Network,
+        _: &[u32],
+        _: &[u32],
+        _: usize,
+        _: usize,
+        _: Precision,
+    ) -> Result<(f32, Tensor)> {
+        match *self {}
+    }
+    fn apply_flat(
+        &mut self,
+        _: &Network,
+        _: &Tensor,
+        _: f64,
+        _: &TrainOptions,
+        _: Precision,
+    ) -> Result<f64> {
+        match *self {}
+    }
 }
 
 // Kernel launches are `unsafe` in cudarc: the argument list must match the kernel's signature
@@ -648,6 +679,23 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
             Ok(())
         }
 
+        /// The optimiser step with the gradients of every parameter: their global norm,
+        /// clipping, AdamW and the projection when the run asks for it. Returns the norm.
+        pub fn apply(
+            &mut self,
+            grads: &[Tensor],
+            lr: f64,
+            o: &TrainOptions,
+            precision: Precision,
+        ) -> Result<f64> {
+            let norm = self.grad_norm(grads)?;
+            self.adamw(grads, lr, crate::optim::clip_factor(norm, o.grad_clip), o)?;
+            if o.projection && matches!(precision, Precision::Ternary(_)) {
+                self.project()?;
+            }
+            Ok(norm)
+        }
+
         /// The projection recipe: every ternary parameter becomes `trit · scale`.
         pub fn project(&mut self) -> Result<()> {
             self.ternarise(true).map(|_| ())
@@ -882,6 +930,59 @@ extern "C" __global__ void adamw(float* w, float* m, float* v, const float* g, u
                 step: self.step,
                 params,
             })
+        }
+    }
+
+    impl crate::parallel::Replica for DeviceWorld {
+        fn step_count(&self) -> u64 {
+            self.step
+        }
+
+        fn micro_gradients(
+            &mut self,
+            network: &Network,
+            inputs: &[u32],
+            targets: &[u32],
+            rows: usize,
+            seq: usize,
+            precision: Precision,
+        ) -> Result<(f32, Tensor)> {
+            let (loss, grads) = self.gradients(network, inputs, targets, rows, seq, precision)?;
+            let flat = grads
+                .iter()
+                .map(|g| g.flatten_all())
+                .collect::<candle_core::Result<Vec<_>>>()
+                .and_then(|g| Tensor::cat(&g, 0))
+                .map_err(|e| ce("the gradients", e))?;
+            Ok((loss, flat))
+        }
+
+        fn apply_flat(
+            &mut self,
+            _: &Network,
+            grads: &Tensor,
+            lr: f64,
+            o: &TrainOptions,
+            precision: Precision,
+        ) -> Result<f64> {
+            let mut parts = Vec::with_capacity(self.specs.len());
+            let mut at = 0;
+            for spec in &self.specs {
+                let n = spec.numel();
+                if at + n > grads.elem_count() {
+                    break;
+                }
+                parts.push(grads.narrow(0, at, n).map_err(|e| ce(&spec.name, e))?);
+                at += n;
+            }
+            if parts.len() != self.specs.len() || at != grads.elem_count() {
+                return Err(TrainError::Invalid(format!(
+                    "{} gradient values for parameters of {}",
+                    grads.elem_count(),
+                    self.specs.iter().map(ParamSpec::numel).sum::<usize>()
+                )));
+            }
+            self.apply(&parts, lr, o, precision)
         }
     }
 }

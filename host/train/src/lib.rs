@@ -25,6 +25,7 @@ pub mod fused;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod replay;
 pub mod run;
 pub mod scheme;

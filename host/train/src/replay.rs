@@ -127,7 +127,7 @@ fn recompute(
                 step - 1
             )));
         }
-        let out = run.step_live(&mut world, run.precision())?;
+        let out = run.step_live(&mut world, &mut [], run.precision())?;
         let (after_layers, after) = run.view(&mut world)?;
         let logged = records
             .iter()
@@ -182,7 +182,7 @@ pub fn verify(
     cancel: Option<&AtomicBool>,
     progress: Progress,
 ) -> Result<VerifyReport> {
-    let run = Run::open(dir)?;
+    let run = Run::open_alone(dir)?;
     verify_run(&run, from, to, cancel, progress)
 }
 
@@ -266,7 +266,7 @@ fn cross_device(
         if step - 1 > start && checkpoints.contains(&(step - 1)) {
             world = run.live(run.load_checkpoint(step - 1, false)?.world)?;
         }
-        let out = run.step_live(&mut world, run.precision())?;
+        let out = run.step_live(&mut world, &mut [], run.precision())?;
         let logged = records
             .iter()
             .find(|r| r.step == step)
@@ -336,7 +336,7 @@ pub fn world_at(run: &Run, step: u64, progress: Progress) -> Result<World> {
 /// step-0 checkpoint), and the two must agree, which checks the log and the replay against each
 /// other.
 pub fn export_at(dir: &Path, step: u64, out: &Path, progress: Progress) -> Result<PathBuf> {
-    let run = Run::open(dir)?;
+    let run = Run::open_alone(dir)?;
     let world = world_at(&run, step, progress)?;
     let mut timeline = Timeline::open_run(dir)?;
     timeline.seek(step)?;

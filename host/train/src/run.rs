@@ -20,6 +20,7 @@ use crate::error::{Result, TrainError};
 use crate::export::TernaryLayer;
 use crate::model::{Network, Precision, QuantOps, World};
 use crate::optim;
+use crate::parallel::{Collective, Replica};
 use crate::scheme::WorldScheme;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,10 @@ pub struct NewRun {
     pub threads: usize,
     /// Where to compute (the CPU unless asked otherwise).
     pub device: DeviceSpec,
+    /// The devices of a data-parallel run, rank 0 first: each holds a replica of the world and
+    /// computes its share of every batch's micro-batches ([`crate::parallel`]). Empty: `device`
+    /// alone; otherwise `device` is the first of them.
+    pub devices: Vec<DeviceSpec>,
 }
 
 /// Architecture changes on top of a preset (`--layers`, `--hidden`, …).
@@ -166,6 +171,10 @@ pub struct Run {
     pub train_tokens: Vec<u32>,
     pub val_tokens: Vec<u32>,
     pub stream: BatchStream,
+    /// The graphs of ranks 1.. of a data-parallel run, one on each further device.
+    peers: Vec<Network>,
+    /// Rank 0's collective first; empty unless the run is data-parallel.
+    collectives: Vec<Box<dyn Collective>>,
     device: DeviceRecord,
     same_device: bool,
 }
@@ -212,6 +221,143 @@ pub struct StepOutput {
     pub batch: Batch,
 }
 
+/// The optimiser step of a host world: the gradients' global norm, clipping, AdamW and the
+/// projection when the run asks for it. Returns the norm.
+fn apply_host_gradients(
+    world: &mut World,
+    grads: &[Vec<f32>],
+    lr: f64,
+    o: &TrainOptions,
+    precision: Precision,
+) -> Result<f64> {
+    let norm = optim::grad_norm(grads);
+    optim::adamw_step(world, grads, lr, optim::clip_factor(norm, o.grad_clip), o);
+    if o.projection && matches!(precision, Precision::Ternary(_)) {
+        optim::project(world, o.weight_quant.granularity())?;
+    }
+    Ok(norm)
+}
+
+impl Replica for World {
+    fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    fn micro_gradients(
+        &mut self,
+        network: &Network,
+        inputs: &[u32],
+        targets: &[u32],
+        rows: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> Result<(f32, candle_core::Tensor)> {
+        let (loss, grads) = network.gradients(self, inputs, targets, rows, seq, precision)?;
+        let flat = grads.concat();
+        let n = flat.len();
+        let flat = candle_core::Tensor::from_vec(flat, n, &candle_core::Device::Cpu)
+            .map_err(|e| TrainError::compute("the gradients", e))?;
+        Ok((loss, flat))
+    }
+
+    fn apply_flat(
+        &mut self,
+        _: &Network,
+        grads: &candle_core::Tensor,
+        lr: f64,
+        o: &TrainOptions,
+        precision: Precision,
+    ) -> Result<f64> {
+        let grads = crate::parallel::split_host(self, grads)?;
+        apply_host_gradients(self, &grads, lr, o, precision)
+    }
+}
+
+impl Replica for LiveWorld {
+    fn step_count(&self) -> u64 {
+        LiveWorld::step_count(self)
+    }
+
+    fn micro_gradients(
+        &mut self,
+        network: &Network,
+        inputs: &[u32],
+        targets: &[u32],
+        rows: usize,
+        seq: usize,
+        precision: Precision,
+    ) -> Result<(f32, candle_core::Tensor)> {
+        match self {
+            LiveWorld::Host(w) => w.micro_gradients(network, inputs, targets, rows, seq, precision),
+            LiveWorld::Device(d) => {
+                d.micro_gradients(network, inputs, targets, rows, seq, precision)
+            }
+        }
+    }
+
+    fn apply_flat(
+        &mut self,
+        network: &Network,
+        grads: &candle_core::Tensor,
+        lr: f64,
+        o: &TrainOptions,
+        precision: Precision,
+    ) -> Result<f64> {
+        match self {
+            LiveWorld::Host(w) => w.apply_flat(network, grads, lr, o, precision),
+            LiveWorld::Device(d) => d.apply_flat(network, grads, lr, o, precision),
+        }
+    }
+}
+
+/// A data-parallel run's devices: `device` first, each GPU once, and as many micro-batches a
+/// step as a multiple of the devices, so that each computes the same number.
+pub(crate) fn check_data_parallel(
+    device: DeviceSpec,
+    devices: &[DeviceSpec],
+    micro_batches: usize,
+) -> Result<()> {
+    let Some(&first) = devices.first() else {
+        return Ok(());
+    };
+    let list = || {
+        devices
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if first != device {
+        return Err(TrainError::Options(format!(
+            "the run computes on {device}, which must be the first of its devices ({})",
+            list()
+        )));
+    }
+    for (i, d) in devices.iter().enumerate() {
+        d.check_built()?;
+        if !d.is_cpu() && devices[..i].contains(d) {
+            return Err(TrainError::Options(format!(
+                "{d} is listed twice in {}: each GPU holds one replica",
+                list()
+            )));
+        }
+    }
+    if !micro_batches.is_multiple_of(devices.len()) {
+        return Err(TrainError::Options(format!(
+            "--micro-batches {micro_batches} must be a multiple of the {} devices ({}), so that \
+             each computes the same number of micro-batches a step",
+            devices.len(),
+            list()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens ranks 1.. of a data-parallel run.
+fn open_peers(devices: &[DeviceSpec]) -> Result<Vec<candle_core::Device>> {
+    devices.iter().skip(1).map(|d| d.open()).collect()
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -220,8 +366,10 @@ impl Run {
     /// Creates `new.out`: tokenizer, tokenised data and `run.json`. Fails if a run is there.
     pub fn create(new: &NewRun) -> Result<Run> {
         new.options.validate()?;
+        check_data_parallel(new.device, &new.devices, new.options.micro_batches)?;
         // The device first: a build without CUDA refuses before anything is written.
         let device = new.device.open()?;
+        let peers = open_peers(&new.devices)?;
         if !new.options.matmul.is_f32() && new.device.is_cpu() {
             return Err(TrainError::Options(format!(
                 "--matmul {} multiplies on a GPU's tensor cores; the CPU multiplies in f32",
@@ -307,24 +455,66 @@ impl Run {
             } else {
                 WorldScheme::Device
             },
+            data_parallel: Vec::new(),
         };
         let config = RunConfig {
             device: DeviceRecord::of(new.device, &device),
+            data_parallel: new.devices.clone(),
             ..config
         };
         config.write(dir)?;
-        Self::assemble(dir, config, device, train_tokens, val_tokens)
+        Self::assemble(
+            dir,
+            config,
+            device,
+            &new.devices,
+            peers,
+            train_tokens,
+            val_tokens,
+        )
     }
 
     fn assemble(
         dir: &Path,
         config: RunConfig,
         device: candle_core::Device,
+        devices: &[DeviceSpec],
+        peers: Vec<candle_core::Device>,
         train_tokens: Vec<u32>,
         val_tokens: Vec<u32>,
     ) -> Result<Run> {
         let o = &config.options;
         let stream = BatchStream::new(o.seed, o.batch_size, o.seq_len);
+        let collectives = if devices.is_empty() {
+            Vec::new()
+        } else {
+            let all: Vec<candle_core::Device> = std::iter::once(device.clone())
+                .chain(peers.iter().cloned())
+                .collect();
+            crate::parallel::group(&all, devices)?
+        };
+        let network = Self::network_on(dir, &config, device)?;
+        let peers = peers
+            .into_iter()
+            .map(|d| Self::network_on(dir, &config, d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            network,
+            peers,
+            collectives,
+            device: config.device.clone(),
+            same_device: true,
+            stream,
+            config,
+            train_tokens,
+            val_tokens,
+        })
+    }
+
+    /// The run's graph on one device.
+    fn network_on(dir: &Path, config: &RunConfig, device: candle_core::Device) -> Result<Network> {
+        let o = &config.options;
         let on_gpu = !device.is_cpu();
         let matmul = if on_gpu {
             o.matmul
@@ -347,30 +537,36 @@ impl Run {
         if on_gpu && config.world == WorldScheme::Device {
             network = network.with_quant_ops(QuantOps::Prequantized)?;
         }
-        Ok(Run {
-            dir: dir.to_path_buf(),
-            network,
-            device: config.device.clone(),
-            same_device: true,
-            stream,
-            config,
-            train_tokens,
-            val_tokens,
-        })
+        Ok(network)
     }
 
     /// Opens an existing run: reads its config and tokenizer and re-encodes its data, checking
     /// that the tokens are the ones the run trained on.
+    ///
+    /// A data-parallel run opens on the devices it recorded. Its bits do not depend on how many
+    /// there are ([`crate::parallel`]), so [`Run::open_on`] may also open it on one.
     pub fn open(dir: &Path) -> Result<Run> {
         let config = RunConfig::read(dir)?;
-        Self::open_on(dir, config.device.device)
+        Self::open_with(dir, config.device.device, &config.data_parallel)
     }
 
     /// Opens an existing run to compute on `device`, which may differ from the one it was
     /// computed on ([`Run::same_device`] tells): replay then checks its trits but not its floats.
     pub fn open_on(dir: &Path, device: DeviceSpec) -> Result<Run> {
+        Self::open_with(dir, device, &[])
+    }
+
+    /// Opens the run on the device it computed on, or on the first of a data-parallel run's
+    /// devices alone: how replay recomputes steps, since their bits do not depend on the count.
+    pub fn open_alone(dir: &Path) -> Result<Run> {
+        let config = RunConfig::read(dir)?;
+        Self::open_with(dir, config.device.device, &[])
+    }
+
+    fn open_with(dir: &Path, device: DeviceSpec, devices: &[DeviceSpec]) -> Result<Run> {
         // `read` validates every field, so nothing below divides by a zero from a bad file.
         let config = RunConfig::read(dir)?;
+        check_data_parallel(device, devices, config.options.micro_batches)?;
         let tokenizer = data::load_tokenizer(&dir.join(TOKENIZER_FILE))?;
         let d = &config.data;
         let mut docs = data::read_documents(&d.train_files)?;
@@ -422,8 +618,17 @@ impl Run {
             )));
         }
         let opened = device.open()?;
+        let peers = open_peers(devices)?;
         let here = DeviceRecord::of(device, &opened);
-        let mut run = Self::assemble(dir, config, opened, train_tokens, val_tokens)?;
+        let mut run = Self::assemble(
+            dir,
+            config,
+            opened,
+            devices,
+            peers,
+            train_tokens,
+            val_tokens,
+        )?;
         run.same_device = run.config.device.same_computation(&here);
         run.device = here;
         Ok(run)
@@ -461,19 +666,106 @@ impl Run {
     /// `world` ready to be stepped in this process: kept on the GPU for a device-world run that
     /// computes on a GPU, on the host otherwise.
     pub fn live(&self, world: World) -> Result<LiveWorld> {
-        if self.network.quant_ops() == QuantOps::Prequantized {
-            let d = DeviceWorld::upload(&world, &self.network, self.options().weight_quant)?;
+        self.live_on(&self.network, world)
+    }
+
+    /// The replicas of ranks 1.. of a data-parallel run (none otherwise), each a copy of
+    /// `world` on its device.
+    pub fn live_peers(&self, world: &World) -> Result<Vec<LiveWorld>> {
+        self.peers
+            .iter()
+            .map(|net| self.live_on(net, world.clone()))
+            .collect()
+    }
+
+    fn live_on(&self, network: &Network, world: World) -> Result<LiveWorld> {
+        if network.quant_ops() == QuantOps::Prequantized {
+            let d = DeviceWorld::upload(&world, network, self.options().weight_quant)?;
             return Ok(LiveWorld::Device(Box::new(d)));
         }
         Ok(LiveWorld::Host(world))
     }
 
-    /// Applies the next step to a live world.
-    pub fn step_live(&self, world: &mut LiveWorld, precision: Precision) -> Result<StepOutput> {
-        match world {
-            LiveWorld::Host(w) => self.apply_step(w, precision),
-            LiveWorld::Device(d) => self.apply_device_step(d, precision),
+    /// Whether a step splits its batch: into micro-batches, or over the devices of a
+    /// data-parallel run.
+    fn splits(&self) -> bool {
+        self.options().micro_batches > 1 || !self.collectives.is_empty()
+    }
+
+    /// Applies the next step to a live world (and to the replicas of ranks 1.. of a
+    /// data-parallel run, which must be as many as its further devices).
+    pub fn step_live(
+        &self,
+        world: &mut LiveWorld,
+        peers: &mut [LiveWorld],
+        precision: Precision,
+    ) -> Result<StepOutput> {
+        if !self.splits() {
+            return match world {
+                LiveWorld::Host(w) => self.apply_step(w, precision),
+                LiveWorld::Device(d) => self.apply_device_step(d, precision),
+            };
         }
+        if peers.len() != self.peers.len() {
+            return Err(TrainError::Invalid(format!(
+                "{} replicas for the {} further devices of the run",
+                peers.len(),
+                self.peers.len()
+            )));
+        }
+        let mut worlds: Vec<&mut dyn crate::parallel::Replica> = vec![world];
+        worlds.extend(
+            peers
+                .iter_mut()
+                .map(|p| p as &mut dyn crate::parallel::Replica),
+        );
+        self.split_step(worlds, true, precision)
+    }
+
+    /// A step of micro-batches on one device or several ([`crate::parallel`]): `worlds` are
+    /// the replicas of all the run's devices when they `exchange` gradients, or one world that
+    /// takes every micro-batch itself (a run on one device, and the twin).
+    fn split_step(
+        &self,
+        worlds: Vec<&mut dyn crate::parallel::Replica>,
+        exchange: bool,
+        precision: Precision,
+    ) -> Result<StepOutput> {
+        self.select_products();
+        let o = self.options();
+        let step = worlds[0].step_count() + 1;
+        if let Some(w) = worlds.iter().find(|w| w.step_count() + 1 != step) {
+            return Err(TrainError::Invalid(format!(
+                "a replica is at step {}, rank 0 at step {}",
+                w.step_count(),
+                step - 1
+            )));
+        }
+        let batch = self.stream.batch(&self.train_tokens, step)?;
+        let lr = o.learning_rate_at(step);
+        let networks = std::iter::once(&self.network).chain(&self.peers);
+        let mut collectives = self
+            .collectives
+            .iter()
+            .map(|c| Some(c.as_ref()))
+            .filter(|_| exchange);
+        let ranks = worlds
+            .into_iter()
+            .zip(networks)
+            .map(|(world, network)| crate::parallel::Rank {
+                world,
+                network,
+                collective: collectives.next().flatten(),
+            })
+            .collect();
+        let out = crate::parallel::step(ranks, &batch, lr, o, precision, step)?;
+        Ok(StepOutput {
+            step,
+            learning_rate: lr,
+            loss: out.loss,
+            grad_norm: out.grad_norm,
+            batch,
+        })
     }
 
     /// The ternary view of a live world (what the log's flips compare) and its hash, under the
@@ -514,12 +806,8 @@ impl Run {
                 message: format!("the loss is {loss}; lower --lr or raise --warmup"),
             });
         }
-        let norm = world.grad_norm(&grads)?;
-        world.adamw(&grads, lr, optim::clip_factor(norm, o.grad_clip), o)?;
+        let norm = world.apply(&grads, lr, o, precision)?;
         drop(grads);
-        if o.projection && matches!(precision, Precision::Ternary(_)) {
-            world.project()?;
-        }
         Ok(StepOutput {
             step,
             learning_rate: lr,
@@ -547,7 +835,14 @@ impl Run {
     }
 
     /// Applies step `world.step + 1` to `world` in place.
+    ///
+    /// A run of several micro-batches takes them one after another, as one rank of a
+    /// data-parallel run would alone; the replicas of a data-parallel run go through
+    /// [`Run::step_live`].
     pub fn apply_step(&self, world: &mut World, precision: Precision) -> Result<StepOutput> {
+        if self.options().micro_batches > 1 {
+            return self.split_step(vec![world], false, precision);
+        }
         self.select_products();
         let o = self.options();
         let step = world.step + 1;
@@ -567,11 +862,7 @@ impl Run {
                 message: format!("the loss is {loss}; lower --lr or raise --warmup"),
             });
         }
-        let norm = optim::grad_norm(&grads);
-        optim::adamw_step(world, &grads, lr, optim::clip_factor(norm, o.grad_clip), o);
-        if o.projection && matches!(precision, Precision::Ternary(_)) {
-            optim::project(world, o.weight_quant.granularity())?;
-        }
+        let norm = apply_host_gradients(world, &grads, lr, o, precision)?;
         Ok(StepOutput {
             step,
             learning_rate: lr,

@@ -52,6 +52,8 @@ pub struct Trainer {
     run: Run,
     /// On the host, or kept on the GPU for a device-world run.
     world: LiveWorld,
+    /// The replicas of ranks 1.. of a data-parallel run, each on its device.
+    peers: Vec<LiveWorld>,
     twin: Option<World>,
     layers: Vec<TernaryLayer>,
     hash: ContentHash,
@@ -92,6 +94,7 @@ impl Trainer {
     /// lives.
     pub fn create(new: &NewRun) -> Result<Trainer> {
         new.options.validate()?;
+        crate::run::check_data_parallel(new.device, &new.devices, new.options.micro_batches)?;
         new.device.check_built()?;
         std::fs::create_dir_all(&new.out).map_err(|e| TrainError::io(&new.out, e))?;
         let lock = RunLock::acquire(&new.out)?;
@@ -168,12 +171,14 @@ impl Trainer {
         pending: VecDeque<StepRecord>,
         metrics: std::fs::File,
     ) -> Result<Trainer> {
+        let peers = run.live_peers(&world)?;
         let mut world = run.live(world)?;
         let (layers, hash) = run.view(&mut world)?;
         Ok(Trainer {
             _lock: lock,
             run,
             world,
+            peers,
             twin,
             layers,
             hash,
@@ -230,7 +235,9 @@ impl Trainer {
             )));
         }
         let precision = self.run.precision();
-        let out: StepOutput = self.run.step_live(&mut self.world, precision)?;
+        let out: StepOutput = self
+            .run
+            .step_live(&mut self.world, &mut self.peers, precision)?;
         let (layers, hash) = self.run.view(&mut self.world)?;
         let record = self
             .run
@@ -296,6 +303,7 @@ impl Trainer {
     /// Writes a checkpoint of the current step now (and prunes old ones as configured).
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
         let path = checkpoint::checkpoint_path(&self.run.dir, self.step_count());
+        self.check_peers()?;
         let world = self.world.to_host()?;
         if let LiveWorld::Device(_) = &self.world {
             self.check_device_view(&world)?;
@@ -313,6 +321,25 @@ impl Trainer {
             }
         }
         Ok(path)
+    }
+
+    /// The replicas of a data-parallel run hold the world rank 0 holds: their hashes agree.
+    /// Checked at every checkpoint, where a divergence would otherwise be written down.
+    fn check_peers(&mut self) -> Result<()> {
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            let (_, hash) = self.run.view(peer)?;
+            if hash != self.hash {
+                return Err(TrainError::Record {
+                    step: self.world.step_count(),
+                    message: format!(
+                        "the replica of rank {} holds world {hash}, rank 0 world {}",
+                        i + 1,
+                        self.hash
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A world kept on the GPU is hashed and ternarised there; at a checkpoint, where it comes

@@ -47,6 +47,7 @@ fn new_run(dir: &Path, name: &str, steps: u64, seed: u64) -> NewRun {
         shape: Default::default(),
         threads: rayon::current_num_threads(),
         device: Default::default(),
+        devices: Vec::new(),
     }
 }
 
@@ -884,4 +885,162 @@ fn a_run_records_its_graph_and_replays_on_it() {
         replay::verify(&fused.out, Some(1), Some(1), None, &mut |_, _| {}).map(|_| ())
     });
     assert!(e.contains("layers on the ops graph"), "{e}");
+}
+
+/// The logged steps of a finished run.
+fn records(run: &Path) -> Vec<tritlab_morphism::StepRecord> {
+    tritlab_train::Run::open(run).unwrap().read_log().unwrap().0
+}
+
+#[test]
+fn micro_batches_sum_in_order_and_the_device_count_does_not_change_the_bits() {
+    use tritlab_train::DeviceSpec::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 5;
+    let whole = new_run(dir.path(), "whole", steps, 9);
+    let mut micro = new_run(dir.path(), "micro", steps, 9);
+    micro.options.micro_batches = 2;
+    micro.options.twin = true;
+    // Two replicas on the CPU, one thread each, exchanging gradients through shared memory:
+    // the same order of sums as two GPUs through NCCL.
+    let mut two = new_run(dir.path(), "two", steps, 9);
+    two.options.micro_batches = 2;
+    two.options.twin = true;
+    two.devices = vec![Cpu, Cpu];
+    let mut four = new_run(dir.path(), "four", steps, 9);
+    four.options.micro_batches = 4;
+    four.devices = vec![Cpu, Cpu];
+    let mut four_alone = new_run(dir.path(), "four-alone", steps, 9);
+    four_alone.options.micro_batches = 4;
+    let trained: Vec<Trainer> = [&whole, &micro, &two, &four, &four_alone].map(train).into();
+
+    let (w, m, t, f) = (
+        records(&whole.out),
+        records(&micro.out),
+        records(&two.out),
+        records(&four.out),
+    );
+    // Splitting the batch changes the order of the sums, hence the bits, but not the step:
+    // the first losses agree closely.
+    assert_ne!(w[0].world_after, m[0].world_after);
+    assert!(
+        (w[0].loss - m[0].loss).abs() <= 1e-5 * w[0].loss.abs(),
+        "{} and {}",
+        w[0].loss,
+        m[0].loss
+    );
+    // Two devices sharing two (or four) micro-batches compute one device's steps bit for bit.
+    let fa = records(&four_alone.out);
+    for (a, b) in m.iter().zip(&t).chain(fa.iter().zip(&f)) {
+        assert_eq!(a.world_after, b.world_after, "step {}", a.step);
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits());
+        assert_eq!(a.layers, b.layers);
+    }
+    assert_eq!(trained[1].world_hash(), trained[2].world_hash());
+    assert_eq!(
+        trained[1].twin().map(|w| w.params[0].value.clone()),
+        trained[2].twin().map(|w| w.params[0].value.clone()),
+        "the twin splits its batches alike"
+    );
+    assert_ne!(
+        f[0].world_after, t[0].world_after,
+        "four micro-batches sum otherwise"
+    );
+    drop(trained);
+
+    let json = std::fs::read_to_string(two.out.join("run.json")).unwrap();
+    assert!(json.contains("\"micro_batches\": 2"), "{json}");
+    assert!(
+        json.contains("\"data_parallel\": [\n    \"cpu\",\n    \"cpu\"\n  ]"),
+        "{json}"
+    );
+    let json = std::fs::read_to_string(whole.out.join("run.json")).unwrap();
+    assert!(
+        !json.contains("micro_batches") && !json.contains("data_parallel"),
+        "{json}"
+    );
+
+    // The data-parallel run replays on one device, bit for bit, and so does the others.
+    for run in [&micro.out, &two.out, &four.out] {
+        let report = replay::verify(run, None, None, None, &mut |_, _| {}).unwrap();
+        assert_eq!(report.verified, steps);
+    }
+    // Recorded with one micro-batch, it no longer replays: the split is part of the run.
+    edit_run_json(&two.out, |v| {
+        v["options"]
+            .as_object_mut()
+            .unwrap()
+            .remove("micro_batches");
+        v.as_object_mut().unwrap().remove("data_parallel");
+    });
+    let e = error_of("unsplit", || {
+        replay::verify(&two.out, Some(1), Some(1), None, &mut |_, _| {}).map(|_| ())
+    });
+    assert!(e.contains("step 1"), "{e}");
+}
+
+#[test]
+fn a_data_parallel_run_resumes_on_its_devices() {
+    use tritlab_train::DeviceSpec::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = new_run(dir.path(), "full", 7, 4);
+    full.options.micro_batches = 2;
+    let full = train(&full);
+
+    let mut cut = new_run(dir.path(), "cut", 7, 4);
+    cut.options.micro_batches = 2;
+    cut.devices = vec![Cpu, Cpu];
+    let mut t = Trainer::create(&cut).unwrap();
+    for _ in 0..5 {
+        t.step().unwrap();
+    }
+    drop(t);
+    let (mut t, info) = Trainer::resume(&cut.out).unwrap();
+    assert_eq!(info.checkpoint_step, 3);
+    let mut verified = 0;
+    while !t.is_done() {
+        verified += usize::from(t.step().unwrap().verified);
+    }
+    assert_eq!(verified, 2);
+    assert_eq!(t.world_hash(), full.world_hash());
+}
+
+#[test]
+fn splits_that_do_not_divide_are_refused() {
+    use tritlab_train::DeviceSpec::{Cpu, Cuda};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = new_run(dir.path(), "a", 2, 1);
+    bad.options.micro_batches = 3;
+    let e = error_of("3 of 4", || Trainer::create(&bad).map(|_| ()));
+    assert!(e.contains("--micro-batches 3 must divide --batch 4"), "{e}");
+
+    let mut bad = new_run(dir.path(), "b", 2, 1);
+    bad.options.batch_size = 6;
+    bad.options.micro_batches = 3;
+    bad.devices = vec![Cpu, Cpu];
+    let e = error_of("3 over 2", || Trainer::create(&bad).map(|_| ()));
+    assert!(e.contains("must be a multiple of the 2 devices"), "{e}");
+
+    let mut bad = new_run(dir.path(), "c", 2, 1);
+    bad.options.micro_batches = 2;
+    bad.device = Cuda(1);
+    bad.devices = vec![Cuda(0), Cuda(1)];
+    let e = error_of("first", || Trainer::create(&bad).map(|_| ()));
+    assert!(
+        e.contains("must be the first of its devices (cuda:0, cuda:1)"),
+        "{e}"
+    );
+
+    if !tritlab_train::DeviceSpec::cuda_available() {
+        let mut gpu = new_run(dir.path(), "d", 2, 1);
+        gpu.options.micro_batches = 2;
+        gpu.device = Cuda(0);
+        gpu.devices = vec![Cuda(0), Cuda(1)];
+        let e = error_of("no cuda", || Trainer::create(&gpu).map(|_| ()));
+        assert!(e.contains("built without CUDA"), "{e}");
+    }
+    for name in ["a", "b", "c", "d"] {
+        assert!(!dir.path().join(name).join("run.json").exists(), "{name}");
+    }
 }

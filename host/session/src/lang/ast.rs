@@ -467,8 +467,13 @@ pub struct TrainStart {
     pub eval_every: u64,
     /// Held-out sequences used by periodic validation.
     pub eval_sequences: u32,
-    /// Where the run computes (`--device`).
+    /// Where the run computes (`--device`; the first of `--devices`).
     pub device: tritlab_train::DeviceSpec,
+    /// The devices of a data-parallel run, `device` first (`--devices`); empty: `device` alone.
+    pub devices: Vec<tritlab_train::DeviceSpec>,
+    /// Micro-batches a step (`--micro-batches`): the batch is split into this many, whose
+    /// gradients are summed in order.
+    pub micro_batches: u32,
     /// How a GPU multiplies matrices (`--matmul`).
     pub matmul: tritlab_train::Matmul,
     /// How its products are computed (`--kernels`).
@@ -494,6 +499,9 @@ pub struct TrainResume {
 }
 
 /// `train`, in either form.
+// A command is parsed once per line and moved a few times: the start form's size costs nothing,
+// and boxing it would only make every literal of it in tests and callers longer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Train {
     Start(TrainStart),

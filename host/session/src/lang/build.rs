@@ -249,6 +249,7 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         (None, Some(vocab)) => TokenizerSource::Train { vocab },
         (None, None) => TokenizerSource::Default,
     };
+    let devices = device_list(m)?;
     Ok(Command::Train(Train::Start(TrainStart {
         data: m.need(m.path("data"), "--data")?,
         val: m.path("val"),
@@ -279,13 +280,47 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         keep_checkpoints: m.need(m.int("keep-checkpoints"), "--keep-checkpoints")?,
         eval_every: m.need(m.int("eval-every"), "--eval-every")?,
         eval_sequences: m.need(m.u32("eval-sequences"), "--eval-sequences")?,
-        device: device(m)?,
+        device: match devices.first() {
+            Some(&first) => first,
+            None => device(m)?,
+        },
+        devices,
+        micro_batches: m.need(m.u32("micro-batches"), "--micro-batches")?,
         matmul: m.need(
             m.choice("matmul", tritlab_train::Matmul::from_name),
             "--matmul",
         )?,
         kernels: m.need(m.choice("kernels", ProductKernels::from_name), "--kernels")?,
     })))
+}
+
+/// `--devices`: a comma-separated list of devices, a bare number standing for that CUDA GPU
+/// (`0,1` is `cuda:0,cuda:1`). Empty when the option is not given.
+fn device_list(m: &Matched) -> Result<Vec<tritlab_train::DeviceSpec>, ParseError> {
+    let Some(text) = m.text("devices") else {
+        return Ok(Vec::new());
+    };
+    let invalid = |message: String| {
+        let span = m
+            .given("devices")
+            .map_or(m.end..m.end, |(_, _, span)| span.clone());
+        ParseError::new(m.src, ParseErrorKind::InvalidValue, span, message)
+    };
+    text.split(',')
+        .map(|item| {
+            let item = item.trim();
+            if !item.is_empty() && item.bytes().all(|b| b.is_ascii_digit()) {
+                format!("cuda:{item}").parse()
+            } else {
+                item.parse()
+            }
+            .map_err(|e: String| {
+                invalid(format!(
+                    "{e} (--devices takes a comma-separated list such as 0,1 or cuda:0,cuda:1)"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `--device`: `cpu`, `cuda` or `cuda:N`.

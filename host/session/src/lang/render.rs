@@ -423,8 +423,15 @@ fn train_line(train: &Train) -> Line {
             line.int("keep-checkpoints", t.keep_checkpoints);
             line.int("eval-every", t.eval_every);
             line.int("eval-sequences", u64::from(t.eval_sequences));
-            let device = t.device.to_string();
-            line.option("device", device.clone(), Value::Text(device));
+            if t.devices.is_empty() {
+                let device = t.device.to_string();
+                line.option("device", device.clone(), Value::Text(device));
+            } else {
+                let list: Vec<String> = t.devices.iter().map(ToString::to_string).collect();
+                line.push("--devices");
+                line.push(&list.join(","));
+            }
+            line.int("micro-batches", u64::from(t.micro_batches));
             line.option(
                 "matmul",
                 t.matmul.name().into(),

@@ -380,8 +380,8 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--steps N] [--seq S] [--batch B] [--lr LR] [--warmup N] [--seed S] [--twin] [--quant tensor|group] \
              [--checkpoint-every K] [--layers N] [--hidden N] [--intermediate N] [--heads N] [--kv-heads N] \
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
-             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N]] [--matmul f32|tf32|bf16] \
-             [--kernels auto|f32|ternary] --out DIR",
+             [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N] | --devices 0,1,…] \
+             [--micro-batches M] [--matmul f32|tf32|bf16] [--kernels auto|f32|ternary] --out DIR",
             "train --resume DIR [--steps N]",
         ],
         summary: "train a ternary model, recording every step",
@@ -468,7 +468,26 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "where to compute: cpu, or cuda / cuda:N for an NVIDIA GPU (a tritlab built with \
                  scripts/build-cuda.sh); a resumed run continues on the kind of device it started on",
             )
-            .with_default("cpu"),
+            .with_default("cpu")
+            .with_conflicts(&["devices"]),
+            option(
+                "devices",
+                ValueKind::Text,
+                "LIST",
+                "data parallel: the GPUs (0,1 or cuda:0,cuda:1) that each hold a copy of the world \
+                 and compute their share of every batch's micro-batches, exchanging gradients \
+                 through NCCL. The step's bits depend on --micro-batches only, so the run resumes \
+                 and replays on any count of GPUs of the same model that divides it",
+            ),
+            option(
+                "micro-batches",
+                COUNT,
+                "M",
+                "split each batch into M micro-batches (M divides --batch) whose gradients are \
+                 summed in order: gradient accumulation, and the work a data-parallel run shares \
+                 out (M a multiple of the devices); recorded, replay splits alike",
+            )
+            .with_default("1"),
             option(
                 "kernels",
                 ValueKind::Choice(ProductKernels::NAMES),
@@ -508,6 +527,8 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "eval-every",
                 "eval-sequences",
                 "device",
+                "devices",
+                "micro-batches",
                 "matmul",
                 "kernels",
                 "out",

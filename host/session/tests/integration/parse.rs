@@ -55,6 +55,8 @@ fn train(data: &str, out: &str) -> TrainStart {
         eval_every: 0,
         eval_sequences: 64,
         device: tritlab_train::DeviceSpec::Cpu,
+        devices: Vec::new(),
+        micro_batches: 1,
         matmul: tritlab_train::Matmul::F32,
         kernels: ProductKernels::Auto,
     }
@@ -344,6 +346,38 @@ fn train_forms() {
             ..train("d", "o")
         }))
     );
+    // Data parallel: bare numbers are CUDA GPUs; the first of them is the run's device.
+    use tritlab_train::DeviceSpec::{Cpu, Cuda};
+    for (words, devices) in [
+        ("0,1", vec![Cuda(0), Cuda(1)]),
+        ("cuda:2, 3", vec![Cuda(2), Cuda(3)]),
+        ("cpu,cpu", vec![Cpu, Cpu]),
+    ] {
+        assert_eq!(
+            ok(&format!(
+                "train --data d --out o --devices \"{words}\" --micro-batches 2"
+            )),
+            Command::Train(Train::Start(TrainStart {
+                device: devices[0],
+                devices,
+                micro_batches: 2,
+                ..train("d", "o")
+            }))
+        );
+    }
+    for bad in ["", "0,,1", "gpu", "-1"] {
+        let line = format!("train --data d --out o --devices \"{bad}\"");
+        let e = tritlab_session::parse(&line).unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::InvalidValue, "{line}");
+        assert!(
+            e.message.contains("comma-separated list"),
+            "{line}: {}",
+            e.message
+        );
+    }
+    let e =
+        tritlab_session::parse("train --data d --out o --device cuda --devices 0,1").unwrap_err();
+    assert!(e.message.contains("devices"), "{}", e.message);
     for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1"] {
         let line = format!("train --data d --out o --device {bad}");
         let e = tritlab_session::parse(&line).unwrap_err();

@@ -161,6 +161,14 @@ fn train() -> impl Strategy<Value = Command> {
                 Just(tritlab_train::DeviceSpec::Cpu),
                 (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
             ],
+            prop::collection::vec(
+                prop_oneof![
+                    Just(tritlab_train::DeviceSpec::Cpu),
+                    (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
+                ],
+                0..4,
+            ),
+            count32(),
             prop_oneof![
                 Just(tritlab_train::Matmul::F32),
                 Just(tritlab_train::Matmul::Tf32),
@@ -178,7 +186,7 @@ fn train() -> impl Strategy<Value = Command> {
                 (layers, hidden, intermediate, heads, kv_heads),
                 (val_fraction, min_lr_ratio, weight_decay, clip),
                 (projection, keep_checkpoints, eval_every, eval_sequences),
-                (device, matmul, kernels),
+                (device, devices, micro_batches, matmul, kernels),
             )| {
                 Command::Train(Train::Start(TrainStart {
                     data,
@@ -210,7 +218,10 @@ fn train() -> impl Strategy<Value = Command> {
                     keep_checkpoints,
                     eval_every,
                     eval_sequences,
-                    device,
+                    // With `--devices`, the run's device is the first of them.
+                    device: devices.first().copied().unwrap_or(device),
+                    devices,
+                    micro_batches,
                     matmul,
                     kernels,
                 }))
