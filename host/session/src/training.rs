@@ -21,7 +21,8 @@ impl Session {
             lang::Train::Start(s) => Trainer::create(&self.new_run(s)?)?,
             lang::Train::Resume(r) => {
                 self.check_threads(&r.run)?;
-                let (trainer, info) = Trainer::resume(&r.run)?;
+                let devices = (!r.devices.is_empty()).then_some(r.devices.as_slice());
+                let (trainer, info) = Trainer::resume_on(&r.run, devices)?;
                 if let Some(steps) = r.steps {
                     if steps != trainer.total_steps() {
                         return Err(SessionError::Usage(format!(

@@ -140,6 +140,9 @@ pub struct DeviceRecord {
     /// The version of candle, whose kernels and cuBLAS calls computed the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candle: Option<String>,
+    /// The NCCL library a data-parallel GPU run exchanged its gradients with (`2.27.3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nccl: Option<String>,
 }
 
 impl DeviceRecord {
@@ -230,6 +233,7 @@ mod tests {
             compute_capability: Some("9.0".into()),
             cuda_toolkit: Some("13.0".into()),
             candle: Some("0.11".into()),
+            nccl: Some("2.27.3".into()),
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"device\":\"cuda:1\""), "{json}");

@@ -158,6 +158,11 @@ pub fn group(devices: &[Device], specs: &[DeviceSpec]) -> Result<Vec<Box<dyn Col
     nccl::group(devices)
 }
 
+/// The version of the NCCL library this process loaded (`2.27.3`), for a GPU run's record.
+pub fn nccl_version() -> Option<String> {
+    nccl::version()
+}
+
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
 mod nccl {
@@ -176,6 +181,17 @@ mod nccl {
     unsafe impl Send for Comms {}
     // SAFETY: as above; shared references reach the communicators only through the mutexes.
     unsafe impl Sync for Comms {}
+
+    pub fn version() -> Option<String> {
+        // NCCL 2.9 and later: major · 10000 + minor · 100 + patch.
+        let code = candle_core::cuda::cudarc::nccl::result::get_nccl_version().ok()?;
+        Some(format!(
+            "{}.{}.{}",
+            code / 10000,
+            code / 100 % 100,
+            code % 100
+        ))
+    }
 
     pub struct NcclRank {
         comms: Arc<Comms>,
@@ -282,6 +298,10 @@ mod nccl {
 #[cfg(not(feature = "cuda"))]
 mod nccl {
     use super::*;
+
+    pub fn version() -> Option<String> {
+        None
+    }
 
     pub fn group(_: &[Device]) -> Result<Vec<Box<dyn Collective>>> {
         Err(TrainError::Device(

@@ -457,8 +457,12 @@ impl Run {
             },
             data_parallel: Vec::new(),
         };
+        let mut record = DeviceRecord::of(new.device, &device);
+        if new.devices.iter().any(|d| !d.is_cpu()) {
+            record.nccl = crate::parallel::nccl_version();
+        }
         let config = RunConfig {
-            device: DeviceRecord::of(new.device, &device),
+            device: record,
             data_parallel: new.devices.clone(),
             ..config
         };
@@ -563,7 +567,7 @@ impl Run {
         Self::open_with(dir, config.device.device, &[])
     }
 
-    fn open_with(dir: &Path, device: DeviceSpec, devices: &[DeviceSpec]) -> Result<Run> {
+    pub(crate) fn open_with(dir: &Path, device: DeviceSpec, devices: &[DeviceSpec]) -> Result<Run> {
         // `read` validates every field, so nothing below divides by a zero from a bad file.
         let config = RunConfig::read(dir)?;
         check_data_parallel(device, devices, config.options.micro_batches)?;

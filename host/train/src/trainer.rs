@@ -6,6 +6,7 @@
 //! uninterrupted one, and proves it did.
 
 use crate::checkpoint;
+use crate::device::DeviceSpec;
 use crate::error::{Result, TrainError};
 use crate::export::{self, Provenance, TernaryLayer};
 use crate::model::{Precision, World};
@@ -116,8 +117,25 @@ impl Trainer {
     /// anything is read, so a second writer fails at once instead of reading a log another
     /// process is appending to.
     pub fn resume(dir: &Path) -> Result<(Trainer, ResumeInfo)> {
+        Self::resume_on(dir, None)
+    }
+
+    /// [`Trainer::resume`] on other devices than the run recorded: `devices` lists them, rank 0
+    /// first (one device, or several for data parallelism). A step's bits depend on the run's
+    /// micro-batches, not on how many devices share them ([`crate::parallel`]), so a run started
+    /// on two GPUs continues exactly on one GPU of the same model, or on four; another kind of
+    /// device is refused as for [`Trainer::resume`].
+    pub fn resume_on(dir: &Path, devices: Option<&[DeviceSpec]>) -> Result<(Trainer, ResumeInfo)> {
         let lock = RunLock::acquire(dir)?;
-        let run = Run::open(dir)?;
+        let run = match devices {
+            None => Run::open(dir)?,
+            Some([]) => {
+                return Err(TrainError::Options(
+                    "resuming on no devices: list at least one".into(),
+                ))
+            }
+            Some(list) => Run::open_with(dir, list[0], list)?,
+        };
         if !run.same_device() {
             return Err(TrainError::Device(format!(
                 "the run in {} was computed on {}, and this process computes on {}: a run \

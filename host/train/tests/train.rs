@@ -1004,6 +1004,31 @@ fn a_data_parallel_run_resumes_on_its_devices() {
     }
     assert_eq!(verified, 2);
     assert_eq!(t.world_hash(), full.world_hash());
+    drop(t);
+
+    // Started alone, continued on two replicas, then alone again: the same world.
+    let mut moved = new_run(dir.path(), "moved", 7, 4);
+    moved.options.micro_batches = 2;
+    let mut t = Trainer::create(&moved).unwrap();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    drop(t);
+    let (mut t, _) = Trainer::resume_on(&moved.out, Some(&[Cpu, Cpu])).unwrap();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    drop(t);
+    let (mut t, _) = Trainer::resume_on(&moved.out, Some(&[Cpu])).unwrap();
+    while !t.is_done() {
+        t.step().unwrap();
+    }
+    assert_eq!(t.world_hash(), full.world_hash());
+    drop(t);
+    let e = error_of("three", || {
+        Trainer::resume_on(&moved.out, Some(&[Cpu, Cpu, Cpu])).map(|_| ())
+    });
+    assert!(e.contains("must be a multiple of the 3 devices"), "{e}");
 }
 
 #[test]

@@ -496,6 +496,8 @@ pub struct TrainResume {
     pub run: PathBuf,
     /// The step count the run should reach; `None` for the total it was started with.
     pub steps: Option<u64>,
+    /// Other devices to continue on (`--devices`), rank 0 first; empty: the run's own.
+    pub devices: Vec<tritlab_train::DeviceSpec>,
 }
 
 /// `train`, in either form.

@@ -242,6 +242,7 @@ fn build_train(m: &Matched<'_>) -> Result<Command, ParseError> {
         return Ok(Command::Train(Train::Resume(TrainResume {
             run,
             steps: m.given("steps").and_then(|_| m.int("steps")),
+            devices: device_list(m)?,
         })));
     }
     let tokenizer = match (m.path("tokenizer"), m.u32("train-tokenizer")) {

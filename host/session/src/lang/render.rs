@@ -368,6 +368,11 @@ fn train_line(train: &Train) -> Line {
                 line.push("--steps");
                 line.push(&steps.to_string());
             }
+            if !resume.devices.is_empty() {
+                let list: Vec<String> = resume.devices.iter().map(ToString::to_string).collect();
+                line.push("--devices");
+                line.push(&list.join(","));
+            }
         }
         Train::Start(t) => {
             line.push("--data");

@@ -382,7 +382,7 @@ pub static COMMANDS: &[CommandSpec] = &[
              [--val-fraction F] [--min-lr-ratio R] [--weight-decay W] [--clip C] [--projection] \
              [--keep-checkpoints K] [--eval-every N] [--eval-sequences N] [--device cpu|cuda[:N] | --devices 0,1,…] \
              [--micro-batches M] [--matmul f32|tf32|bf16] [--kernels auto|f32|ternary] --out DIR",
-            "train --resume DIR [--steps N]",
+            "train --resume DIR [--steps N] [--devices 0,1,…]",
         ],
         summary: "train a ternary model, recording every step",
         description: "Trains a BitNet b1.58 model from scratch with quantisation-aware training and \
@@ -476,8 +476,9 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "LIST",
                 "data parallel: the GPUs (0,1 or cuda:0,cuda:1) that each hold a copy of the world \
                  and compute their share of every batch's micro-batches, exchanging gradients \
-                 through NCCL. The step's bits depend on --micro-batches only, so the run resumes \
-                 and replays on any count of GPUs of the same model that divides it",
+                 through NCCL. The step's bits depend on --micro-batches only, so `replay verify` \
+                 recomputes the run on one GPU, and with --resume the run continues on any GPUs of \
+                 the same model whose count divides its micro-batches",
             ),
             option(
                 "micro-batches",
@@ -527,7 +528,6 @@ pub static COMMANDS: &[CommandSpec] = &[
                 "eval-every",
                 "eval-sequences",
                 "device",
-                "devices",
                 "micro-batches",
                 "matmul",
                 "kernels",

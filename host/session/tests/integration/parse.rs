@@ -407,14 +407,26 @@ fn train_forms() {
         ok("train --resume runs/tiny"),
         Command::Train(Train::Resume(TrainResume {
             run: p("runs/tiny"),
-            steps: None
+            steps: None,
+            devices: Vec::new(),
         }))
     );
+    // A data-parallel run continues on other GPUs; the step's bits do not depend on them.
+    assert_eq!(
+        ok("train --resume runs/tiny --devices 1"),
+        Command::Train(Train::Resume(TrainResume {
+            run: p("runs/tiny"),
+            steps: None,
+            devices: vec![tritlab_train::DeviceSpec::Cuda(1)],
+        }))
+    );
+    assert!(tritlab_session::parse("train --resume runs/tiny --micro-batches 2").is_err());
     assert_eq!(
         ok("train --steps 400 --resume runs/tiny"),
         Command::Train(Train::Resume(TrainResume {
             run: p("runs/tiny"),
-            steps: Some(400)
+            steps: Some(400),
+            devices: Vec::new(),
         }))
     );
 }

@@ -227,8 +227,24 @@ fn train() -> impl Strategy<Value = Command> {
                 }))
             },
         );
-    let resume = (path(), proptest::option::of(count64()))
-        .prop_map(|(run, steps)| Command::Train(Train::Resume(TrainResume { run, steps })));
+    let resume = (
+        path(),
+        proptest::option::of(count64()),
+        prop::collection::vec(
+            prop_oneof![
+                Just(tritlab_train::DeviceSpec::Cpu),
+                (0usize..64).prop_map(tritlab_train::DeviceSpec::Cuda),
+            ],
+            0..4,
+        ),
+    )
+        .prop_map(|(run, steps, devices)| {
+            Command::Train(Train::Resume(TrainResume {
+                run,
+                steps,
+                devices,
+            }))
+        });
     prop_oneof![3 => start, 1 => resume]
 }
 
