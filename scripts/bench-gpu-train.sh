@@ -24,6 +24,9 @@
 #      and their ratio are printed, and `replay verify` recomputes the data-parallel run on one GPU.
 #      With one GPU the second run is NCCL with a single rank. Then `--devices 0` with one
 #      micro-batch against stage 2's plain run: the exchange adds nothing to the bits.
+#   5. `train` itself: 30 steps (LOOP_STEPS) of the small preset at 16 × 128 and of the 125M shape at
+#      16 × 512, without evaluation and with checkpoints only at the ends, so that its tokens/s
+#      (start-up, morphism log and final checkpoint included) can be set beside stage 1's step.
 # STAGES (default "1 2 3 4") picks the stages; stages 3 and 4 compare with stage 2's first run.
 set -euo pipefail
 
@@ -146,6 +149,19 @@ PY
 echo "-- the GPU run checked on the CPU" | tee -a "$out/cpu-vs-gpu.txt"
 "$tritlab" replay verify --run "$work/gpu-a" --device cpu --to "${CHECK_TO:-$steps}" 2>&1 | tail -2 | tee -a "$out/cpu-vs-gpu.txt" || true
 fi
+if stage 5; then
+echo "== 5. the train command" | tee "$out/train-loop.txt"
+for shape in "small 128" "125m 512"; do
+  set -- $shape
+  extra=()
+  [[ "$1" == 125m ]] && extra=(--layers 12 --hidden 768 --intermediate 2048 --heads 12 --kv-heads 12)
+  echo "-- $1 shape, 16 × $2 tokens a step" | tee -a "$out/train-loop.txt"
+  "$tritlab" train --data "$data/test.txt" --val "$data/valid.txt" --tokenizer "$data/tokenizer.json" \
+    --preset small "${extra[@]}" --device cuda:0 --seq "$2" --batch 16 --steps "${LOOP_STEPS:-30}" \
+    --checkpoint-every 100000 --eval-sequences 4 --out "$work/loop-$1" 2>&1 | grep "steps in" | tee -a "$out/train-loop.txt"
+done
+fi
+
 if stage 4; then
 echo "== 4. micro-batches and data parallelism" | tee "$out/data-parallel.txt"
 gpus="$(nvidia-smi -L | wc -l)"
