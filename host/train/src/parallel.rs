@@ -311,8 +311,8 @@ mod nccl {
     }
 }
 
-/// What one rank computed in a step: every micro-batch's loss (the same on every rank) and the
-/// gradient norm it clipped with.
+/// What one rank computed in a step: the step's loss (the mean of its micro-batches' losses,
+/// summed in micro-batch order) and the gradient norm it clipped with, the same on every rank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankStep {
     pub loss: f32,
