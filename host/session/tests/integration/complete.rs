@@ -116,7 +116,7 @@ fn options() {
     // Given options and those they exclude are not offered again.
     let after = words("generate \"x\" --seed 3 --greedy --");
     assert_eq!(after, ["--max-tokens", "--tracer", "--stop"]);
-    assert_eq!(words("train --resume runs/a --"), ["--steps"]);
+    assert_eq!(words("train --resume runs/a --"), ["--steps", "--devices"]);
     assert!(!words("train --data a --").contains(&"--resume".to_string()));
     // An empty word after the arguments offers the options.
     assert_eq!(words("check c ").first().map(String::as_str), Some("--on"));

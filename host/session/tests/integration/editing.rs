@@ -54,7 +54,7 @@ fn hints_show_what_is_left_of_the_synopsis() {
     );
     assert_eq!(
         hint("train --resume runs/a ").as_deref(),
-        Some("[--steps N]")
+        Some("[--steps N] [--devices LIST]")
     );
     assert_eq!(
         hint("log ").as_deref(),
