@@ -111,13 +111,25 @@ impl Collective for LocalGroup {
                     "rank {r} of the data-parallel group stopped before round {round}'s exchange"
                 )));
             }
-            let (slots, _) = &rounds.open[&round];
-            if slots.iter().all(Option::is_some) {
-                break;
+            match rounds.open.get(&round) {
+                Some((slots, _)) if slots.iter().all(Option::is_some) => break,
+                Some(_) => {}
+                None => {
+                    return Err(TrainError::Invalid(format!(
+                        "round {round} of the exchange closed before rank {} took its result",
+                        self.rank
+                    )))
+                }
             }
             rounds = turn.wait(rounds).map_err(|_| poisoned())?;
         }
-        let (slots, taken) = rounds.open.get_mut(&round).expect("the round is open");
+        // The round stays open until every rank, this one included, has taken its result.
+        let Some((slots, taken)) = rounds.open.get_mut(&round) else {
+            return Err(TrainError::Invalid(format!(
+                "round {round} of the exchange closed before rank {} took its result",
+                self.rank
+            )));
+        };
         let parts: Vec<Tensor> = slots.iter().flatten().cloned().collect();
         *taken += 1;
         if *taken == ranks {
@@ -414,7 +426,7 @@ pub fn step(
             Some(_) => {}
         }
     }
-    Ok(first.expect("at least one rank"))
+    first.ok_or_else(|| TrainError::Invalid("a step on no ranks".into()))
 }
 
 #[allow(clippy::too_many_arguments)]
