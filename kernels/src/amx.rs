@@ -211,15 +211,39 @@ const BLOCK_DEPTH: usize = 128;
 /// Whether this CPU and operating system run AMX bf16 products. The first call asks Linux for
 /// permission to use the tile registers (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), once per process.
 pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(detect)
+    tiles_permitted() && has_feature(AMX_BF16)
+}
+
+/// Whether this CPU and operating system run AMX int8 products (`tdpbusd`), which the ternary
+/// products of several tokens use (see `backend::amx`).
+pub fn int8_available() -> bool {
+    tiles_permitted() && has_feature(AMX_INT8)
+}
+
+/// CPUID leaf 7, EDX: AMX-BF16 and AMX-INT8 (the tiles themselves are bit 24).
+const AMX_BF16: u32 = 1 << 22;
+const AMX_INT8: u32 = 1 << 25;
+
+#[cfg(target_arch = "x86_64")]
+fn has_feature(bit: u32) -> bool {
+    std::arch::x86_64::__cpuid_count(7, 0).edx & bit != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_feature(_: u32) -> bool {
+    false
+}
+
+/// Whether the CPU has tiles and Linux lets this process use them; asked once per process.
+fn tiles_permitted() -> bool {
+    static PERMITTED: OnceLock<bool> = OnceLock::new();
+    *PERMITTED.get_or_init(detect)
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn detect() -> bool {
-    // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
-    let leaf = std::arch::x86_64::__cpuid_count(7, 0);
-    if leaf.edx & (1 << 22) == 0 || leaf.edx & (1 << 24) == 0 {
+    // CPUID leaf 7: EDX bit 24 AMX-TILE.
+    if !has_feature(1 << 24) {
         return false;
     }
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
@@ -619,12 +643,12 @@ fn product(pairs: &[(&[u16], &[u16])], rows: usize, cols: usize, depth: usize, c
 
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(crate) struct TileConfig(pub(crate) [u8; 64]);
 
 /// Palette 1, tiles 0–7 of 16 rows × 64 bytes: 0–3 accumulate, 4–5 hold the left operand,
-/// 6–7 the right.
+/// 6–7 the right (the int8 products of `backend::amx` use the same shapes).
 #[cfg(target_arch = "x86_64")]
-static CONFIG: TileConfig = {
+pub(crate) static CONFIG: TileConfig = {
     let mut c = [0u8; 64];
     c[0] = 1;
     let mut t = 0;

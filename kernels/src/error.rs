@@ -38,7 +38,7 @@ pub enum KernelError {
     },
     #[error("scale {value} in {what} is not a finite, positive number")]
     BadScale { what: &'static str, value: f32 },
-    #[error("unknown kernel backend {0:?} (expected scalar, avx2, avx512, neon or auto)")]
+    #[error("unknown kernel backend {0:?} (expected scalar, avx2, avx512, amx, neon or auto)")]
     UnknownBackend(String),
     #[error("unknown packing {0:?} (expected i2 or t1)")]
     UnknownPacking(String),

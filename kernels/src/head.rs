@@ -502,7 +502,7 @@ fn rows_dot(
     // does not imply it), so it is checked here; without it the reference runs.
     #[cfg(target_arch = "x86_64")]
     let fma = is_x86_feature_detected!("fma");
-    match backend {
+    match backend.vector() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the backend was checked to be supported by this CPU (gemv_with), FMA just
         // above, and the shapes were asserted above.

@@ -509,10 +509,27 @@ impl TernaryMatrix {
     ) {
         let ntok = tokens.len();
         let factors: Vec<f32> = xs.iter().map(|s| s * ws).collect();
+        // Several tokens on AMX: laid out for the tiles once, here, not once per task; tasks
+        // take whole bands of 32 rows, the tiles' unit.
+        #[cfg(target_arch = "x86_64")]
+        let tiles = backend
+            .tiles_for(ntok)
+            .then(|| backend::amx::Tokens::pack(tokens, self.stride * 4));
+        #[cfg(target_arch = "x86_64")]
+        let chunk = match tiles {
+            Some(_) => self.rows_per_task(ntok).next_multiple_of(32),
+            None => self.rows_per_task(ntok),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
         let chunk = self.rows_per_task(ntok);
         let run = |r0: usize, acc: &mut [i32]| {
             let rows = acc.len() / ntok;
             let bytes = &self.codes[r0 * self.stride..(r0 + rows) * self.stride];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(tiles) = &tiles {
+                backend::amx_dots(bytes, self.stride, tiles, acc);
+                return;
+            }
             backend::dots(backend, bytes, self.stride, tokens, acc, stream);
         };
         if ntok == 1 {
@@ -720,7 +737,7 @@ struct TunedCall {
 
 fn tuned_call(backend: Backend, tokens: usize, matrices: &[&TernaryMatrix]) -> TunedCall {
     let tuned = tokens == 1
-        && matches!(backend, Backend::Avx2 | Backend::Avx512Vnni)
+        && matches!(backend.vector(), Backend::Avx2 | Backend::Avx512Vnni)
         && matrices.iter().all(|m| m.packing == Packing::I2);
     if !tuned {
         return TunedCall {

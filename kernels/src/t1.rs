@@ -149,7 +149,7 @@ enum Decoder {
 fn decoder(backend: Backend) -> Decoder {
     #[cfg(target_arch = "x86_64")]
     {
-        match backend {
+        match backend.vector() {
             Backend::Avx512Vnni if vbmi::available() => Decoder::Vbmi,
             Backend::Avx512Vnni | Backend::Avx2 if avx2::available() => Decoder::Avx2,
             _ => Decoder::Table,
@@ -224,6 +224,11 @@ pub(crate) fn matmul(
     y: &mut [f32],
     rows_per_task: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if backend.tiles_for(x.tokens()) {
+        matmul_amx(m, ws, x, y, rows_per_task.next_multiple_of(32));
+        return;
+    }
     if decodes_in_registers(backend) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -279,6 +284,82 @@ fn matmul_tiles(
             let yt = &mut y[t * m.rows + r0..t * m.rows + r0 + rows];
             for (r, o) in yt.iter_mut().enumerate() {
                 *o = (acc[r * ntok + t] - sum) as f32 * f;
+            }
+        }
+    }
+}
+
+/// Byte → its five codes (trit + 1, column order) and three spare bytes; bytes that are no T1
+/// byte (a checked matrix holds none) decode to zero trits.
+#[cfg(target_arch = "x86_64")]
+static T1_CODES: [[u8; 8]; 256] = {
+    let mut table = [[1u8; 8]; 256];
+    let mut v = 0;
+    while v < 243 {
+        let mut rest = v;
+        let mut i = 5;
+        while i > 0 {
+            i -= 1;
+            table[t1_encode(v as u8) as usize][i] = (rest % 3) as u8;
+            rest /= 3;
+        }
+        v += 1;
+    }
+    table
+};
+
+/// One T1 row as `out.len()` codes (trit + 1) in natural column order; columns past the row's
+/// bytes are zero trits.
+#[cfg(target_arch = "x86_64")]
+fn unpack_codes(row: &[u8], out: &mut [u8]) {
+    let whole = (out.len() / 5).min(row.len());
+    for (&b, o) in row[..whole].iter().zip(out.chunks_exact_mut(5)) {
+        o.copy_from_slice(&T1_CODES[b as usize][..5]);
+    }
+    let rest = &mut out[whole * 5..];
+    rest.fill(1);
+    if let Some(&b) = row.get(whole) {
+        let n = rest.len().min(5);
+        rest[..n].copy_from_slice(&T1_CODES[b as usize][..n]);
+    }
+}
+
+/// Several tokens on AMX tiles ([`crate::backend::amx`]): each band of rows is decoded to one
+/// code per byte, then multiplied like I2's. `rows_per_task` is a multiple of the 32-row band.
+#[cfg(target_arch = "x86_64")]
+fn matmul_amx(m: Rows, ws: f32, x: &QuantizedActivations, y: &mut [f32], rows_per_task: usize) {
+    use crate::backend::{amx, TokenView};
+    let ntok = x.tokens();
+    let views: Vec<TokenView> = (0..ntok)
+        .map(|t| TokenView {
+            natural: x.token(t),
+            pairs: x.token_pair_order(t),
+            sum: x.sum(t),
+            block_sums: x.block_sums(t),
+        })
+        .collect();
+    let tokens = amx::Tokens::pack(&views, x.stride());
+    let starts: Vec<usize> = (0..m.rows).step_by(rows_per_task).collect();
+    let results: Vec<(usize, Vec<i32>)> = starts
+        .into_par_iter()
+        .map(|r0| {
+            let rows = rows_per_task.min(m.rows - r0);
+            let mut acc = vec![0i32; rows * ntok];
+            let unpack = |r: usize, codes: &mut [u8]| {
+                let start = (r0 + r) * m.stride;
+                unpack_codes(&m.bytes[start..start + m.stride], codes);
+            };
+            crate::backend::amx_dots_with(rows, &unpack, &tokens, &mut acc);
+            (r0, acc)
+        })
+        .collect();
+    for (r0, acc) in results {
+        let rows = acc.len() / ntok;
+        for t in 0..ntok {
+            let f = ws * x.scale(t);
+            let yt = &mut y[t * m.rows + r0..t * m.rows + r0 + rows];
+            for (r, o) in yt.iter_mut().enumerate() {
+                *o = acc[r * ntok + t] as f32 * f;
             }
         }
     }

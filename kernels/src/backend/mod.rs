@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod amx;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
@@ -28,15 +30,18 @@ pub enum Backend {
     Avx2,
     /// x86-64 AVX-512 with VNNI: `vpdpbusd` on 512-bit vectors.
     Avx512Vnni,
+    /// AVX-512 VNNI for one token, AMX int8 tiles (`tdpbusd`) for several ([`amx`]).
+    Amx,
     /// AArch64 Advanced SIMD.
     Neon,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Scalar,
         Backend::Avx2,
         Backend::Avx512Vnni,
+        Backend::Amx,
         Backend::Neon,
     ];
 
@@ -45,6 +50,7 @@ impl Backend {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
             Backend::Avx512Vnni => "avx512-vnni",
+            Backend::Amx => "amx-int8",
             Backend::Neon => "neon",
         }
     }
@@ -54,6 +60,7 @@ impl Backend {
             "scalar" => Some(Backend::Scalar),
             "avx2" => Some(Backend::Avx2),
             "avx512" | "avx512-vnni" | "avx512vnni" => Some(Backend::Avx512Vnni),
+            "amx" | "amx-int8" => Some(Backend::Amx),
             "neon" => Some(Backend::Neon),
             _ => None,
         }
@@ -72,6 +79,8 @@ impl Backend {
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Amx => Backend::Avx512Vnni.is_supported() && crate::amx::int8_available(),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -86,10 +95,15 @@ impl Backend {
 
     /// The fastest backend this CPU supports.
     pub fn best() -> Backend {
-        [Backend::Avx512Vnni, Backend::Neon, Backend::Avx2]
-            .into_iter()
-            .find(|b| b.is_supported())
-            .unwrap_or(Backend::Scalar)
+        [
+            Backend::Amx,
+            Backend::Avx512Vnni,
+            Backend::Neon,
+            Backend::Avx2,
+        ]
+        .into_iter()
+        .find(|b| b.is_supported())
+        .unwrap_or(Backend::Scalar)
     }
 
     /// The backend named by [`BACKEND_ENV`], if any. An unknown or unsupported name is an error.
@@ -118,6 +132,29 @@ impl Backend {
                 .flatten()
                 .unwrap_or_else(Backend::best)
         })
+    }
+
+    /// The backend whose vector code this one runs for a single token, for per-group scales and
+    /// for the other kernels (T1 decoding, the output head): AMX's is AVX-512 VNNI's.
+    pub(crate) fn vector(self) -> Backend {
+        match self {
+            Backend::Amx => Backend::Avx512Vnni,
+            other => other,
+        }
+    }
+
+    /// Whether products of `tokens` tokens of an I2 matrix with per-tensor scales run on AMX
+    /// tiles ([`amx_dots`]) with this backend.
+    pub(crate) fn tiles_for(self, tokens: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self == Backend::Amx && tokens >= amx::MIN_TOKENS
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = tokens;
+            false
+        }
     }
 
     pub(crate) fn ensure_supported(self) -> Result<()> {
@@ -214,8 +251,10 @@ pub(crate) fn dots(
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
         Backend::Avx2 => unsafe { avx2::dots(rows, stride, tokens, out, stream) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Backend::Avx512Vnni => unsafe { avx512::dots(rows, stride, tokens, out, stream) },
+        // SAFETY: as above (AMX implies AVX-512 VNNI; several tokens go to `amx_dots`).
+        Backend::Avx512Vnni | Backend::Amx => unsafe {
+            avx512::dots(rows, stride, tokens, out, stream)
+        },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Backend::Neon => unsafe { neon::dots(rows, stride, tokens, out) },
@@ -254,11 +293,61 @@ pub(crate) fn block_dots(
         // SAFETY: the backend was checked to be supported by this CPU when it was chosen.
         Backend::Avx2 => unsafe { avx2::block_dots(rows, stride, token, out) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Backend::Avx512Vnni => unsafe { avx512::block_dots(rows, stride, token, out) },
+        // SAFETY: as above (AMX implies AVX-512 VNNI).
+        Backend::Avx512Vnni | Backend::Amx => unsafe {
+            avx512::block_dots(rows, stride, token, out)
+        },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         Backend::Neon => unsafe { neon::block_dots(rows, stride, token, out) },
         _ => scalar::block_dots(rows, stride, token, out),
     }
+}
+
+/// Σ trit·q of I2 rows against tokens laid out for AMX tiles: `out[r * tokens.len() + t]`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn amx_dots(rows: &[u8], stride: usize, tokens: &amx::Tokens, out: &mut [i32]) {
+    // `amx::dots` runs tile instructions: without AMX they fault, so this is checked in every
+    // build (a cached look-up), as are the shapes its raw tile loads rely on.
+    assert!(
+        Backend::Amx.is_supported(),
+        "AMX int8 is not supported by this CPU"
+    );
+    assert!(
+        stride > 0
+            && stride.is_multiple_of(crate::matrix::BLOCK_BYTES)
+            && rows.len().is_multiple_of(stride),
+        "rows are not whole rows of whole blocks"
+    );
+    assert_eq!(
+        tokens.depth(),
+        stride * 4,
+        "tokens packed for another depth"
+    );
+    assert_eq!(
+        out.len(),
+        rows.len() / stride * tokens.len(),
+        "output length"
+    );
+    // SAFETY: AMX int8 was checked above, and so were the shapes.
+    unsafe { amx::dots(rows, stride, tokens, out) }
+}
+
+/// Σ trit·q of `nrows` rows that `unpack(r, codes)` writes as codes (trit + 1, natural order,
+/// `tokens.depth()` of them) against tokens laid out for AMX tiles: `out[r * tokens.len() + t]`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn amx_dots_with(
+    nrows: usize,
+    unpack: &dyn Fn(usize, &mut [u8]),
+    tokens: &amx::Tokens,
+    out: &mut [i32],
+) {
+    assert!(
+        Backend::Amx.is_supported(),
+        "AMX int8 is not supported by this CPU"
+    );
+    assert_eq!(out.len(), nrows * tokens.len(), "output length");
+    // SAFETY: AMX int8 was checked above; `dots_with` checks the output length itself and
+    // hands `unpack` buffers of exactly the tokens' depth.
+    unsafe { amx::dots_with(nrows, unpack, tokens, out) }
 }

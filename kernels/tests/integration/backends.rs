@@ -153,6 +153,46 @@ fn threads_do_not_change_results() {
 }
 
 #[test]
+fn amx_tiles_equal_the_reference_across_tile_edges() {
+    // Token counts around the 16-token tile and the 32-token pass, row counts around the
+    // 32-row band, depths of one to many 64-byte tile rows, on one and several threads (whose
+    // tasks start bands at other rows). Without AMX there is nothing to compare.
+    if !Backend::Amx.is_supported() {
+        eprintln!("no AMX int8 on this machine: the tile products were not run");
+        return;
+    }
+    let pools: Vec<rayon::ThreadPool> = [1, 3]
+        .into_iter()
+        .map(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for (rows, cols) in [(1usize, 128usize), (31, 300), (33, 1000), (257, 2560)] {
+        let t: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 11 + i / 7) % 3) as i8 - 1)
+            .collect();
+        let m = TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.37)).unwrap();
+        for tokens in [4usize, 15, 16, 17, 33, 64, 70] {
+            let x: Vec<i8> = (0..tokens * cols)
+                .map(|i| (i * 97 + i / 3) as u8 as i8)
+                .collect();
+            let xs: Vec<f32> = (0..tokens).map(|i| 0.01 + i as f32 * 0.003).collect();
+            let q = QuantizedActivations::from_int8(&x, &xs, tokens, cols).unwrap();
+            let expected = bits(&reference(&t, rows, cols, &x, &xs, m.scale()));
+            for pool in &pools {
+                let mut y = vec![f32::NAN; tokens * rows];
+                pool.install(|| m.matmul_with(Backend::Amx, &q, &mut y))
+                    .unwrap();
+                assert_eq!(bits(&y), expected, "{rows}x{cols}, {tokens} tokens");
+            }
+        }
+    }
+}
+
+#[test]
 fn shape_mismatches_are_errors() {
     let m = TernaryMatrix::from_trits(&[1, 0, -1, 1], 2, 2, WeightScale::PerTensor(1.0)).unwrap();
     let q = QuantizedActivations::quantize(&[1.0, 2.0, 3.0], 1, 3).unwrap();

@@ -83,24 +83,28 @@ fn malformed_buffers_are_errors() {
 #[test]
 fn t1_matches_i2_on_many_rows_and_tokens() {
     // Rows past one 64-row output chunk and past several parallel tasks, columns with a short
-    // last chunk (1283 = 4·320 + 3), and more tokens than one tile of four.
-    let (rows, cols, tokens) = (300, 1283, 9);
+    // last chunk (1283 = 4·320 + 3), and more tokens than one tile of four (or of sixteen, on
+    // AMX), against I2 on the scalar reference.
+    let (rows, cols) = (300, 1283);
     let t: Vec<i8> = (0..rows * cols)
         .map(|i| ((i * 7 + i / 5) % 3) as i8 - 1)
         .collect();
-    let x: Vec<f32> = (0..tokens * cols)
-        .map(|i| ((i * 37) % 255) as f32 - 127.0)
-        .collect();
-    let q = QuantizedActivations::quantize(&x, tokens, cols).unwrap();
     let i2 = TernaryMatrix::from_trits(&t, rows, cols, WeightScale::PerTensor(0.3)).unwrap();
     let t1 = i2.repack(Packing::T1).unwrap();
     assert!(t1.packed_bytes() < i2.packed_bytes());
-    let mut a = vec![0.0; rows * tokens];
-    i2.matmul(&q, &mut a).unwrap();
-    for backend in tritlab_kernels::Backend::supported() {
-        let mut b = vec![f32::NAN; rows * tokens];
-        t1.matmul_with(backend, &q, &mut b).unwrap();
-        assert_eq!(a, b, "T1 on {backend}");
+    for tokens in [9, 40] {
+        let x: Vec<f32> = (0..tokens * cols)
+            .map(|i| ((i * 37) % 255) as f32 - 127.0)
+            .collect();
+        let q = QuantizedActivations::quantize(&x, tokens, cols).unwrap();
+        let mut a = vec![0.0; rows * tokens];
+        i2.matmul_with(tritlab_kernels::Backend::Scalar, &q, &mut a)
+            .unwrap();
+        for backend in tritlab_kernels::Backend::supported() {
+            let mut b = vec![f32::NAN; rows * tokens];
+            t1.matmul_with(backend, &q, &mut b).unwrap();
+            assert_eq!(a, b, "T1 on {backend}, {tokens} tokens");
+        }
     }
 }
 
