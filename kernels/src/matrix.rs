@@ -443,14 +443,7 @@ impl TernaryMatrix {
             crate::t1::matmul(self.t1_rows(), backend, ws, x, y, chunk);
             return Ok(());
         }
-        let tokens: Vec<TokenView> = (0..x.tokens())
-            .map(|t| TokenView {
-                natural: x.token(t),
-                pairs: x.token_pair_order(t),
-                sum: x.sum(t),
-                block_sums: x.block_sums(t),
-            })
-            .collect();
+        let tokens: Vec<TokenView> = (0..x.tokens()).map(|t| TokenView::of(x, t)).collect();
         match &self.scale {
             WeightScale::PerTensor(ws) => {
                 let tuned = match stream {
@@ -680,12 +673,7 @@ impl TernaryMatrix {
                 });
             }
         }
-        let token = TokenView {
-            natural: x.token(0),
-            pairs: x.token_pair_order(0),
-            sum: x.sum(0),
-            block_sums: x.block_sums(0),
-        };
+        let token = TokenView::of(x, 0);
         let t1_planes: &[i8] = if matrices.iter().any(|m| m.packing == Packing::T1) {
             x.t1_planes().token(0)
         } else {

@@ -330,14 +330,7 @@ fn unpack_codes(row: &[u8], out: &mut [u8]) {
 fn matmul_amx(m: Rows, ws: f32, x: &QuantizedActivations, y: &mut [f32], rows_per_task: usize) {
     use crate::backend::{amx, TokenView};
     let ntok = x.tokens();
-    let views: Vec<TokenView> = (0..ntok)
-        .map(|t| TokenView {
-            natural: x.token(t),
-            pairs: x.token_pair_order(t),
-            sum: x.sum(t),
-            block_sums: x.block_sums(t),
-        })
-        .collect();
+    let views: Vec<TokenView> = (0..ntok).map(|t| TokenView::of(x, t)).collect();
     let tokens = amx::Tokens::pack(&views, x.stride());
     let starts: Vec<usize> = (0..m.rows).step_by(rows_per_task).collect();
     let results: Vec<(usize, Vec<i32>)> = starts

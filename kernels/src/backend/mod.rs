@@ -208,6 +208,18 @@ pub(crate) struct TokenView<'a> {
     pub block_sums: &'a [i32],
 }
 
+impl<'a> TokenView<'a> {
+    /// Token `t` of `x`, in every order the kernels read.
+    pub(crate) fn of(x: &'a crate::quant::QuantizedActivations, t: usize) -> Self {
+        TokenView {
+            natural: x.token(t),
+            pairs: x.token_pair_order(t),
+            sum: x.sum(t),
+            block_sums: x.block_sums(t),
+        }
+    }
+}
+
 /// Σ trit·q for `out.len() / tokens.len()` rows against each token: `out[r * tokens.len() + t]`.
 /// `stream` says how a single token reads the rows (AVX2 and AVX-512; see [`crate::tune`]).
 ///
